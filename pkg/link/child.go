@@ -1,0 +1,84 @@
+package link
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+)
+
+// childSpec builds the netdev of a kind that hangs off a device in the
+// underlay namespace (vxlan, macvlan, vlan), given the handle bound to the
+// underlay and the attributes the pod end is born with.
+type childSpec func(hu *netlink.Handle, attrs netlink.LinkAttrs) (netlink.Link, error)
+
+// createChild creates end's netdev through a socket in underlay, naming
+// end.NS as its namespace: the kernel then creates it in the pod directly,
+// with its parent (or tunnel socket) left on the node, and nothing is moved.
+func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker, build childSpec) (err error) {
+	hu, err := handleAt(underlay)
+	if err != nil {
+		return err
+	}
+	defer hu.Close()
+	hp, err := handleAt(end.NS)
+	if err != nil {
+		return err
+	}
+	defer hp.Close()
+
+	fillMAC(end)
+	attrs := newAttrs(end, m)
+	attrs.Namespace = netlink.NsFd(end.NS.Fd())
+	l, err := build(hu, attrs)
+	if err != nil {
+		return err
+	}
+	if err := hu.LinkAdd(l); err != nil {
+		return whichExists(fmt.Errorf("create %s %s: %w", l.Type(), end, err), end)
+	}
+	created := false
+	defer func() {
+		if !created {
+			discard(hp, end.Name)
+		}
+	}()
+	// The index netlink filled in after LinkAdd was looked up in the
+	// underlay; the new netdev is in the pod.
+	inPod, err := hp.LinkByName(end.Name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", end, err)
+	}
+	if err := step(ctx, "create"); err != nil {
+		return err
+	}
+	if err := configure(ctx, hp, end, inPod, m, true); err != nil {
+		return err
+	}
+	created = true
+	return nil
+}
+
+// verifyChild verifies end in its namespace and returns its netdev for
+// kind-specific checks.
+func verifyChild(end *Endpoint, kind string, m Marker) (netlink.Link, error) {
+	hp, err := handleAt(end.NS)
+	if err != nil {
+		return nil, err
+	}
+	defer hp.Close()
+	return verifyEnd(hp, end, kind, m)
+}
+
+// parentIndex resolves a parent device by name in the underlay namespace.
+func parentIndex(hu *netlink.Handle, name string) (int, error) {
+	l, err := linkIn(hu, name)
+	if err != nil {
+		return 0, err
+	}
+	if l == nil {
+		return 0, fmt.Errorf("parent device %q not found", name)
+	}
+	return l.Attrs().Index, nil
+}

@@ -1,0 +1,97 @@
+package link
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Owned lists the netdevs in n whose marker alias starts with aliasPrefix.
+func Owned(n ns.NetNS, aliasPrefix string) ([]netlink.Link, error) {
+	h, err := handleAt(n)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	return owned(h, aliasPrefix)
+}
+
+func owned(h *netlink.Handle, aliasPrefix string) ([]netlink.Link, error) {
+	all, err := h.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var mine []netlink.Link
+	for _, l := range all {
+		if aliasPrefix != "" && strings.HasPrefix(l.Attrs().Alias, aliasPrefix) {
+			mine = append(mine, l)
+		}
+	}
+	return mine, nil
+}
+
+// RemoveOwned deletes every netdev in n that is in group and whose marker
+// alias starts with aliasPrefix. When the group holds nothing else, the
+// kernel deletes the whole group in one request and one RCU grace period;
+// otherwise each netdev is deleted on its own. It returns how many netdevs
+// it deleted.
+func RemoveOwned(n ns.NetNS, group uint32, aliasPrefix string) (int, error) {
+	h, err := handleAt(n)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	all, err := h.LinkList()
+	if err != nil {
+		return 0, err
+	}
+	var mine []netlink.Link
+	groupIsMine := group != 0
+	for _, l := range all {
+		ours := aliasPrefix != "" && strings.HasPrefix(l.Attrs().Alias, aliasPrefix)
+		if ours {
+			mine = append(mine, l)
+		}
+		if l.Attrs().Group == group && !ours {
+			groupIsMine = false
+		}
+		if ours && l.Attrs().Group != group {
+			groupIsMine = false
+		}
+	}
+	if len(mine) == 0 {
+		return 0, nil
+	}
+	if groupIsMine {
+		if err := deleteGroup(n, group); err == nil {
+			return len(mine), nil
+		}
+	}
+	for _, l := range mine {
+		if err := h.LinkDel(l); err != nil && !isGone(err) {
+			return 0, fmt.Errorf("delete %s in %s: %w", l.Attrs().Name, n.Path(), err)
+		}
+	}
+	return len(mine), nil
+}
+
+// deleteGroup is `ip link delete group N`: the kernel unregisters every
+// netdev of the group together, so they share one RCU grace period.
+func deleteGroup(n ns.NetNS, group uint32) error {
+	s, err := nl.GetNetlinkSocketAt(netns.NsHandle(n.Fd()), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
+	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}

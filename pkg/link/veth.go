@@ -1,0 +1,118 @@
+package link
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Veth is a veth pair with end A in A.NS and end B in B.NS. Both ends are
+// born in their namespaces by one request; nothing is moved.
+type Veth struct {
+	A, B   Endpoint
+	Marker Marker
+}
+
+// Kind implements Link.
+func (v *Veth) Kind() string { return "veth" }
+
+// Create implements Link. It fills in A.MAC and B.MAC when they were unset.
+func (v *Veth) Create(ctx context.Context) (err error) {
+	ha, hb, err := v.handles()
+	if err != nil {
+		return err
+	}
+	defer closeHandles(ha, hb)
+
+	fillMAC(&v.A)
+	fillMAC(&v.B)
+	veth := &netlink.Veth{
+		LinkAttrs:        newAttrs(&v.A, v.Marker),
+		PeerName:         v.B.Name,
+		PeerMTU:          uint32(v.B.MTU),
+		PeerHardwareAddr: v.B.MAC,
+		PeerNamespace:    netlink.NsFd(v.B.NS.Fd()),
+	}
+	if err := ha.LinkAdd(veth); err != nil {
+		return whichExists(fmt.Errorf("create veth %s <-> %s: %w", &v.A, &v.B, err), &v.A, &v.B)
+	}
+	created := false
+	defer func() {
+		if !created {
+			// The ends may not carry their marker yet: delete by name.
+			discard(ha, v.A.Name)
+			discard(hb, v.B.Name)
+		}
+	}()
+	if err := step(ctx, "create"); err != nil {
+		return err
+	}
+	if err := configure(ctx, ha, &v.A, veth, v.Marker, true); err != nil {
+		return err
+	}
+	peer, err := hb.LinkByName(v.B.Name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", &v.B, err)
+	}
+	if err := configure(ctx, hb, &v.B, peer, v.Marker, false); err != nil {
+		return err
+	}
+	created = true
+	return nil
+}
+
+// Verify implements Link: both ends exist, are configured, and are each
+// other's peer.
+func (v *Veth) Verify(ctx context.Context) error {
+	ha, hb, err := v.handles()
+	if err != nil {
+		return err
+	}
+	defer closeHandles(ha, hb)
+	la, err := verifyEnd(ha, &v.A, "veth", v.Marker)
+	if err != nil {
+		return err
+	}
+	lb, err := verifyEnd(hb, &v.B, "veth", v.Marker)
+	if err != nil {
+		return err
+	}
+	if la.Attrs().ParentIndex != lb.Attrs().Index || lb.Attrs().ParentIndex != la.Attrs().Index {
+		return &MismatchError{End: v.A.String(), What: "veth peer is not " + v.B.String()}
+	}
+	return nil
+}
+
+// Remove implements Link. Deleting one end of a veth deletes both; B is
+// tried as well in case A was already gone.
+func (v *Veth) Remove(ctx context.Context) error {
+	errA := removeEnd(v.A.NS, v.A.Name, v.Marker)
+	errB := removeEnd(v.B.NS, v.B.Name, v.Marker)
+	if errA != nil {
+		return errA
+	}
+	return errB
+}
+
+func (v *Veth) handles() (ha, hb *netlink.Handle, err error) {
+	if ha, err = handleAt(v.A.NS); err != nil {
+		return nil, nil, err
+	}
+	if v.B.NS.Path() == v.A.NS.Path() {
+		return ha, ha, nil
+	}
+	if hb, err = handleAt(v.B.NS); err != nil {
+		ha.Close()
+		return nil, nil, err
+	}
+	return ha, hb, nil
+}
+
+func closeHandles(handles ...*netlink.Handle) {
+	for i, h := range handles {
+		if h != nil && (i == 0 || h != handles[i-1]) {
+			h.Close()
+		}
+	}
+}
