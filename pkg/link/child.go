@@ -1,6 +1,8 @@
 package link
 
 import (
+	"github.com/ratchet-cni/ratchet/internal/fault"
+
 	"context"
 	"fmt"
 
@@ -50,7 +52,7 @@ func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker
 	if err != nil {
 		return fmt.Errorf("%s: %w", end, err)
 	}
-	if err := step(ctx, "create"); err != nil {
+	if err := fault.Step(ctx, "create"); err != nil {
 		return err
 	}
 	if err := configure(ctx, hp, end, inPod, m, true); err != nil {

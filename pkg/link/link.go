@@ -1,6 +1,8 @@
 package link
 
 import (
+	"github.com/ratchet-cni/ratchet/internal/fault"
+
 	"context"
 	"errors"
 	"fmt"
@@ -108,7 +110,7 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return fmt.Errorf("%s: set up: %w", end, err)
 		}
 	}
-	if err := step(ctx, "marker"); err != nil {
+	if err := fault.Step(ctx, "marker"); err != nil {
 		return err
 	}
 	for _, a := range end.Addrs {
@@ -116,7 +118,7 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return err
 		}
 	}
-	if err := step(ctx, "addresses"); err != nil {
+	if err := fault.Step(ctx, "addresses"); err != nil {
 		return err
 	}
 	for _, r := range end.Routes {
@@ -125,7 +127,7 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return fmt.Errorf("%s: add route %s via %s: %w", end, r.Dst, r.GW, err)
 		}
 	}
-	if err := step(ctx, "routes"); err != nil {
+	if err := fault.Step(ctx, "routes"); err != nil {
 		return err
 	}
 	if end.Netem != nil {
@@ -136,7 +138,7 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return fmt.Errorf("%s: add netem qdisc: %w", end, err)
 		}
 	}
-	return step(ctx, "netem")
+	return fault.Step(ctx, "netem")
 }
 
 // addAddr assigns a. IPv6 addresses skip duplicate address detection, so

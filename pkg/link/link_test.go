@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
@@ -131,7 +132,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	for k := 1; ; k++ {
 		a, b := testutil.NewNS(t), testutil.NewNS(t)
 		calls := 0
-		hooked := link.WithStepHook(ctx, func(step string) error {
+		hooked := fault.With(ctx, func(step string) error {
 			calls++
 			if calls == k {
 				return injected

@@ -1,6 +1,8 @@
 package link
 
 import (
+	"github.com/ratchet-cni/ratchet/internal/fault"
+
 	"context"
 	"fmt"
 
@@ -45,7 +47,7 @@ func (v *Veth) Create(ctx context.Context) (err error) {
 			discard(hb, v.B.Name)
 		}
 	}()
-	if err := step(ctx, "create"); err != nil {
+	if err := fault.Step(ctx, "create"); err != nil {
 		return err
 	}
 	if err := configure(ctx, ha, &v.A, veth, v.Marker, true); err != nil {

@@ -1,0 +1,299 @@
+// Package netconf defines ratchet's network configuration: its types,
+// defaults, decoding and validation. Everything a CNI operation reads from
+// stdin is checked here, before any side effect.
+package netconf
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// Defaults.
+const (
+	DefaultStoreDir       = "/var/lib/cni/ratchet"
+	DefaultMaxLinksPerPod = 1024
+	DefaultVXLANPort      = 4789
+	DefaultVNIRange       = "5000-16777215"
+	MaxVNI                = 1<<24 - 1
+)
+
+// PodAnnotationsCapability is the capability under which containerd and
+// CRI-O hand a plugin all pod annotations in runtimeConfig.
+const PodAnnotationsCapability = "io.kubernetes.cri.pod-annotations"
+
+// NetConf is ratchet's network configuration, read from stdin.
+type NetConf struct {
+	types.PluginConf
+
+	// RawLinks are the static links as written; Load decodes them into
+	// Links, refusing unknown fields.
+	RawLinks            []json.RawMessage `json:"links,omitempty"`
+	Links               []LinkSpec        `json:"-"`
+	Store               Store             `json:"store"`
+	Node                Node              `json:"node"`
+	VXLAN               VXLAN             `json:"vxlan"`
+	MaxLinksPerPod      int               `json:"maxLinksPerPod,omitempty"`
+	AllowCrossNamespace bool              `json:"allowCrossNamespace,omitempty"`
+	LogFile             string            `json:"logFile,omitempty"`
+	LogLevel            string            `json:"logLevel,omitempty"`
+
+	// Delegate is a whole plugin config run for pods with no ratchet links
+	// (Ratchet compatibility).
+	Delegate json.RawMessage `json:"delegate,omitempty"`
+	// BootNetwork is a plugin config run first for pods with links.
+	BootNetwork json.RawMessage `json:"bootNetwork,omitempty"`
+
+	RuntimeConfig RuntimeConfig `json:"runtimeConfig,omitempty"`
+
+	// OldValidAttachments is the pre-1.1 spelling of ValidAttachments.
+	OldValidAttachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
+
+	// Chained is true when the config carries a prevResult.
+	Chained bool `json:"-"`
+}
+
+// RuntimeConfig is what the runtime passes for declared capabilities.
+type RuntimeConfig struct {
+	PodAnnotations map[string]string `json:"io.kubernetes.cri.pod-annotations,omitempty"`
+}
+
+// Store selects and configures the state store.
+type Store struct {
+	// Type is "local" (default) or "etcd".
+	Type      string   `json:"type,omitempty"`
+	Dir       string   `json:"dir,omitempty"`
+	Endpoints []string `json:"endpoints,omitempty"`
+	Prefix    string   `json:"prefix,omitempty"`
+	TLS       *TLS     `json:"tls,omitempty"`
+	Timeout   string   `json:"timeout,omitempty"`
+}
+
+// TLS holds client certificate paths for etcd.
+type TLS struct {
+	CA   string `json:"ca,omitempty"`
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+}
+
+// Node describes this node for cross-node links.
+type Node struct {
+	Name    string `json:"name,omitempty"`
+	VtepDev string `json:"vtepDev,omitempty"`
+	VtepIP  string `json:"vtepIP,omitempty"`
+}
+
+// VXLAN holds cluster-wide tunnel settings.
+type VXLAN struct {
+	Port     int    `json:"port,omitempty"`
+	VNIRange string `json:"vniRange,omitempty"`
+	MTU      int    `json:"mtu,omitempty"`
+}
+
+// ValidAttachmentsFor returns the attachments a GC call says are valid,
+// under either spelling of the key.
+func (c *NetConf) ValidAttachmentsFor() []types.GCAttachment {
+	return append(append([]types.GCAttachment(nil), c.ValidAttachments...), c.OldValidAttachments...)
+}
+
+// Decode parses stdin without validating links: what DEL and GC need,
+// which must work even with a config that ADD would now refuse.
+func Decode(stdin []byte) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := json.Unmarshal(stdin, conf); err != nil {
+		return nil, decodeError(err)
+	}
+	if conf.RawPrevResult != nil {
+		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, "invalid prevResult: "+err.Error(), "")
+		}
+		conf.Chained = true
+	}
+	conf.applyDefaults()
+	return conf, nil
+}
+
+// Load parses and fully validates stdin for ADD and CHECK. ifName is
+// CNI_IFNAME: in first-plugin mode it names a link that has no name; in
+// chained mode no link may take it.
+func Load(stdin []byte, ifName string) (*NetConf, error) {
+	conf, err := Decode(stdin)
+	if err != nil {
+		return nil, err
+	}
+	if err := conf.validate(ifName); err != nil {
+		return nil, err
+	}
+	return conf, nil
+}
+
+func (c *NetConf) applyDefaults() {
+	if c.Store.Type == "" {
+		c.Store.Type = "local"
+	}
+	if c.Store.Dir == "" {
+		c.Store.Dir = DefaultStoreDir
+	}
+	if c.Store.Prefix == "" {
+		c.Store.Prefix = "/ratchet"
+	}
+	if c.MaxLinksPerPod == 0 {
+		c.MaxLinksPerPod = DefaultMaxLinksPerPod
+	}
+	if c.VXLAN.Port == 0 {
+		c.VXLAN.Port = DefaultVXLANPort
+	}
+	if c.VXLAN.VNIRange == "" {
+		c.VXLAN.VNIRange = DefaultVNIRange
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Node.Name == "" {
+		c.Node.Name, _ = os.Hostname()
+	}
+}
+
+func (c *NetConf) validate(ifName string) error {
+	switch c.Store.Type {
+	case "local", "etcd":
+	default:
+		return Invalid("store.type", c.Store.Type, `want "local" or "etcd"`)
+	}
+	if !filepath.IsAbs(c.Store.Dir) {
+		return Invalid("store.dir", c.Store.Dir, "must be an absolute path")
+	}
+	if c.Store.Type == "etcd" && len(c.Store.Endpoints) == 0 {
+		return Invalid("store.endpoints", "[]", "the etcd store needs at least one endpoint")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return Invalid("logLevel", c.LogLevel, `want "debug", "info", "warn" or "error"`)
+	}
+	if c.LogFile != "" && !filepath.IsAbs(c.LogFile) {
+		return Invalid("logFile", c.LogFile, "must be an absolute path")
+	}
+	if c.MaxLinksPerPod < 0 {
+		return Invalid("maxLinksPerPod", c.MaxLinksPerPod, "must be positive")
+	}
+	if c.VXLAN.Port < 1 || c.VXLAN.Port > 65535 {
+		return Invalid("vxlan.port", c.VXLAN.Port, "must be 1..65535")
+	}
+	if _, _, err := ParseVNIRange(c.VXLAN.VNIRange); err != nil {
+		return Invalid("vxlan.vniRange", c.VXLAN.VNIRange, err.Error())
+	}
+	if c.VXLAN.MTU != 0 {
+		if err := checkMTU(c.VXLAN.MTU); err != nil {
+			return Invalid("vxlan.mtu", c.VXLAN.MTU, err.Error())
+		}
+	}
+	if c.Node.VtepDev != "" {
+		if err := CheckIfName(c.Node.VtepDev); err != nil {
+			return Invalid("node.vtepDev", c.Node.VtepDev, err.Error())
+		}
+	}
+	if c.Node.VtepIP != "" && net.ParseIP(c.Node.VtepIP) == nil {
+		return Invalid("node.vtepIP", c.Node.VtepIP, "not an IP address")
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"delegate", c.Delegate}, {"bootNetwork", c.BootNetwork}} {
+		if err := checkPluginConf(f.name, f.raw); err != nil {
+			return err
+		}
+	}
+
+	if len(c.RawLinks) > c.MaxLinksPerPod {
+		return Invalid("links", fmt.Sprintf("(%d links)", len(c.RawLinks)), fmt.Sprintf("more than maxLinksPerPod (%d)", c.MaxLinksPerPod))
+	}
+	c.Links = make([]LinkSpec, len(c.RawLinks))
+	for i, raw := range c.RawLinks {
+		if err := strictUnmarshal(raw, &c.Links[i]); err != nil {
+			return Invalid(fmt.Sprintf("links[%d]", i), string(raw), err.Error())
+		}
+	}
+	seen := map[string]int{}
+	for i := range c.Links {
+		l := &c.Links[i]
+		field := fmt.Sprintf("links[%d]", i)
+		if l.Name == "" {
+			if c.Chained {
+				return Invalid(field+".name", "", "every link needs a name when ratchet is chained after another plugin")
+			}
+			l.Name = ifName
+		}
+		if err := l.Validate(field, Static); err != nil {
+			return err
+		}
+		if c.Chained && l.Name == ifName {
+			return Invalid(field+".name", l.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained")
+		}
+		if j, dup := seen[l.Name]; dup {
+			return Invalid(field+".name", l.Name, fmt.Sprintf("links[%d] has the same name", j))
+		}
+		seen[l.Name] = i
+	}
+	return nil
+}
+
+func checkPluginConf(field string, raw json.RawMessage) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var pc types.PluginConf
+	if err := json.Unmarshal(raw, &pc); err != nil {
+		return Invalid(field, string(raw), "not a plugin configuration object: "+err.Error())
+	}
+	if pc.Type == "" {
+		return Invalid(field+".type", "", "a plugin configuration needs a type")
+	}
+	return nil
+}
+
+// ParseVNIRange parses "first-last".
+func ParseVNIRange(s string) (first, last int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if ok {
+		first, err = strconv.Atoi(a)
+		if err == nil {
+			last, err = strconv.Atoi(b)
+		}
+	}
+	if !ok || err != nil || first < 1 || last > MaxVNI || first > last {
+		return 0, 0, fmt.Errorf("want FIRST-LAST within 1-%d", MaxVNI)
+	}
+	return first, last, nil
+}
+
+// decodeError turns a JSON error into a CNI error: code 6 when stdin is
+// not JSON, code 7 naming the field when a known field has the wrong type.
+func decodeError(err error) error {
+	var cniErr *types.Error
+	if errors.As(err, &cniErr) {
+		return cniErr
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return Invalid(typeErr.Field, typeErr.Value, "want a "+typeErr.Type.String())
+	}
+	return types.NewError(types.ErrDecodingFailure, "cannot decode network config: "+err.Error(), "")
+}
+
+// strictUnmarshal decodes data into v, refusing unknown fields: inside a
+// link a misspelt key would otherwise be silently ignored.
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}

@@ -1,0 +1,41 @@
+package plugin
+
+import (
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/ratchet-cni/ratchet/pkg/netconf"
+)
+
+var now = time.Now
+
+// buildResult returns the ADD result: in chained mode the previous
+// plugin's result with ratchet's interfaces, IPs and routes appended;
+// otherwise ratchet's own.
+func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, links staticLinks) (*current.Result, error) {
+	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
+	if conf.PrevResult != nil {
+		prev, err := current.NewResultFromResult(conf.PrevResult)
+		if err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, "cannot convert prevResult: "+err.Error(), "")
+		}
+		res = prev
+	}
+	for _, l := range links {
+		end := l.pod
+		idx := len(res.Interfaces)
+		res.Interfaces = append(res.Interfaces, &current.Interface{
+			Name: end.Name, Mac: end.MAC.String(), Mtu: end.MTU, Sandbox: args.Netns,
+		})
+		for _, a := range end.Addrs {
+			res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(idx), Address: *a})
+		}
+		for _, r := range end.Routes {
+			res.Routes = append(res.Routes, &types.Route{Dst: *r.Dst, GW: r.GW})
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,126 @@
+package store_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/ratchet-cni/ratchet/pkg/store"
+)
+
+var ctx = context.Background()
+
+func key(net, id string) store.AttachmentKey {
+	return store.AttachmentKey{Network: net, ContainerID: id, IfName: "eth0"}
+}
+
+func TestLocalRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &store.Attachment{AttachmentKey: key("lab", "c1"), Netns: "/var/run/netns/x", Marker: "ratchet:ab:", Group: 9, Links: []string{"in1"}}
+	if err := s.PutAttachment(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAttachment(ctx, &store.Attachment{AttachmentKey: key("lab2", "c1")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Attachment(ctx, key("lab", "c1"))
+	if err != nil || got == nil || got.Netns != a.Netns || got.Group != 9 || got.Links[0] != "in1" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if all, err := s.Attachments(ctx, "lab"); err != nil || len(all) != 1 {
+		t.Fatalf("Attachments(lab) = %v, %v; want only lab's record", all, err)
+	}
+	if err := s.DeleteAttachment(ctx, key("lab", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAttachment(ctx, key("lab", "c1")); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if got, err := s.Attachment(ctx, key("lab", "c1")); got != nil || err != nil {
+		t.Fatalf("after delete: %+v, %v", got, err)
+	}
+	s.Close()
+	for name, want := range map[string]os.FileMode{"": 0o700, "state.db": 0o600, "lock": 0o600, "boot_id": 0o600} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, %v; want %v", name, fi.Mode().Perm(), err, want)
+		}
+	}
+}
+
+func TestLocalResetsAfterReboot(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAttachment(ctx, &store.Attachment{AttachmentKey: key("lab", "c1")}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Same boot: the record stays.
+	if s, err = store.OpenLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.Attachment(ctx, key("lab", "c1")); a == nil {
+		t.Fatal("record lost across a reopen in the same boot")
+	}
+	s.Close()
+	// A boot id from another boot: the state is set aside.
+	if err := os.WriteFile(filepath.Join(dir, "boot_id"), []byte("another-boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = store.OpenLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, _ := s.Attachment(ctx, key("lab", "c1")); a != nil {
+		t.Fatal("state from an earlier boot survived")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.db.previous-boot")); err != nil {
+		t.Fatalf("earlier boot's state not kept aside: %v", err)
+	}
+}
+
+// TestLocalSerialisesOpeners opens the store from many goroutines: each
+// open holds the directory lock, so read-modify-write cycles never interleave.
+func TestLocalSerialisesOpeners(t *testing.T) {
+	dir := t.TempDir()
+	const n = 20
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := store.OpenLocal(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer s.Close()
+			a, _ := s.Attachment(ctx, key("count", "c"))
+			if a == nil {
+				a = &store.Attachment{AttachmentKey: key("count", "c")}
+			}
+			a.Group++
+			if err := s.PutAttachment(ctx, a); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	s, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, _ := s.Attachment(ctx, key("count", "c")); a == nil || a.Group != n {
+		t.Fatalf("counter = %+v, want %d increments", a, n)
+	}
+}
