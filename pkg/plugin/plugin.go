@@ -306,4 +306,3 @@ func linkError(err error) error {
 	}
 	return types.NewError(netconf.ErrLinkFailed, err.Error(), "")
 }
-

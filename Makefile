@@ -1,0 +1,50 @@
+# ratchet: `make demo` and `make check` are the two commands a newcomer
+# needs (as root, on a Debian/Ubuntu machine with Go).
+
+GO        ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.Version=$(VERSION)
+BIN       := $(CURDIR)/bin
+CACHE     := $(CURDIR)/.cache
+CNI_BIN_DIR ?= /opt/cni/bin
+# Debian packages the tests need; installed only when missing.
+TEST_PACKAGES := iproute2 iputils-ping util-linux jq
+
+BINARIES := ratchet
+
+.PHONY: all build install test check demo lint deps clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+
+install: build
+	install -d $(CNI_BIN_DIR)
+	install -m 0755 $(BIN)/ratchet $(CNI_BIN_DIR)/ratchet
+
+# deps installs what the tests and the demo use and a fresh machine lacks.
+deps:
+	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo: deps build
+	BIN=$(BIN) bash examples/demo/demo.sh
+
+# Tests create network namespaces and netdevs: they need root.
+test: deps
+	$(GO) test -count=1 ./...
+
+check: lint test demo
+
+clean:
+	rm -rf $(BIN)
