@@ -66,6 +66,19 @@ func NetnsPath(kind, ref string) (string, error) {
 	return "", fmt.Errorf("unknown netns kind %q", kind)
 }
 
+// OpenNetnsBy opens a network namespace named the way NetnsPath takes it,
+// or the calling thread's own for kind "current". The caller closes it.
+func OpenNetnsBy(kind, ref string) (ns.NetNS, error) {
+	if kind == "current" {
+		return ns.GetCurrentNS()
+	}
+	path, err := NetnsPath(kind, ref)
+	if err != nil {
+		return nil, err
+	}
+	return ns.GetNS(path)
+}
+
 // OpenNetns opens a network namespace by path or, for a bare name, as an
 // `ip netns` name. The caller closes it.
 func OpenNetns(ref string) (ns.NetNS, error) {

@@ -2,6 +2,9 @@ package link_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"errors"
 	"net"
 	"slices"
@@ -322,5 +325,40 @@ func TestNetemImpairsTraffic(t *testing.T) {
 	other.A.Netem = &link.Netem{Delay: 5 * time.Millisecond}
 	if err := other.Verify(ctx); err == nil || !strings.Contains(err.Error(), "netem") {
 		t.Fatalf("verify with another delay: %v", err)
+	}
+}
+
+// TestIPv6EnabledWhereDisabled creates an IPv6 end in a namespace whose
+// default disables IPv6, as some runtimes set up containers.
+func TestIPv6EnabledWhereDisabled(t *testing.T) {
+	a, b := testutil.NewNS(t), testutil.NewNS(t)
+	for _, n := range []ns.NetNS{a, b} {
+		if out, err := exec.Command("nsenter", "--net="+n.Path(), "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1").CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	v := &link.Veth{
+		A:      link.Endpoint{NS: a, Name: "in1", Addrs: []*net.IPNet{testutil.MustCIDR("2001:db8:9::1/64")}},
+		B:      link.Endpoint{NS: b, Name: "in2", Addrs: []*net.IPNet{testutil.MustCIDR("2001:db8:9::2/64")}},
+		Marker: marker("v6"),
+	}
+	if err := v.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.MustPing(t, a, "2001:db8:9::2")
+}
+
+func TestOpenNetnsBy(t *testing.T) {
+	n := testutil.NewNS(t)
+	name := n.Path()[strings.LastIndex(n.Path(), "/")+1:]
+	for _, c := range [][2]string{{"name", name}, {"path", n.Path()}, {"pid", fmt.Sprint(os.Getpid())}, {"current", ""}} {
+		opened, err := link.OpenNetnsBy(c[0], c[1])
+		if err != nil {
+			t.Fatalf("OpenNetnsBy(%s, %s): %v", c[0], c[1], err)
+		}
+		opened.Close()
+	}
+	if _, err := link.OpenNetnsBy("name", "ratchet-test-absent"); err == nil {
+		t.Fatal("opened a namespace that does not exist")
 	}
 }

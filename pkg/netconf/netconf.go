@@ -212,6 +212,9 @@ func (c *NetConf) validate(ifName string) error {
 		if err := checkPluginConf(f.name, f.raw); err != nil {
 			return err
 		}
+		if len(f.raw) > 0 && string(f.raw) != "null" {
+			return types.NewError(types.ErrUnsupportedField, fmt.Sprintf("%s: Ratchet compatibility mode is not in this build yet", f.name), "")
+		}
 	}
 
 	if len(c.RawLinks) > c.MaxLinksPerPod {

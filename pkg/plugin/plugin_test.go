@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -463,4 +464,25 @@ func TestChainedAfterPtp(t *testing.T) {
 		t.Fatal(err)
 	}
 	noLinks(t, pod, peer)
+}
+
+func TestLogFile(t *testing.T) {
+	pod, peer, dir := testutil.NewNS(t), testutil.NewNS(t), t.TempDir()
+	logFile := dir + "/ratchet.log"
+	conf := confJSON(t, "1.0.0", dir, map[string]any{"logFile": logFile, "logLevel": "info",
+		"links": []any{vethTo("in1", "192.0.2.1/24", peer, "in2", "192.0.2.2/24")}})
+	mustRun(t, call{cmd: "ADD", netns: pod.Path(), conf: conf})
+	mustRun(t, call{cmd: "DEL", netns: pod.Path(), conf: conf})
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`msg="ADD done"`, `msg="DEL done"`, "container=ctr1"} {
+		if !strings.Contains(string(logged), want) {
+			t.Errorf("log file lacks %s:\n%s", want, logged)
+		}
+	}
+	if fi, err := os.Stat(logFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file mode %v %v, want 0600", fi.Mode().Perm(), err)
+	}
 }
