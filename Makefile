@@ -11,7 +11,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 # Debian packages the tests need; installed only when missing.
 TEST_PACKAGES := iproute2 iputils-ping util-linux jq
 
-BINARIES := ratchet
+BINARIES := ratchet ratchetctl
 
 .PHONY: all build install test check demo lint deps clean
 

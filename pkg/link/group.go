@@ -95,3 +95,34 @@ func deleteGroup(n ns.NetNS, group uint32) error {
 	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
 }
+
+// NotOwnedError reports a netdev that lacks the expected marker.
+type NotOwnedError struct {
+	Netns, Name, Alias string
+}
+
+func (e *NotOwnedError) Error() string {
+	return fmt.Sprintf("interface %q in %s is not ratchet's (alias %q): not touching it", e.Name, e.Netns, e.Alias)
+}
+
+// RemoveMarked deletes the named netdev in n if its marker alias starts
+// with aliasPrefix; for a veth, the peer goes with it. It reports whether
+// it deleted anything; a netdev without the marker is a *NotOwnedError.
+func RemoveMarked(n ns.NetNS, name, aliasPrefix string) (bool, error) {
+	h, err := handleAt(n)
+	if err != nil {
+		return false, err
+	}
+	defer h.Close()
+	l, err := linkIn(h, name)
+	if err != nil || l == nil {
+		return false, err
+	}
+	if alias := l.Attrs().Alias; aliasPrefix == "" || !strings.HasPrefix(alias, aliasPrefix) {
+		return false, &NotOwnedError{Netns: n.Path(), Name: name, Alias: alias}
+	}
+	if err := h.LinkDel(l); err != nil && !isGone(err) {
+		return false, err
+	}
+	return true, nil
+}

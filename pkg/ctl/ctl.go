@@ -1,0 +1,101 @@
+// Package ctl implements ratchetctl's commands. Each command parses its own
+// flags, checks every argument before acting, and reports failure as one
+// line naming the bad argument.
+package ctl
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+const usage = `ratchetctl: point-to-point links between network namespaces, and CNI by hand
+
+usage:
+  ratchetctl connect EP EP [--mtu N]               a veth pair between two endpoints
+  ratchetctl connect EP -x PARENT,REMOTE,VNI[,port=N]   a vxlan end on PARENT to REMOTE
+  ratchetctl connect EP -M PARENT,MODE             a macvlan on PARENT (bridge, private, vepa, passthru)
+  ratchetctl connect EP -V PARENT,VLANID           a vlan sub-interface of PARENT
+  ratchetctl disconnect EP                         remove a link ratchet made (both veth ends)
+  ratchetctl run [--conf-dir DIR] [--bin-dir DIR] [--name ID] [--annotation K=V]... [--keep] -- CMD [ARGS]
+                                                   run CMD in a new netns attached through CNI
+  ratchetctl install --bin-dir DIR --conf-dir DIR  install the plugin, chained after the node's network
+
+endpoints (EP), as koko writes them:
+  -n NETNS,IFNAME[,CIDR...]      an 'ip netns' name
+  -a PATH,IFNAME[,CIDR...]       a netns path
+  -p PID,IFNAME[,CIDR...]        the netns of a process
+  -c IFNAME[,CIDR...]            the current netns
+  -d CONTAINER,IFNAME[,CIDR...]  a Docker (or podman service) container, via the Engine API on $DOCKER_HOST
+`
+
+// usageError is a bad command line; Main prints it with a hint.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func badArg(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// Main runs ratchetctl with args (without the program name) and returns the
+// exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	var err error
+	switch args[0] {
+	case "connect":
+		err = connect(args[1:], stdout)
+	case "disconnect":
+		err = disconnect(args[1:], stdout)
+	case "run":
+		var status int
+		status, err = run(args[1:], stdout, stderr)
+		if err == nil {
+			return status
+		}
+	case "install":
+		err = install(args[1:], stdout)
+	default:
+		err = badArg("unknown command %q", args[0])
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ratchetctl %s: %v\n", args[0], err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(stderr, "see 'ratchetctl --help'")
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return badArg("%v", err)
+	}
+	if fs.NArg() > 0 && fs.Name() != "run" {
+		return badArg("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package ctl_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/internal/testutil"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "ratchetctl-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binDir = dir
+		build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchetctl", "github.com/ratchet-cni/ratchet/cmd/ratchet")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+// ctl runs ratchetctl, inside node's namespace when node is not nil.
+func ctl(t *testing.T, node ns.NetNS, args ...string) (string, string, int) {
+	t.Helper()
+	name, argv := filepath.Join(binDir, "ratchetctl"), args
+	if node != nil {
+		name, argv = "nsenter", append([]string{"--net=" + node.Path(), filepath.Join(binDir, "ratchetctl")}, args...)
+	}
+	cmd := exec.Command(name, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func mustCtl(t *testing.T, node ns.NetNS, args ...string) string {
+	t.Helper()
+	out, errOut, code := ctl(t, node, args...)
+	if code != 0 {
+		t.Fatalf("ratchetctl %v: exit %d: %s", args, code, errOut)
+	}
+	return out
+}
+
+func nsName(n ns.NetNS) string { return filepath.Base(n.Path()) }
+
+func TestConnectVethByNameAndPath(t *testing.T) {
+	a, b := testutil.NewNS(t), testutil.NewNS(t)
+	out := mustCtl(t, nil, "connect", "-n", nsName(a)+",e1,192.0.2.1/24,2001:db8::1/64", "-a", b.Path()+",e2,192.0.2.2/24,2001:db8::2/64", "--mtu", "9000")
+	if !strings.Contains(out, "connected") {
+		t.Fatalf("output %q", out)
+	}
+	testutil.MustPing(t, a, "192.0.2.2")
+	testutil.MustPing(t, a, "2001:db8::2")
+	l, err := testutil.Handle(t, b).LinkByName("e2")
+	if err != nil || l.Attrs().MTU != 9000 || !strings.HasPrefix(l.Attrs().Alias, "ratchet:") {
+		t.Fatalf("e2: %v %+v", err, l)
+	}
+	mustCtl(t, nil, "disconnect", "-a", a.Path()+",e1")
+	if left := append(testutil.Links(t, a), testutil.Links(t, b)...); len(left) != 0 {
+		t.Fatalf("left after disconnect: %v", left)
+	}
+	if out := mustCtl(t, nil, "disconnect", "-n", nsName(a)+",e1"); !strings.Contains(out, "already gone") {
+		t.Fatalf("second disconnect: %q", out)
+	}
+}
+
+func TestConnectByPidAndCurrent(t *testing.T) {
+	a, b := testutil.NewNS(t), testutil.NewNS(t)
+	sleeper := exec.Command("nsenter", "--net="+b.Path(), "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	// -c is the namespace ratchetctl runs in: a.
+	mustCtl(t, a, "connect", "-c", "e1,198.51.100.1/24", "-p", fmt.Sprintf("%d,e2,198.51.100.2/24", sleeper.Process.Pid))
+	testutil.MustPing(t, a, "198.51.100.2")
+	if got := testutil.Links(t, b); !slices.Equal(got, []string{"e2"}) {
+		t.Fatalf("the pid's namespace holds %v", got)
+	}
+}
+
+func TestDisconnectRefusesForeignInterface(t *testing.T) {
+	a := testutil.NewNS(t)
+	if out, err := exec.Command("ip", "-n", nsName(a), "link", "add", "mine", "type", "veth", "peer", "name", "theirs").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	_, errOut, code := ctl(t, nil, "disconnect", "-n", nsName(a)+",mine")
+	if code != 1 || !strings.Contains(errOut, "not ratchet's") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := testutil.Links(t, a); len(got) != 2 {
+		t.Fatalf("foreign pair touched: %v", got)
+	}
+}
+
+func TestConnectVxlanAndMacvlan(t *testing.T) {
+	nodeA, nodeB := testutil.NewNS(t), testutil.NewNS(t)
+	testutil.Underlay(t, nodeA, nodeB, "underlay0")
+	podA, podB := testutil.NewNS(t), testutil.NewNS(t)
+	mustCtl(t, nodeA, "connect", "-n", nsName(podA)+",vx0,203.0.113.1/24", "-x", "underlay0,192.0.2.2,100,port=4790")
+	mustCtl(t, nodeB, "connect", "-n", nsName(podB)+",vx0,203.0.113.2/24", "-x", "underlay0,192.0.2.1,100,port=4790")
+	testutil.MustPing(t, podA, "203.0.113.2")
+	mustCtl(t, nodeA, "connect", "-n", nsName(podA)+",mv0,192.0.2.50/24", "-M", "underlay0,bridge")
+	testutil.MustPing(t, podA, "192.0.2.2") // through the macvlan to node B's underlay address
+	mustCtl(t, nil, "disconnect", "-n", nsName(podA)+",vx0")
+	mustCtl(t, nil, "disconnect", "-n", nsName(podA)+",mv0")
+	if left := testutil.Links(t, podA); len(left) != 0 {
+		t.Fatalf("left: %v", left)
+	}
+}
+
+func TestConnectVlan(t *testing.T) {
+	node, other, pod := testutil.NewNS(t), testutil.NewNS(t), testutil.NewNS(t)
+	testutil.Underlay(t, node, other, "parent0")
+	_, errOut, code := ctl(t, node, "connect", "-n", nsName(pod)+",vl0", "-V", "parent0,100")
+	if code != 0 && strings.Contains(errOut, "not supported") {
+		t.Skipf("this kernel has no vlan driver: %s", errOut)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := testutil.Links(t, pod); !slices.Equal(got, []string{"vl0"}) {
+		t.Fatalf("pod holds %v", got)
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"connect", "-n", "x"}, `-n`},
+		{[]string{"connect", "-n", "x,in1,192.0.2.1"}, `"192.0.2.1" is not a CIDR`},
+		{[]string{"connect", "-n", "x,abcdefghijklmnopq"}, "longer than 15"},
+		{[]string{"connect", "-n", "x,a"}, "two endpoints, got 1"},
+		{[]string{"connect", "-n", "x,a", "-n", "y,b", "-n", "z,c"}, "two endpoints, got 3"},
+		{[]string{"connect", "-n", "x,a", "-x", "eth0,nowhere,5"}, `remote "nowhere"`},
+		{[]string{"connect", "-n", "x,a", "-x", "eth0,192.0.2.1,0"}, `VNI "0"`},
+		{[]string{"connect", "-n", "x,a", "-x", "eth0,192.0.2.1,5,port=0"}, `"port=0"`},
+		{[]string{"connect", "-n", "x,a", "-M", "eth0,turbo"}, `-M "eth0,turbo"`},
+		{[]string{"connect", "-n", "x,a", "-V", "eth0,5000"}, `-V "eth0,5000"`},
+		{[]string{"connect", "-n", "x,a", "-M", "eth0,bridge", "-V", "eth0,5"}, "exclude each other"},
+		{[]string{"connect", "-n", "x,a", "-n", "y,b", "--mtu", "10"}, "--mtu 10"},
+		{[]string{"disconnect"}, "one endpoint, got 0"},
+		{[]string{"run", "--conf-dir", "/nonexistent-ratchet-dir", "--", "true"}, "/nonexistent-ratchet-dir"},
+		{[]string{"run", "--name", "Bad/Name", "--", "true"}, `--name "Bad/Name"`},
+		{[]string{"run", "--annotation", "novalue", "--", "true"}, `--annotation "novalue"`},
+		{[]string{"run"}, "no command"},
+	} {
+		_, errOut, code := ctl(t, nil, c.args...)
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		if code != 2 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("ratchetctl %v: exit %d, first line %q; want exit 2 naming %q", c.args, code, lines[0], c.want)
+		}
+	}
+}
+
+func TestRunAttachesEveryNetwork(t *testing.T) {
+	hub, dir := testutil.NewNS(t), t.TempDir()
+	confDir, cniBin := dir+"/net.d", dir+"/bin"
+	for _, d := range []string{confDir, cniBin} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", filepath.Join(binDir, "ratchet"), cniBin).CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	// Two networks: the first gets eth0 (a link with no name takes
+	// CNI_IFNAME), the second eth1.
+	confs := map[string]string{
+		"10-a.conflist": `{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"ratchet","store":{"dir":"` + dir + `/state"},
+		   "links":[{"ips":["192.0.2.1/24"],"peer":{"netns":"` + hub.Path() + `","name":"hub0","ips":["192.0.2.2/24"]}}]}]}`,
+		"20-b.conf": `{"cniVersion":"1.0.0","name":"b","type":"ratchet","store":{"dir":"` + dir + `/state"},
+		   "links":[{"ips":["198.51.100.1/24"],"peer":{"netns":"` + hub.Path() + `","name":"hub1","ips":["198.51.100.2/24"]}}]}`,
+	}
+	for f, c := range confs {
+		if err := os.WriteFile(filepath.Join(confDir, f), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := ctl(t, nil, "run", "--conf-dir", confDir, "--bin-dir", cniBin, "--name", "runtest",
+		"--", "sh", "-c", "ip -o link show eth0 && ip -o link show eth1 && ping -c1 -W2 192.0.2.2 >/dev/null && ping -c1 -W2 198.51.100.2 >/dev/null && exit 7")
+	if code != 7 {
+		t.Fatalf("exit %d, want CMD's 7\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, `"name": "eth0"`) || !strings.Contains(errOut, `"name": "eth1"`) {
+		t.Fatalf("results not shown:\n%s", errOut)
+	}
+	if _, err := os.Stat("/var/run/netns/runtest"); !os.IsNotExist(err) {
+		t.Fatalf("netns left behind: %v", err)
+	}
+	if left := testutil.Links(t, hub); len(left) != 0 {
+		t.Fatalf("hub still holds %v after run", left)
+	}
+}
+
+func TestRunFailedAddUndoesEarlierNetworks(t *testing.T) {
+	hub, dir := testutil.NewNS(t), t.TempDir()
+	confDir, cniBin := dir+"/net.d", dir+"/bin"
+	_ = os.MkdirAll(confDir, 0o755)
+	_ = os.MkdirAll(cniBin, 0o755)
+	if out, err := exec.Command("cp", filepath.Join(binDir, "ratchet"), cniBin).CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	good := `{"cniVersion":"1.0.0","name":"a","type":"ratchet","store":{"dir":"` + dir + `/state"},"links":[{"peer":{"netns":"` + hub.Path() + `","name":"hub0"}}]}`
+	bad := `{"cniVersion":"1.0.0","name":"b","type":"ratchet","store":{"dir":"` + dir + `/state"},"links":[{"peer":{"netns":"/var/run/netns/ratchet-absent"}}]}`
+	_ = os.WriteFile(confDir+"/10-a.conf", []byte(good), 0o644)
+	_ = os.WriteFile(confDir+"/20-b.conf", []byte(bad), 0o644)
+	_, errOut, code := ctl(t, nil, "run", "--conf-dir", confDir, "--bin-dir", cniBin, "--name", "runfail", "--", "true")
+	if code != 1 || !strings.Contains(errOut, "ratchet-absent") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if left := testutil.Links(t, hub); len(left) != 0 {
+		t.Fatalf("the first network was not undone: hub holds %v", left)
+	}
+	if _, err := os.Stat("/var/run/netns/runfail"); !os.IsNotExist(err) {
+		t.Fatalf("netns left behind: %v", err)
+	}
+}

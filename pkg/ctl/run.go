@@ -1,0 +1,230 @@
+package ctl
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netns"
+)
+
+// podAnnotations is the capability under which runtimes pass pod
+// annotations to plugins.
+const podAnnotations = "io.kubernetes.cri.pod-annotations"
+
+var validName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$`)
+
+// attachment is one network config applied to the run's namespace.
+type attachment struct {
+	file string
+	list *libcni.NetworkConfigList
+	rt   *libcni.RuntimeConf
+}
+
+// run is the docker-run.sh replacement, with no Docker: a new netns, every
+// network config in the conf dir applied through libcni (the n-th with
+// CNI_IFNAME eth<n>, as the CNI repo's exec-plugins.sh does), CMD run inside
+// it, then DEL in reverse order and the netns removed, also on Ctrl-C.
+func run(args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet("run")
+	confDir := fs.String("conf-dir", envOr("NETCONFPATH", "/etc/cni/net.d"), "network configs")
+	binDir := fs.String("bin-dir", envOr("CNI_PATH", "/opt/cni/bin"), "plugin binaries (a colon-separated list)")
+	name := fs.String("name", "", "container id, pod name and netns name")
+	podNamespace := fs.String("namespace", "default", "pod namespace passed in CNI_ARGS")
+	var annotationFlags multiFlag
+	fs.Var(&annotationFlags, "annotation", "pod annotation K=V (repeatable)")
+	keep := fs.Bool("keep", false, "keep the netns and its attachments after CMD exits")
+	if err := parseFlags(fs, args); err != nil {
+		return 0, err
+	}
+	command := fs.Args()
+	if len(command) == 0 {
+		return 0, badArg("no command: ratchetctl run [flags] -- CMD [ARGS]")
+	}
+	if *name == "" {
+		*name = "ratchetctl-" + randomHex(4)
+	}
+	if !validName.MatchString(*name) {
+		return 0, badArg("--name %q: want lower-case letters, digits, '-' and '.', at most 63", *name)
+	}
+	if !validName.MatchString(*podNamespace) {
+		return 0, badArg("--namespace %q: not a Kubernetes namespace name", *podNamespace)
+	}
+	annotations := map[string]string{}
+	for _, a := range annotationFlags {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return 0, badArg("--annotation %q: want KEY=VALUE", a)
+		}
+		annotations[k] = v
+	}
+	lists, err := loadNetworks(*confDir)
+	if err != nil {
+		return 0, err
+	}
+
+	path, err := newNamedNetns(*name)
+	if err != nil {
+		return 0, fmt.Errorf("create netns %s: %w", *name, err)
+	}
+	cni := libcni.NewCNIConfig(filepath.SplitList(*binDir), nil)
+	ctx := context.Background()
+	var attached []attachment
+	cleanup := func() {
+		for i := len(attached) - 1; i >= 0; i-- {
+			a := attached[i]
+			if err := cni.DelNetworkList(ctx, a.list, a.rt); err != nil {
+				fmt.Fprintf(stderr, "ratchetctl run: DEL %s (%s): %v\n", a.list.Name, a.rt.IfName, err)
+			}
+		}
+		if err := netns.DeleteNamed(*name); err != nil {
+			fmt.Fprintf(stderr, "ratchetctl run: remove netns %s: %v\n", *name, err)
+		}
+	}
+
+	// Ctrl-C while plugins or CMD run must still end in cleanup.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	for i, f := range lists {
+		a := attachment{file: f.file, list: f.list, rt: &libcni.RuntimeConf{
+			ContainerID: *name, NetNS: path, IfName: fmt.Sprintf("eth%d", i),
+			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", *podNamespace},
+				{"K8S_POD_NAME", *name}, {"K8S_POD_INFRA_CONTAINER_ID", *name}},
+			CapabilityArgs: map[string]any{podAnnotations: annotations},
+		}}
+		res, err := cni.AddNetworkList(ctx, a.list, a.rt)
+		if err != nil {
+			cleanup()
+			return 0, fmt.Errorf("ADD %s (%s, %s): %w", a.list.Name, a.rt.IfName, filepath.Base(f.file), err)
+		}
+		attached = append(attached, a)
+		out, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintf(stderr, "ratchetctl run: %s on %s (%s):\n%s\n", a.list.Name, a.rt.IfName, filepath.Base(f.file), out)
+	}
+
+	status, err := runIn(path, command, stdout, stderr, signals)
+	if *keep {
+		fmt.Fprintf(stderr, "ratchetctl run: kept netns %s at %s with its attachments (no DEL ran); 'ip netns del %s' removes it and every link end inside\n", *name, path, *name)
+		return status, err
+	}
+	cleanup()
+	return status, err
+}
+
+// runIn starts command inside the netns at path (the child inherits the
+// calling thread's namespace) and waits, passing signals on.
+func runIn(path string, command []string, stdout, stderr io.Writer, signals <-chan os.Signal) (int, error) {
+	target, err := ns.GetNS(path)
+	if err != nil {
+		return 0, err
+	}
+	defer target.Close()
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	if err := target.Do(func(ns.NetNS) error { return cmd.Start() }); err != nil {
+		return 0, fmt.Errorf("start %s: %w", command[0], err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case sig := <-signals:
+			_ = cmd.Process.Signal(sig)
+		case err := <-done:
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return 128 + int(ws.Signal()), nil
+				}
+				return exit.ExitCode(), nil
+			}
+			return 0, err
+		}
+	}
+}
+
+type network struct {
+	file string
+	list *libcni.NetworkConfigList
+}
+
+// loadNetworks reads every config in dir, in the order runtimes use (by
+// file name); any unreadable one is an error before anything is made.
+func loadNetworks(dir string) ([]network, error) {
+	files, err := libcni.ConfFiles(dir, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		return nil, badArg("--conf-dir %s: %v", dir, err)
+	}
+	slices.Sort(files)
+	if len(files) == 0 {
+		return nil, badArg("--conf-dir %s: no network configs (*.conf, *.conflist, *.json)", dir)
+	}
+	var nets []network
+	for _, f := range files {
+		var list *libcni.NetworkConfigList
+		if strings.HasSuffix(f, ".conflist") {
+			list, err = libcni.ConfListFromFile(f)
+		} else {
+			var conf *libcni.PluginConfig
+			if conf, err = libcni.ConfFromFile(f); err == nil {
+				list, err = libcni.ConfListFromConf(conf)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		nets = append(nets, network{file: f, list: list})
+	}
+	return nets, nil
+}
+
+// newNamedNetns creates a netns bind-mounted at /var/run/netns/name, as
+// `ip netns add` does, and returns its path.
+func newNamedNetns(name string) (string, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return "", err
+	}
+	defer orig.Close()
+	created, err := netns.NewNamed(name) // switches this thread into it
+	if serr := netns.Set(orig); serr != nil && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return "", err
+	}
+	created.Close()
+	return filepath.Join("/var/run/netns", name), nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
