@@ -1,7 +1,10 @@
 package link
 
 import (
+	"errors"
+
 	"github.com/ratchet-cni/ratchet/internal/fault"
+	"golang.org/x/sys/unix"
 
 	"context"
 	"fmt"
@@ -38,6 +41,9 @@ func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker
 		return err
 	}
 	if err := hu.LinkAdd(l); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("create %s %s: this kernel has no %s driver: %w", l.Type(), end, l.Type(), err)
+		}
 		return whichExists(fmt.Errorf("create %s %s: %w", l.Type(), end, err), end)
 	}
 	created := false

@@ -2,11 +2,11 @@ package link_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
-	"errors"
-	"net"
 	"slices"
 	"strings"
 	"testing"

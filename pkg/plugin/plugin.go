@@ -34,7 +34,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	return types.PrintResult(res, conf.CNIVersion)
+	return printResult(res, conf.CNIVersion)
 }
 
 // AddResult runs ADD and returns its result instead of printing it.

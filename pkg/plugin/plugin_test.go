@@ -102,6 +102,22 @@ func TestAddCheckDelEveryVersion(t *testing.T) {
 	}
 }
 
+// TestNoLinksEveryVersion: standalone with no links, ADD returns a valid
+// empty result in every spec version.
+func TestNoLinksEveryVersion(t *testing.T) {
+	pod, dir := testutil.NewNS(t), t.TempDir()
+	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+		out := mustRun(t, call{cmd: "ADD", netns: pod.Path(), conf: confJSON(t, v, dir, nil)})
+		if _, err := create.Create(v, out); err != nil {
+			t.Errorf("%s: %v\n%s", v, err, out)
+		}
+		var printed struct{ CNIVersion string }
+		if err := json.Unmarshal(out, &printed); err != nil || printed.CNIVersion != v {
+			t.Errorf("%s: printed %s", v, out)
+		}
+	}
+}
+
 func TestDelIsIdempotent(t *testing.T) {
 	setup := func(t *testing.T) (pod, peer ns.NetNS, c call, dir string) {
 		pod, peer, dir = testutil.NewNS(t), testutil.NewNS(t), t.TempDir()

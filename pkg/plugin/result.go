@@ -1,11 +1,13 @@
 package plugin
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
 )
@@ -38,4 +40,20 @@ func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, links staticLinks) (
 		}
 	}
 	return res, nil
+}
+
+// printResult prints res in version v. The 0.1.0 and 0.2.0 formats cannot
+// express a result without IPs (the converters refuse it), so there an
+// IP-less result is printed as an empty result built in that version.
+func printResult(res *current.Result, v string) error {
+	if len(res.IPs) == 0 {
+		if modern, _ := version.GreaterThanOrEqualTo(v, "0.3.0"); !modern {
+			empty, err := version.NewResult(v, fmt.Appendf(nil, `{"cniVersion":%q}`, v))
+			if err != nil {
+				return err
+			}
+			return empty.Print()
+		}
+	}
+	return types.PrintResult(res, v)
 }
