@@ -27,6 +27,9 @@ type Endpoint struct {
 	Routes []Route
 	// Netem, when set, impairs traffic leaving the interface.
 	Netem *Netem
+	// Down leaves the interface administratively down. A veth end whose
+	// peer is down has no carrier: an unplugged cable.
+	Down bool
 }
 
 // Route is a route through an endpoint's interface.

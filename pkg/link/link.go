@@ -90,7 +90,9 @@ func newAttrs(end *Endpoint, m Marker) netlink.LinkAttrs {
 	attrs.HardwareAddr = end.MAC
 	attrs.MTU = end.MTU
 	attrs.Group = m.Group
-	attrs.Flags = net.FlagUp
+	if !end.Down {
+		attrs.Flags = net.FlagUp
+	}
 	return attrs
 }
 
@@ -106,8 +108,10 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 				return fmt.Errorf("%s: set group: %w", end, err)
 			}
 		}
-		if err := h.LinkSetUp(l); err != nil {
-			return fmt.Errorf("%s: set up: %w", end, err)
+		if !end.Down {
+			if err := h.LinkSetUp(l); err != nil {
+				return fmt.Errorf("%s: set up: %w", end, err)
+			}
 		}
 	}
 	if err := fault.Step(ctx, "marker"); err != nil {
@@ -253,7 +257,7 @@ func verifyEnd(h *netlink.Handle, end *Endpoint, kind string, m Marker) (netlink
 	if !m.owns(l) {
 		return nil, &MismatchError{End: where, What: "marker", Want: m.Alias, Got: attrs.Alias}
 	}
-	if attrs.Flags&net.FlagUp == 0 {
+	if attrs.Flags&net.FlagUp == 0 && !end.Down {
 		return nil, &MismatchError{End: where, What: "interface is down"}
 	}
 	if end.MTU > 0 && attrs.MTU != end.MTU {

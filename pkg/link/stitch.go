@@ -1,0 +1,88 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Stitch joins two interfaces of one namespace back to back, as
+// containerlab's "stitch" does: a tc ingress filter on each redirects every
+// frame it receives out of the other. Two veth pairs stitched through their
+// ends in a parking namespace form one cable between their other ends,
+// and nothing is moved between namespaces. Stitching again replaces the
+// filters, so an end can be re-stitched to a new peer.
+func Stitch(n ns.NetNS, a, b int) error {
+	h, err := handleAt(n)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return stitch(h, a, b)
+}
+
+func stitch(h *netlink.Handle, a, b int) error {
+	for _, pair := range [][2]int{{a, b}, {b, a}} {
+		if err := redirect(h, pair[0], pair[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redirect sends every frame arriving on from out of to.
+func redirect(h *netlink.Handle, from, to int) error {
+	ingress := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: from, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_INGRESS}}
+	// The kernel refuses to "replace" an ingress qdisc with itself.
+	if err := h.QdiscAdd(ingress); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("ingress qdisc on ifindex %d: %w", from, err)
+	}
+	filter := &netlink.U32{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: from, Parent: netlink.MakeHandle(0xffff, 0),
+			Priority: 1, Handle: u32Handle, Protocol: unix.ETH_P_ALL},
+		Actions: []netlink.Action{&netlink.MirredAction{
+			ActionAttrs:  netlink.ActionAttrs{Action: netlink.TC_ACT_STOLEN},
+			MirredAction: netlink.TCA_EGRESS_REDIR,
+			Ifindex:      to,
+		}},
+	}
+	if err := h.FilterReplace(filter); err != nil {
+		return fmt.Errorf("redirect ifindex %d to %d: %w", from, to, err)
+	}
+	return nil
+}
+
+// Stitched returns the ifindex the interface at index redirects to, or 0.
+func Stitched(n ns.NetNS, index int) (int, error) {
+	h, err := handleAt(n)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(index)
+	if err != nil {
+		return 0, err
+	}
+	filters, err := h.FilterList(l, netlink.MakeHandle(0xffff, 0))
+	if err != nil {
+		return 0, nil // no ingress qdisc: not stitched
+	}
+	for _, f := range filters {
+		if u, ok := f.(*netlink.U32); ok {
+			for _, a := range u.Actions {
+				if m, ok := a.(*netlink.MirredAction); ok && m.MirredAction == netlink.TCA_EGRESS_REDIR {
+					return m.Ifindex, nil
+				}
+			}
+		}
+	}
+	return 0, nil
+}
+
+// u32Handle is 800::800, the first node of u32's default hash table: a fixed
+// handle so that stitching again replaces the filter instead of adding one.
+const u32Handle = 0x800<<20 | 0x800
