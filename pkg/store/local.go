@@ -19,7 +19,14 @@ const (
 	bootIDPath = "/proc/sys/kernel/random/boot_id"
 )
 
-var attachmentsBucket = []byte("attachments")
+var (
+	attachmentsBucket = []byte("attachments")
+	podsBucket        = []byte("pods")
+	linksBucket       = []byte("links")
+	// indexBucket maps "<pod>\x00<ifname>" to a link id.
+	indexBucket = []byte("link-index")
+	metaBucket  = []byte("meta")
+)
 
 // Local is the embedded on-disk store for one node. It holds an exclusive
 // lock on its directory from Open to Close, so plugin processes that run in
@@ -58,7 +65,34 @@ func OpenLocal(dir string) (*Local, error) {
 		lock.Close()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	// Buckets are made once; later opens only look.
+	missing := false
+	_ = db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{attachmentsBucket, podsBucket, linksBucket, indexBucket, metaBucket} {
+			missing = missing || tx.Bucket(b) == nil
+		}
+		return nil
+	})
+	if missing {
+		err = createBuckets(db)
+	}
+	if err != nil {
+		db.Close()
+		lock.Close()
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 	return &Local{lock: lock, db: db}, nil
+}
+
+func createBuckets(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{attachmentsBucket, podsBucket, linksBucket, indexBucket, metaBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // resetAfterReboot sets aside a state file written during an earlier boot:
@@ -115,68 +149,182 @@ func attachmentID(k AttachmentKey) []byte {
 	return []byte(k.String())
 }
 
-// Attachment implements Store.
-func (l *Local) Attachment(_ context.Context, key AttachmentKey) (*Attachment, error) {
-	var a *Attachment
+// get decodes the JSON value at key into v; it reports whether it exists.
+func (l *Local) get(bucket, key []byte, v any) (bool, error) {
+	found := false
 	err := l.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(attachmentsBucket)
-		if b == nil {
+		raw := tx.Bucket(bucket).Get(key)
+		if raw == nil {
 			return nil
 		}
-		v := b.Get(attachmentID(key))
-		if v == nil {
-			return nil
-		}
-		a = &Attachment{}
-		return json.Unmarshal(v, a)
+		found = true
+		return json.Unmarshal(raw, v)
 	})
-	return a, err
+	return found, err
 }
 
-// PutAttachment implements Store.
-func (l *Local) PutAttachment(_ context.Context, a *Attachment) error {
-	v, err := json.Marshal(a)
+func (l *Local) put(bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return l.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(attachmentsBucket)
-		if err != nil {
-			return err
-		}
-		return b.Put(attachmentID(a.AttachmentKey), v)
-	})
+	return l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(key, raw) })
 }
 
-// DeleteAttachment implements Store.
-func (l *Local) DeleteAttachment(_ context.Context, key AttachmentKey) error {
-	return l.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(attachmentsBucket)
-		if b == nil {
-			return nil
-		}
-		return b.Delete(attachmentID(key))
-	})
+func (l *Local) del(bucket, key []byte) error {
+	return l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Delete(key) })
 }
 
-// Attachments implements Store.
-func (l *Local) Attachments(_ context.Context, network string) ([]*Attachment, error) {
-	var all []*Attachment
-	prefix := []byte(network + "/")
+// scan calls fn with every value whose key starts with prefix.
+func scan[T any](l *Local, bucket []byte, prefix string) ([]*T, error) {
+	var all []*T
 	err := l.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(attachmentsBucket)
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, v = c.Next() {
-			a := &Attachment{}
-			if err := json.Unmarshal(v, a); err != nil {
-				return fmt.Errorf("record %s: %w", k, err)
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+			item := new(T)
+			if err := json.Unmarshal(v, item); err != nil {
+				return fmt.Errorf("record %q: %w", k, err)
 			}
-			all = append(all, a)
+			all = append(all, item)
 		}
 		return nil
 	})
 	return all, err
+}
+
+// Attachment implements Store.
+func (l *Local) Attachment(_ context.Context, key AttachmentKey) (*Attachment, error) {
+	a := &Attachment{}
+	if found, err := l.get(attachmentsBucket, attachmentID(key), a); !found || err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// PutAttachment implements Store.
+func (l *Local) PutAttachment(_ context.Context, a *Attachment) error {
+	return l.put(attachmentsBucket, attachmentID(a.AttachmentKey), a)
+}
+
+// DeleteAttachment implements Store.
+func (l *Local) DeleteAttachment(_ context.Context, key AttachmentKey) error {
+	return l.del(attachmentsBucket, attachmentID(key))
+}
+
+// Attachments implements Store.
+func (l *Local) Attachments(_ context.Context, network string) ([]*Attachment, error) {
+	return scan[Attachment](l, attachmentsBucket, network+"/")
+}
+
+// Pod implements Topology.
+func (l *Local) Pod(_ context.Context, pod string) (*PodRecord, error) {
+	p := &PodRecord{}
+	if found, err := l.get(podsBucket, []byte(pod), p); !found || err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// PutPod implements Topology.
+func (l *Local) PutPod(_ context.Context, p *PodRecord) error {
+	return l.put(podsBucket, []byte(p.Pod), p)
+}
+
+// DeletePod implements Topology.
+func (l *Local) DeletePod(_ context.Context, pod string) error {
+	return l.del(podsBucket, []byte(pod))
+}
+
+// Pods implements Topology.
+func (l *Local) Pods(_ context.Context) ([]*PodRecord, error) {
+	return scan[PodRecord](l, podsBucket, "")
+}
+
+func indexKey(pod, ifName string) []byte { return []byte(pod + "\x00" + ifName) }
+
+// Link implements Topology.
+func (l *Local) Link(_ context.Context, id string) (*LinkRecord, error) {
+	r := &LinkRecord{}
+	if found, err := l.get(linksBucket, []byte(id), r); !found || err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// PutLink implements Topology.
+func (l *Local) PutLink(_ context.Context, r *LinkRecord) error {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return l.db.Update(func(tx *bolt.Tx) error {
+		for _, e := range r.Ends {
+			if err := tx.Bucket(indexBucket).Put(indexKey(e.Pod, e.IfName), []byte(r.ID)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(linksBucket).Put([]byte(r.ID), raw)
+	})
+}
+
+// DeleteLink implements Topology.
+func (l *Local) DeleteLink(_ context.Context, id string) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(linksBucket).Get([]byte(id))
+		if raw == nil {
+			return nil
+		}
+		r := &LinkRecord{}
+		if err := json.Unmarshal(raw, r); err != nil {
+			return err
+		}
+		for _, e := range r.Ends {
+			key := indexKey(e.Pod, e.IfName)
+			if string(tx.Bucket(indexBucket).Get(key)) == id {
+				if err := tx.Bucket(indexBucket).Delete(key); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket(linksBucket).Delete([]byte(id))
+	})
+}
+
+// LinksOf implements Topology.
+func (l *Local) LinksOf(_ context.Context, pod string) ([]*LinkRecord, error) {
+	var all []*LinkRecord
+	prefix := pod + "\x00"
+	err := l.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(indexBucket).Cursor()
+		for k, id := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, id = c.Next() {
+			raw := tx.Bucket(linksBucket).Get(id)
+			if raw == nil {
+				continue // an index entry whose record is gone: ignore it
+			}
+			r := &LinkRecord{}
+			if err := json.Unmarshal(raw, r); err != nil {
+				return fmt.Errorf("link %q: %w", id, err)
+			}
+			all = append(all, r)
+		}
+		return nil
+	})
+	return all, err
+}
+
+// Links implements Topology.
+func (l *Local) Links(_ context.Context) ([]*LinkRecord, error) {
+	return scan[LinkRecord](l, linksBucket, "")
+}
+
+// Meta implements Topology.
+func (l *Local) Meta(_ context.Context, key string) (string, error) {
+	var v string
+	_, err := l.get(metaBucket, []byte(key), &v)
+	return v, err
+}
+
+// PutMeta implements Topology.
+func (l *Local) PutMeta(_ context.Context, key, value string) error {
+	return l.put(metaBucket, []byte(key), value)
 }

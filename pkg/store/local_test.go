@@ -124,3 +124,53 @@ func TestLocalSerialisesOpeners(t *testing.T) {
 		t.Fatalf("counter = %+v, want %d increments", a, n)
 	}
 }
+
+func TestLocalTopology(t *testing.T) {
+	s, err := store.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := &store.LinkRecord{ID: "ns/a/in1~ns/b/in2", Ends: [2]store.LinkEnd{{Pod: "ns/a", IfName: "in1", Declared: true}, {Pod: "ns/b", IfName: "in2"}}}
+	if err := s.PutLink(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	other := &store.LinkRecord{ID: "ns/ab/x~ns/c/y", Ends: [2]store.LinkEnd{{Pod: "ns/ab", IfName: "x"}, {Pod: "ns/c", IfName: "y"}}}
+	if err := s.PutLink(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	for pod, want := range map[string]int{"ns/a": 1, "ns/b": 1, "ns/ab": 1, "ns/c": 1, "ns/x": 0} {
+		if got, err := s.LinksOf(ctx, pod); err != nil || len(got) != want {
+			t.Errorf("LinksOf(%s) = %d records, %v; want %d", pod, len(got), err, want)
+		}
+	}
+	got, _ := s.LinksOf(ctx, "ns/b")
+	mine, peer := got[0].End("ns/b", "in2")
+	if mine.IfName != "in2" || peer.Pod != "ns/a" || !peer.Declared {
+		t.Fatalf("End: %+v %+v", mine, peer)
+	}
+	if err := s.DeleteLink(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LinksOf(ctx, "ns/a"); len(got) != 0 {
+		t.Fatalf("index entry survived DeleteLink: %v", got)
+	}
+	if all, _ := s.Links(ctx); len(all) != 1 {
+		t.Fatalf("Links = %d, want 1", len(all))
+	}
+	if err := s.PutPod(ctx, &store.PodRecord{Pod: "ns/a", Netns: "/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Pod(ctx, "ns/a"); p == nil || p.Netns != "/x" {
+		t.Fatalf("Pod = %+v", p)
+	}
+	if err := s.PutMeta(ctx, "parking", "/var/run/netns/p"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Meta(ctx, "parking"); v != "/var/run/netns/p" {
+		t.Fatalf("Meta = %q", v)
+	}
+	if v, _ := s.Meta(ctx, "absent"); v != "" {
+		t.Fatalf("Meta(absent) = %q", v)
+	}
+}

@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -45,9 +46,81 @@ type Store interface {
 	DeleteAttachment(ctx context.Context, key AttachmentKey) error
 	// Attachments lists the records of one network.
 	Attachments(ctx context.Context, network string) ([]*Attachment, error)
+	Topology
 	// Close releases the store.
 	Close() error
 }
 
 // ErrUnavailable wraps failures to reach the store.
 var ErrUnavailable = errors.New("store unavailable")
+
+// PodRecord is a pod that is present on this node (its attachment exists).
+type PodRecord struct {
+	Pod        string        `json:"pod"`
+	UID        string        `json:"uid,omitempty"`
+	Attachment AttachmentKey `json:"attachment"`
+	Netns      string        `json:"netns"`
+	// LegacyConsent: the pod carries Ratchet's ratchet: "true".
+	LegacyConsent bool `json:"legacyConsent,omitempty"`
+}
+
+// LinkRecord is a pod-to-pod link between two pods' interfaces. It exists
+// while at least one side declares it.
+type LinkRecord struct {
+	ID   string     `json:"id"`
+	Ends [2]LinkEnd `json:"ends"`
+	// Legacy links are declared whole by a Ratchet primary (Ends[0]); the
+	// pair (Ends[1]) consents with ratchet: "true".
+	Legacy bool `json:"legacy,omitempty"`
+}
+
+// LinkEnd is one pod's side of a link.
+type LinkEnd struct {
+	Pod    string `json:"pod"`
+	IfName string `json:"ifName"`
+	// Declared: this pod, present now, declares (consents to) the link.
+	Declared bool `json:"declared,omitempty"`
+	// Spec is the end's configuration (a netconf.LinkSpec) as declared.
+	Spec json.RawMessage `json:"spec,omitempty"`
+	// Attachment made this end; nil while the pod is gone.
+	Attachment *AttachmentKey `json:"attachment,omitempty"`
+	// Parked names the end's veth peer in the parking namespace, where the
+	// two sides are stitched together.
+	Parked      string `json:"parked,omitempty"`
+	ParkedIndex int    `json:"parkedIndex,omitempty"`
+}
+
+// Present reports whether the end's pod holds its interface now.
+func (e *LinkEnd) Present() bool { return e.Attachment != nil && e.ParkedIndex != 0 }
+
+// End returns the end of pod's interface ifName, and the other end.
+func (r *LinkRecord) End(pod, ifName string) (mine, other *LinkEnd) {
+	if r.Ends[0].Pod == pod && r.Ends[0].IfName == ifName {
+		return &r.Ends[0], &r.Ends[1]
+	}
+	return &r.Ends[1], &r.Ends[0]
+}
+
+// Topology is the part of the store that pod links use.
+type Topology interface {
+	Pod(ctx context.Context, pod string) (*PodRecord, error)
+	PutPod(ctx context.Context, p *PodRecord) error
+	DeletePod(ctx context.Context, pod string) error
+	Pods(ctx context.Context) ([]*PodRecord, error)
+
+	// Link returns the record of id, or (nil, nil).
+	Link(ctx context.Context, id string) (*LinkRecord, error)
+	// PutLink writes a record and indexes it under both of its ends.
+	PutLink(ctx context.Context, l *LinkRecord) error
+	// DeleteLink removes a record and its index entries.
+	DeleteLink(ctx context.Context, id string) error
+	// LinksOf returns the records with an end in pod.
+	LinksOf(ctx context.Context, pod string) ([]*LinkRecord, error)
+	// Links returns every record.
+	Links(ctx context.Context) ([]*LinkRecord, error)
+
+	// Meta reads and writes small named values (such as the parking
+	// namespace's path); a missing one reads as "".
+	Meta(ctx context.Context, key string) (string, error)
+	PutMeta(ctx context.Context, key, value string) error
+}
