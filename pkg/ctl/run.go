@@ -13,14 +13,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netns"
+
+	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // podAnnotations is the capability under which runtimes pass pod
@@ -78,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 
-	path, err := newNamedNetns(*name)
+	path, err := link.CreateNamedNetns(*name)
 	if err != nil {
 		return 0, fmt.Errorf("create netns %s: %w", *name, err)
 	}
@@ -92,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 				fmt.Fprintf(stderr, "ratchetctl run: DEL %s (%s): %v\n", a.list.Name, a.rt.IfName, err)
 			}
 		}
-		if err := netns.DeleteNamed(*name); err != nil {
+		if err := link.DeleteNamedNetns(*name); err != nil {
 			fmt.Fprintf(stderr, "ratchetctl run: remove netns %s: %v\n", *name, err)
 		}
 	}
@@ -193,27 +193,6 @@ func loadNetworks(dir string) ([]network, error) {
 		nets = append(nets, network{file: f, list: list})
 	}
 	return nets, nil
-}
-
-// newNamedNetns creates a netns bind-mounted at /var/run/netns/name, as
-// `ip netns add` does, and returns its path.
-func newNamedNetns(name string) (string, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return "", err
-	}
-	defer orig.Close()
-	created, err := netns.NewNamed(name) // switches this thread into it
-	if serr := netns.Set(orig); serr != nil && err == nil {
-		err = serr
-	}
-	if err != nil {
-		return "", err
-	}
-	created.Close()
-	return filepath.Join("/var/run/netns", name), nil
 }
 
 func envOr(key, def string) string {

@@ -27,6 +27,8 @@ type Endpoint struct {
 	Routes []Route
 	// Netem, when set, impairs traffic leaving the interface.
 	Netem *Netem
+	// Index is the interface's ifindex, filled in by Create.
+	Index int
 	// Down leaves the interface administratively down. A veth end whose
 	// peer is down has no carrier: an unplugged cable.
 	Down bool

@@ -99,6 +99,7 @@ func newAttrs(end *Endpoint, m Marker) netlink.LinkAttrs {
 // configure gives a new netdev its marker, addresses, routes and impairment.
 // The netdev is already up when up is true; otherwise configure brings it up.
 func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.Link, m Marker, up bool) error {
+	end.Index = l.Attrs().Index
 	if err := h.LinkSetAlias(l, m.Alias); err != nil {
 		return fmt.Errorf("%s: set marker: %w", end, err)
 	}

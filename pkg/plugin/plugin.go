@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -18,6 +19,7 @@ import (
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
 	"github.com/ratchet-cni/ratchet/pkg/store"
+	"github.com/ratchet-cni/ratchet/pkg/topology"
 )
 
 // Plugin runs CNI operations. The zero value acts on the calling process's
@@ -54,6 +56,17 @@ func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Re
 }
 
 func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdArgs) (res *current.Result, err error) {
+	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
+	if err != nil {
+		return nil, err
+	}
+	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPodLinkNames(conf, decl, args.IfName); err != nil {
+		return nil, err
+	}
 	podNS, err := openPodNS(args.Netns)
 	if err != nil {
 		return nil, err
@@ -78,37 +91,83 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		return nil, err
 	}
 	defer st.Close()
-	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Marker: owner.prefix, Group: owner.group, Links: links.names(), Created: now()}
+
+	var undo undoStack
+	done := false
+	defer func() {
+		if !done {
+			undo.run()
+		}
+	}()
+	names := links.names()
+	for _, l := range decl.Links {
+		names = append(names, l.Spec.Name)
+	}
+	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String(), Marker: owner.prefix, Group: owner.group, Links: names, Created: now()}
 	if err := st.PutAttachment(ctx, rec); err != nil {
 		return nil, storeError(err)
 	}
-	done := false
-	made := 0
-	defer func() {
-		if done {
-			return
-		}
-		undo := context.WithoutCancel(ctx)
-		for i := made - 1; i >= 0; i-- {
-			_ = links[i].Remove(undo)
-		}
-		_ = st.DeleteAttachment(undo, key)
-	}()
+	undo.push(func() { _ = st.DeleteAttachment(context.WithoutCancel(ctx), key) })
 	if err := fault.Step(ctx, "record"); err != nil {
 		return nil, err
 	}
+	var ends []*link.Endpoint
 	for _, l := range links {
 		if err := l.Create(ctx); err != nil {
 			return nil, linkError(err)
 		}
-		made++
+		undo.push(func() { _ = l.Remove(context.WithoutCancel(ctx)) })
+		ends = append(ends, l.pod)
 	}
-	res, err = buildResult(conf, args, links)
+	if len(decl.Links) > 0 || decl.LegacyConsent {
+		made, err := p.addPodLinks(ctx, conf, st, podNS, key, owner, pod, decl, args.Netns, &undo)
+		if err != nil {
+			return nil, err
+		}
+		ends = append(ends, made...)
+	}
+	res, err = buildResult(conf, args, ends)
 	if err != nil {
 		return nil, err
 	}
 	done = true
 	return res, nil
+}
+
+func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *undoStack) ([]*link.Endpoint, error) {
+	parkNS, err := openParking(ctx, st, conf.Store.Dir, true)
+	if err != nil {
+		return nil, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
+	}
+	defer parkNS.Close()
+	park, err := link.OpenParking(parkNS)
+	if err != nil {
+		return nil, linkError(err)
+	}
+	defer park.Close()
+	linker := &podLinker{st: st, park: park, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo}
+	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
+		return nil, err
+	}
+	return linker.made, nil
+}
+
+// checkPodLinkNames refuses pod links whose names clash with static links
+// or, in chained mode, with CNI_IFNAME.
+func checkPodLinkNames(conf *netconf.NetConf, decl *topology.Declaration, ifName string) error {
+	static := map[string]bool{}
+	for _, l := range conf.Links {
+		static[l.Name] = true
+	}
+	for _, l := range decl.Links {
+		switch {
+		case static[l.Spec.Name]:
+			return netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is also a static link in the network config")
+		case conf.Chained && l.Spec.Name == ifName:
+			return netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained")
+		}
+	}
+	return nil
 }
 
 // Del implements CNI DEL: idempotent and best-effort. It succeeds when the
@@ -135,20 +194,48 @@ func (p *Plugin) DelContext(ctx context.Context, args *skel.CmdArgs) error {
 	if err != nil {
 		return storeError(err)
 	}
-	nsPath := args.Netns
-	if nsPath == "" && rec != nil {
-		nsPath = rec.Netns
+	if rec == nil {
+		// Nothing recorded (a DEL after a failed or crashed ADD): fall back
+		// to what the runtime says.
+		pod, _ := topology.PodFromArgs(args.Args, args.ContainerID)
+		rec = &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String()}
 	}
-	removed, err := removeAttachment(nsPath, ownerOf(key))
+	if args.Netns != "" {
+		rec.Netns = args.Netns
+	}
+	removed, err := release(ctx, st, conf, rec)
 	if err != nil {
 		log.Error("DEL failed", "error", err)
-		return types.NewError(netconf.ErrLinkFailed, err.Error(), "")
+		return err
 	}
-	if err := st.DeleteAttachment(ctx, key); err != nil {
-		return storeError(err)
-	}
-	log.Info("DEL done", "removed", removed, "recorded", rec != nil)
+	log.Info("DEL done", "removed", removed)
 	return nil
+}
+
+// release undoes an attachment: its netdevs (static links and its pod
+// ends, whose parked ends go with them), its pod-link records, its record.
+func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *store.Attachment) (int, error) {
+	removed, err := removeAttachment(rec.Netns, ownerOf(rec.AttachmentKey))
+	if err != nil {
+		return removed, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
+	}
+	if rec.Pod != "" {
+		var park *link.Parking
+		if parkNS, err := openParking(ctx, st, conf.Store.Dir, false); err == nil {
+			defer parkNS.Close()
+			if park, err = link.OpenParking(parkNS); err != nil {
+				return removed, linkError(err)
+			}
+			defer park.Close()
+		}
+		if err := releasePodLinks(ctx, st, park, rec.Pod, rec.AttachmentKey); err != nil {
+			return removed, storeError(err)
+		}
+	}
+	if err := st.DeleteAttachment(ctx, rec.AttachmentKey); err != nil {
+		return removed, storeError(err)
+	}
+	return removed, nil
 }
 
 // removeAttachment deletes every netdev an attachment owns in the
@@ -177,6 +264,14 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	if err != nil {
+		return err
+	}
 	podNS, err := openPodNS(args.Netns)
 	if err != nil {
 		return err
@@ -187,7 +282,8 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 		return err
 	}
 	defer host.Close()
-	links, err := buildStatic(conf, podNS, host, ownerOf(attachmentKey(conf, args)))
+	key := attachmentKey(conf, args)
+	links, err := buildStatic(conf, podNS, host, ownerOf(key))
 	if err != nil {
 		return err
 	}
@@ -195,6 +291,70 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 	for _, l := range links {
 		if err := l.Verify(ctx); err != nil {
 			return types.NewError(netconf.ErrCheckFailed, err.Error(), "")
+		}
+	}
+	if len(decl.Links) == 0 && !decl.LegacyConsent {
+		return nil
+	}
+	st, err := openStore(conf)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return verifyPodLinks(ctx, st, conf, podNS, key, pod.String(), decl)
+}
+
+// verifyPodLinks checks each pod link end this attachment holds: its
+// interface as declared, its parked end, and, when the peer is there, that
+// the two are stitched. A link whose peer has not come (pending) is fine.
+func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, podNS ns.NetNS, key store.AttachmentKey, pod string, decl *topology.Declaration) error {
+	mismatch := func(format string, a ...any) error {
+		return types.NewError(netconf.ErrCheckFailed, fmt.Sprintf(format, a...), "")
+	}
+	parkNS, err := openParking(ctx, st, conf.Store.Dir, false)
+	if err != nil {
+		return mismatch("pod links: the parking namespace is gone: %v", err)
+	}
+	defer parkNS.Close()
+	park, err := link.OpenParking(parkNS)
+	if err != nil {
+		return linkError(err)
+	}
+	defer park.Close()
+	recs, err := st.LinksOf(ctx, pod)
+	if err != nil {
+		return storeError(err)
+	}
+	held := map[string]bool{}
+	for _, rec := range recs {
+		mine, other := endOf(rec, pod)
+		if mine.Attachment == nil || *mine.Attachment != key {
+			continue
+		}
+		held[mine.IfName] = true
+		spec, err := specOf(mine, "link "+rec.ID)
+		if err != nil {
+			return err
+		}
+		joined := other.Declared && other.Attachment != nil && park.Has(other.Parked, other.ParkedIndex)
+		v := &link.Veth{A: spec.Local(), B: link.Endpoint{NS: parkNS, Name: mine.Parked, Down: !joined}, Marker: ownerOf(key).marker(spec.Name)}
+		v.A.NS = podNS
+		if err := v.Verify(ctx); err != nil {
+			return mismatch("%v", err)
+		}
+		if joined {
+			to, err := link.Stitched(parkNS, mine.ParkedIndex)
+			if err != nil {
+				return linkError(err)
+			}
+			if to != other.ParkedIndex {
+				return mismatch("%s: not joined to %s's %s", mine.IfName, other.Pod, other.IfName)
+			}
+		}
+	}
+	for _, l := range decl.Links {
+		if !held[l.Spec.Name] {
+			return mismatch("pod link %s to %s: this attachment does not hold it", l.Spec.Name, l.Peer)
 		}
 	}
 	return nil
@@ -243,20 +403,51 @@ func (p *Plugin) GCContext(ctx context.Context, args *skel.CmdArgs) error {
 		}) {
 			continue
 		}
-		if _, err := removeAttachment(rec.Netns, ownerOf(rec.AttachmentKey)); err != nil {
+		if _, err := release(ctx, st, conf, rec); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", rec.AttachmentKey, err))
 			continue
 		}
-		if err := st.DeleteAttachment(ctx, rec.AttachmentKey); err != nil {
-			errs = append(errs, err)
-			continue
-		}
 		log.Info("GC removed attachment", "attachment", rec.AttachmentKey.String())
+	}
+	if err := sweepParking(ctx, st, conf); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return types.NewError(netconf.ErrLinkFailed, err.Error(), "")
 	}
 	return nil
+}
+
+// sweepParking deletes parked ends that no recorded attachment owns:
+// leftovers of a crash. (A parked end normally goes with its pod end.)
+func sweepParking(ctx context.Context, st store.Store, conf *netconf.NetConf) error {
+	parkNS, err := openParking(ctx, st, conf.Store.Dir, false)
+	if err != nil {
+		return nil
+	}
+	defer parkNS.Close()
+	park, err := link.OpenParking(parkNS)
+	if err != nil {
+		return err
+	}
+	defer park.Close()
+	all, err := st.Attachments(ctx, "")
+	if err != nil {
+		return err
+	}
+	owners := map[string]bool{}
+	for _, a := range all {
+		owners[ownerOf(a.AttachmentKey).prefix] = true
+	}
+	_, err = park.Remove(func(alias string) bool {
+		for prefix := range owners {
+			if strings.HasPrefix(alias, prefix) {
+				return true
+			}
+		}
+		return !strings.HasPrefix(alias, "ratchet:")
+	})
+	return err
 }
 
 func (p *Plugin) hostNS() (ns.NetNS, error) {

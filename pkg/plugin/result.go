@@ -9,6 +9,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
 )
 
@@ -17,7 +18,7 @@ var now = time.Now
 // buildResult returns the ADD result: in chained mode the previous
 // plugin's result with ratchet's interfaces, IPs and routes appended;
 // otherwise ratchet's own.
-func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, links staticLinks) (*current.Result, error) {
+func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, ends []*link.Endpoint) (*current.Result, error) {
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	if conf.PrevResult != nil {
 		prev, err := current.NewResultFromResult(conf.PrevResult)
@@ -26,8 +27,7 @@ func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, links staticLinks) (
 		}
 		res = prev
 	}
-	for _, l := range links {
-		end := l.pod
+	for _, end := range ends {
 		idx := len(res.Interfaces)
 		res.Interfaces = append(res.Interfaces, &current.Interface{
 			Name: end.Name, Mac: end.MAC.String(), Mtu: end.MTU, Sandbox: args.Netns,

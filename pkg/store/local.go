@@ -213,6 +213,9 @@ func (l *Local) DeleteAttachment(_ context.Context, key AttachmentKey) error {
 
 // Attachments implements Store.
 func (l *Local) Attachments(_ context.Context, network string) ([]*Attachment, error) {
+	if network == "" {
+		return scan[Attachment](l, attachmentsBucket, "")
+	}
 	return scan[Attachment](l, attachmentsBucket, network+"/")
 }
 

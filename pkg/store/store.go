@@ -31,6 +31,8 @@ type Attachment struct {
 	Marker string `json:"marker"`
 	// Group is the netdev group of those netdevs.
 	Group uint32 `json:"group"`
+	// Pod is the pod the attachment belongs to.
+	Pod string `json:"pod,omitempty"`
 	// Links are the interface names in the pod.
 	Links   []string  `json:"links"`
 	Created time.Time `json:"created"`
@@ -44,7 +46,7 @@ type Store interface {
 	PutAttachment(ctx context.Context, a *Attachment) error
 	// DeleteAttachment removes a record; a missing one is not an error.
 	DeleteAttachment(ctx context.Context, key AttachmentKey) error
-	// Attachments lists the records of one network.
+	// Attachments lists the records of one network ("": of all networks).
 	Attachments(ctx context.Context, network string) ([]*Attachment, error)
 	Topology
 	// Close releases the store.
@@ -69,9 +71,9 @@ type PodRecord struct {
 type LinkRecord struct {
 	ID   string     `json:"id"`
 	Ends [2]LinkEnd `json:"ends"`
-	// Legacy links are declared whole by a Ratchet primary (Ends[0]); the
-	// pair (Ends[1]) consents with ratchet: "true".
-	Legacy bool `json:"legacy,omitempty"`
+	// LegacyPrimary names the pod that declared the whole link with
+	// Ratchet's legacy keys; the other pod consents with ratchet: "true".
+	LegacyPrimary string `json:"legacyPrimary,omitempty"`
 }
 
 // LinkEnd is one pod's side of a link.

@@ -1,0 +1,80 @@
+package link
+
+import (
+	"fmt"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+)
+
+// Parking is a namespace where link ends wait for their peer and where two
+// waiting ends are stitched into one cable. It holds one netlink handle for
+// all of its operations.
+type Parking struct {
+	NS ns.NetNS
+	h  *netlink.Handle
+}
+
+// OpenParking returns the parking operations on n; the caller still owns n.
+func OpenParking(n ns.NetNS) (*Parking, error) {
+	h, err := handleAt(n)
+	if err != nil {
+		return nil, err
+	}
+	return &Parking{NS: n, h: h}, nil
+}
+
+// Close releases the handle.
+func (p *Parking) Close() { p.h.Close() }
+
+// Has reports whether the interface index still exists with that name: an
+// index can be reused by a later interface.
+func (p *Parking) Has(name string, index int) bool {
+	l, err := p.h.LinkByIndex(index)
+	return err == nil && l.Attrs().Name == name
+}
+
+// SetUp sets the interface administratively up or down. Its veth peer's
+// carrier follows: down is an unplugged cable.
+func (p *Parking) SetUp(index int, up bool) error {
+	l, err := p.h.LinkByIndex(index)
+	if err != nil {
+		if isGone(err) {
+			return nil
+		}
+		return err
+	}
+	if up {
+		err = p.h.LinkSetUp(l)
+	} else {
+		err = p.h.LinkSetDown(l)
+	}
+	if err != nil && !isGone(err) {
+		return fmt.Errorf("set parked ifindex %d up=%v: %w", index, up, err)
+	}
+	return nil
+}
+
+// Stitch joins two parked interfaces back to back (see Stitch).
+func (p *Parking) Stitch(a, b int) error { return stitch(p.h, a, b) }
+
+// Remove deletes every parked interface whose marker alias keep rejects
+// (and that carries a marker at all). It returns how many it deleted.
+func (p *Parking) Remove(keep func(alias string) bool) (int, error) {
+	all, err := p.h.LinkList()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range all {
+		alias := l.Attrs().Alias
+		if alias == "" || keep(alias) {
+			continue
+		}
+		if err := p.h.LinkDel(l); err != nil && !isGone(err) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

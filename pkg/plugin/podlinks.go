@@ -1,0 +1,338 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/internal/fault"
+	"github.com/ratchet-cni/ratchet/pkg/link"
+	"github.com/ratchet-cni/ratchet/pkg/netconf"
+	"github.com/ratchet-cni/ratchet/pkg/store"
+	"github.com/ratchet-cni/ratchet/pkg/topology"
+)
+
+// How pod links work. Each pod's end of a link is a veth pair: the
+// interface in the pod, and a "parked" end in a node-local parking
+// namespace. A pod's ADD always makes its own ends, so its interfaces exist
+// when ADD returns, whatever its peers are doing. When both pods of a link
+// have declared it and both are present, their parked ends are stitched
+// back to back with tc redirects, which moves nothing. A parked end is down
+// while its peer is missing, so the pod's interface has no carrier: an
+// unplugged cable. When a pod goes, its veth pairs go with it; its peers
+// keep their interfaces (same name, same ifindex) with carrier down until
+// it comes back and is stitched again.
+
+// linkID names a pod link by its two ends in a canonical order, so that
+// both pods compute the same id.
+func linkID(podA, ifA, podB, ifB string) (string, bool) {
+	a, b := podA+"|"+ifA, podB+"|"+ifB
+	if a < b {
+		return a + "~" + b, true
+	}
+	return b + "~" + a, false
+}
+
+func newLinkRecord(podA, ifA, podB, ifB string) *store.LinkRecord {
+	id, aFirst := linkID(podA, ifA, podB, ifB)
+	ends := [2]store.LinkEnd{{Pod: podA, IfName: ifA}, {Pod: podB, IfName: ifB}}
+	if !aFirst {
+		ends[0], ends[1] = ends[1], ends[0]
+	}
+	return &store.LinkRecord{ID: id, Ends: ends}
+}
+
+// podLinker makes a pod's link ends during ADD. Every change it makes, in
+// the kernel and in the store, is pushed on undo.
+type podLinker struct {
+	st    store.Store
+	park  *link.Parking
+	podNS ns.NetNS
+	key   store.AttachmentKey
+	owner owner
+	pod   string
+	undo  *undoStack
+	// made are the pod's own interfaces, in order, for the result.
+	made []*link.Endpoint
+}
+
+// declare registers the pod and makes every link end it declares or
+// consents to.
+func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, netns string) error {
+	prevPod, err := p.st.Pod(ctx, p.pod)
+	if err != nil {
+		return storeError(err)
+	}
+	rec := &store.PodRecord{Pod: p.pod, UID: uid, Attachment: p.key, Netns: netns, LegacyConsent: d.LegacyConsent}
+	if err := p.st.PutPod(ctx, rec); err != nil {
+		return storeError(err)
+	}
+	p.undo.push(func() {
+		if prevPod != nil {
+			_ = p.st.PutPod(context.WithoutCancel(ctx), prevPod)
+		} else {
+			_ = p.st.DeletePod(context.WithoutCancel(ctx), p.pod)
+		}
+	})
+	for i := range d.Links {
+		if err := p.declared(ctx, &d.Links[i]); err != nil {
+			return err
+		}
+	}
+	if d.LegacyConsent {
+		return p.consentToLegacy(ctx, d)
+	}
+	return nil
+}
+
+// declared makes this pod's end of one declared link and joins it to the
+// peer's end if the peer has declared it too and is present.
+func (p *podLinker) declared(ctx context.Context, l *topology.Link) error {
+	rec, restore, err := p.load(ctx, l.Spec.Name, l.Peer.String(), l.Spec.Peer.Name)
+	if err != nil {
+		return err
+	}
+	mine, other := rec.End(p.pod, l.Spec.Name)
+	mine.Declared = true
+	mine.Spec = mustJSON(l.Spec)
+	if l.PeerEnd != nil {
+		rec.LegacyPrimary = p.pod
+		other.Spec = mustJSON(*l.PeerEnd)
+	}
+	if err := p.makeEnd(ctx, rec, mine, other, l.Spec, p.podNS, p.owner, p.key, true); err != nil {
+		return err
+	}
+	if l.PeerEnd != nil && !p.usable(other) {
+		if err := p.completeLegacyPair(ctx, rec, other); err != nil {
+			return err
+		}
+	}
+	return p.save(ctx, rec, restore)
+}
+
+// consentToLegacy makes this pod's end of every link a legacy primary has
+// declared towards it: ratchet: "true" is the pair's consent.
+func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration) error {
+	recs, err := p.st.LinksOf(ctx, p.pod)
+	if err != nil {
+		return storeError(err)
+	}
+	for _, rec := range recs {
+		if rec.LegacyPrimary == "" || rec.LegacyPrimary == p.pod {
+			continue
+		}
+		mine, other := endOf(rec, p.pod)
+		if mine.Attachment != nil && *mine.Attachment == p.key {
+			continue // made already, by the primary's ADD
+		}
+		spec, err := specOf(mine, "legacy link "+rec.ID)
+		if err != nil {
+			return err
+		}
+		for _, own := range d.Links {
+			if own.Spec.Name == spec.Name {
+				return netconf.Invalid("annotation ratchet.cni.dev/links", spec.Name, "is also the interface of a Ratchet link from "+rec.LegacyPrimary)
+			}
+		}
+		restore := cloneRecord(rec)
+		mine.Declared = true
+		if err := p.makeEnd(ctx, rec, mine, other, *spec, p.podNS, p.owner, p.key, true); err != nil {
+			return err
+		}
+		if err := p.save(ctx, rec, restore); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// completeLegacyPair makes the pair's end in the pair's pod when the pair
+// is present and consents: Ratchet's primary declares both ends.
+func (p *podLinker) completeLegacyPair(ctx context.Context, rec *store.LinkRecord, pair *store.LinkEnd) error {
+	pr, err := p.st.Pod(ctx, pair.Pod)
+	if err != nil {
+		return storeError(err)
+	}
+	if pr == nil || !pr.LegacyConsent {
+		return nil // not here, or no consent: the link waits
+	}
+	spec, err := specOf(pair, "legacy link "+rec.ID)
+	if err != nil {
+		return err
+	}
+	pairNS, err := ns.GetNS(pr.Netns)
+	if err != nil {
+		return nil // the pair's namespace is gone; its DEL or GC will follow
+	}
+	defer pairNS.Close()
+	pair.Declared = true
+	mine, _ := endOf(rec, p.pod)
+	return p.makeEnd(ctx, rec, pair, mine, *spec, pairNS, ownerOf(pr.Attachment), pr.Attachment, false)
+}
+
+// makeEnd creates end's veth (its interface in netns, its parked end in
+// the parking namespace), stitches it to other when other is declared and
+// present, and records it. own says whether the interface is this
+// attachment's, to be listed in its result.
+func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, other *store.LinkEnd, spec netconf.LinkSpec, netns ns.NetNS, o owner, key store.AttachmentKey, own bool) error {
+	if end.Attachment != nil && p.park.Has(end.Parked, end.ParkedIndex) {
+		// An earlier incarnation of the pod still has its end: unplug it.
+		if err := p.park.SetUp(end.ParkedIndex, false); err != nil {
+			return linkError(err)
+		}
+	}
+	joined := other.Declared && p.usable(other)
+	v := &link.Veth{
+		A:      spec.Local(),
+		B:      link.Endpoint{NS: p.park.NS, Name: link.RandomName("rp"), Down: !joined},
+		Marker: o.marker(spec.Name),
+	}
+	v.A.NS = netns
+	if err := v.Create(ctx); err != nil {
+		return linkError(err)
+	}
+	p.undo.push(func() { _ = v.Remove(context.WithoutCancel(ctx)) })
+	end.Attachment = &key
+	end.Parked, end.ParkedIndex = v.B.Name, v.B.Index
+	if joined {
+		if err := p.park.Stitch(end.ParkedIndex, other.ParkedIndex); err != nil {
+			return linkError(err)
+		}
+		if err := p.park.SetUp(other.ParkedIndex, true); err != nil {
+			return linkError(err)
+		}
+		otherIndex := other.ParkedIndex
+		p.undo.push(func() { _ = p.park.SetUp(otherIndex, false) })
+	}
+	if err := fault.Step(ctx, "pod link "+spec.Name); err != nil {
+		return err
+	}
+	if own {
+		p.made = append(p.made, &v.A)
+	}
+	return nil
+}
+
+// usable reports whether end's parked interface is there to stitch to. An
+// end whose parked interface vanished (its pod's namespace went without a
+// DEL) is marked gone.
+func (p *podLinker) usable(end *store.LinkEnd) bool {
+	if end.Attachment == nil {
+		return false
+	}
+	if p.park.Has(end.Parked, end.ParkedIndex) {
+		return true
+	}
+	end.Attachment, end.Parked, end.ParkedIndex = nil, "", 0
+	return false
+}
+
+// load reads (or starts) the record of the link between this pod's ifName
+// and peer's peerIf; restore is what undo puts back.
+func (p *podLinker) load(ctx context.Context, ifName, peer, peerIf string) (*store.LinkRecord, *store.LinkRecord, error) {
+	id, _ := linkID(p.pod, ifName, peer, peerIf)
+	rec, err := p.st.Link(ctx, id)
+	if err != nil {
+		return nil, nil, storeError(err)
+	}
+	if rec == nil {
+		return newLinkRecord(p.pod, ifName, peer, peerIf), nil, nil
+	}
+	return rec, cloneRecord(rec), nil
+}
+
+// save writes rec; undo restores the record as it was (or removes it).
+func (p *podLinker) save(ctx context.Context, rec, restore *store.LinkRecord) error {
+	if err := p.st.PutLink(ctx, rec); err != nil {
+		return storeError(err)
+	}
+	p.undo.push(func() {
+		bg := context.WithoutCancel(ctx)
+		if restore != nil {
+			_ = p.st.PutLink(bg, restore)
+		} else {
+			_ = p.st.DeleteLink(bg, rec.ID)
+		}
+	})
+	return nil
+}
+
+// releasePodLinks runs at DEL and GC: the attachment's ends are marked
+// gone, its peers' cables unplugged, and records nobody declares any more
+// are removed. The veth pairs themselves go with the attachment's netdevs.
+func releasePodLinks(ctx context.Context, st store.Store, park *link.Parking, pod string, key store.AttachmentKey) error {
+	recs, err := st.LinksOf(ctx, pod)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		for i := range rec.Ends {
+			end := &rec.Ends[i]
+			if end.Attachment == nil || *end.Attachment != key {
+				continue
+			}
+			end.Attachment, end.Parked, end.ParkedIndex, end.Declared = nil, "", 0, false
+			other := &rec.Ends[1-i]
+			if other.Attachment != nil && park != nil {
+				if err := park.SetUp(other.ParkedIndex, false); err != nil {
+					return err
+				}
+			}
+		}
+		if declaredOrPresent(rec) {
+			err = st.PutLink(ctx, rec)
+		} else {
+			err = st.DeleteLink(ctx, rec.ID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if pr, err := st.Pod(ctx, pod); err == nil && pr != nil && pr.Attachment == key {
+		return st.DeletePod(ctx, pod)
+	}
+	return err
+}
+
+func declaredOrPresent(rec *store.LinkRecord) bool {
+	for _, e := range rec.Ends {
+		if e.Declared || e.Attachment != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func endOf(rec *store.LinkRecord, pod string) (mine, other *store.LinkEnd) {
+	if rec.Ends[0].Pod == pod {
+		return &rec.Ends[0], &rec.Ends[1]
+	}
+	return &rec.Ends[1], &rec.Ends[0]
+}
+
+// specOf decodes and revalidates an end's recorded spec: records are
+// input too.
+func specOf(end *store.LinkEnd, where string) (*netconf.LinkSpec, error) {
+	spec := &netconf.LinkSpec{}
+	if err := json.Unmarshal(end.Spec, spec); err != nil {
+		return nil, types.NewError(netconf.ErrStore, fmt.Sprintf("%s: bad end spec: %v", where, err), "")
+	}
+	if err := spec.Validate(where, netconf.Annotation); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+func cloneRecord(r *store.LinkRecord) *store.LinkRecord {
+	c := &store.LinkRecord{}
+	_ = json.Unmarshal(mustJSON(r), c)
+	return c
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
