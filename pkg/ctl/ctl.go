@@ -61,7 +61,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return status
 		}
 	case "install":
-		err = install(args[1:], stdout)
+		err = installCmd(args[1:], stdout)
 	default:
 		err = badArg("unknown command %q", args[0])
 	}

@@ -243,3 +243,33 @@ func TestRunFailedAddUndoesEarlierNetworks(t *testing.T) {
 		t.Fatalf("netns left behind: %v", err)
 	}
 }
+
+func TestInstallChainsAfterTheNodeNetwork(t *testing.T) {
+	dir := t.TempDir()
+	confDir, cniBin := dir+"/net.d", dir+"/bin"
+	_ = os.MkdirAll(confDir, 0o755)
+	conflist := `{"cniVersion":"1.0.0","name":"cluster","plugins":[{"type":"ptp","ipam":{"type":"host-local","subnet":"198.51.100.0/24"}},{"type":"portmap","capabilities":{"portMappings":true}}]}`
+	if err := os.WriteFile(confDir+"/10-cluster.conflist", []byte(conflist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"install", "--bin-dir", cniBin, "--conf-dir", confDir, "--plugin", filepath.Join(binDir, "ratchet")}
+	out := mustCtl(t, nil, args...)
+	got, err := os.ReadFile(confDir + "/10-cluster.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), `"type":"ptp"`) || !strings.Contains(string(got), `"ratchet"`) || strings.Index(string(got), "portmap") > strings.Index(string(got), `"ratchet"`) {
+		t.Fatalf("after install (%s):\n%s", out, got)
+	}
+	if fi, err := os.Stat(cniBin + "/ratchet"); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("plugin not installed: %v", err)
+	}
+	mustCtl(t, nil, args...)
+	again, _ := os.ReadFile(confDir + "/10-cluster.conflist")
+	if string(again) != string(got) {
+		t.Fatalf("second install changed the conflist:\n%s", again)
+	}
+	if _, errOut, code := ctl(t, nil, "install", "--extra", "[1]"); code != 2 || !strings.Contains(errOut, "--extra") {
+		t.Fatalf("bad --extra: exit %d %s", code, errOut)
+	}
+}
