@@ -21,6 +21,7 @@ usage:
   ratchetctl disconnect EP                         remove a link ratchet made (both veth ends)
   ratchetctl run [--conf-dir DIR] [--bin-dir DIR] [--name ID] [--annotation K=V]... [--keep] -- CMD [ARGS]
                                                    run CMD in a new netns attached through CNI
+  ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, broken)
   ratchetctl install --bin-dir DIR --conf-dir DIR  install the plugin, chained after the node's network
 
 endpoints (EP), as koko writes them:
@@ -60,6 +61,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			return status
 		}
+	case "links":
+		err = links(args[1:], stdout)
 	case "install":
 		err = installCmd(args[1:], stdout)
 	default:

@@ -204,6 +204,7 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, oth
 		if err := p.park.SetUp(other.ParkedIndex, true); err != nil {
 			return linkError(err)
 		}
+		rec.Joined = true
 		otherIndex := other.ParkedIndex
 		p.undo.push(func() { _ = p.park.SetUp(otherIndex, false) })
 	}

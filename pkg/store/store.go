@@ -71,6 +71,9 @@ type PodRecord struct {
 type LinkRecord struct {
 	ID   string     `json:"id"`
 	Ends [2]LinkEnd `json:"ends"`
+	// Joined: the two ends have been stitched together at least once, so
+	// an end left alone is parked (its peer went away), not pending.
+	Joined bool `json:"joined,omitempty"`
 	// LegacyPrimary names the pod that declared the whole link with
 	// Ratchet's legacy keys; the other pod consents with ratchet: "true".
 	LegacyPrimary string `json:"legacyPrimary,omitempty"`

@@ -1,0 +1,98 @@
+package plugin
+
+import (
+	"context"
+	"slices"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/pkg/link"
+	"github.com/ratchet-cni/ratchet/pkg/store"
+)
+
+// Link states, as `ratchetctl links` shows them.
+const (
+	// StateUp: both ends are there and stitched together.
+	StateUp = "up"
+	// StatePending: one pod declares the link; the other has not (yet).
+	StatePending = "pending"
+	// StateParked: the link was up; one pod is gone and the other's end
+	// waits, carrier down, for it to come back.
+	StateParked = "parked"
+	// StateBroken: the store and the kernel disagree (an end's parked
+	// interface is missing, or two present ends are not stitched).
+	StateBroken = "broken"
+)
+
+// LinkView is one pod link and its state.
+type LinkView struct {
+	ID    string
+	Ends  [2]store.LinkEnd
+	State string
+}
+
+// ViewLinks reads every pod link from the store and checks each against
+// the parking namespace (nil when there is none) to derive its state.
+func ViewLinks(ctx context.Context, st store.Store, parkNS ns.NetNS) ([]LinkView, error) {
+	recs, err := st.Links(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var park *link.Parking
+	if parkNS != nil {
+		if park, err = link.OpenParking(parkNS); err != nil {
+			return nil, err
+		}
+		defer park.Close()
+	}
+	views := make([]LinkView, 0, len(recs))
+	for _, r := range recs {
+		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: stateOf(r, park, parkNS)})
+	}
+	slices.SortFunc(views, func(a, b LinkView) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return views, nil
+}
+
+func stateOf(r *store.LinkRecord, park *link.Parking, parkNS ns.NetNS) string {
+	present := 0
+	for _, e := range r.Ends {
+		if e.Attachment == nil {
+			continue
+		}
+		if park == nil || !park.Has(e.Parked, e.ParkedIndex) {
+			return StateBroken
+		}
+		present++
+	}
+	a, b := r.Ends[0], r.Ends[1]
+	switch {
+	case present == 2 && a.Declared && b.Declared:
+		to, err := link.Stitched(parkNS, a.ParkedIndex)
+		if err != nil || to != b.ParkedIndex {
+			return StateBroken
+		}
+		return StateUp
+	case r.Joined:
+		return StateParked
+	}
+	return StatePending
+}
+
+// OpenParkingOf opens the parking namespace recorded in st, or returns nil
+// when there is none.
+func OpenParkingOf(ctx context.Context, st store.Store) ns.NetNS {
+	path, err := st.Meta(ctx, parkingKey)
+	if err != nil || path == "" {
+		return nil
+	}
+	n, err := ns.GetNS(path)
+	if err != nil {
+		return nil
+	}
+	return n
+}
