@@ -99,6 +99,20 @@ type VXLAN struct {
 	MTU      int    `json:"mtu,omitempty"`
 }
 
+// HasBootNetwork says whether a boot network is configured.
+func (c *NetConf) HasBootNetwork() bool {
+	return len(c.BootNetwork) > 0 && string(c.BootNetwork) != "null"
+}
+
+// HasDelegate says whether a delegate is configured.
+func (c *NetConf) HasDelegate() bool {
+	return len(c.Delegate) > 0 && string(c.Delegate) != "null"
+}
+
+// TakesIfName says whether another plugin owns CNI_IFNAME's interface: the
+// plugin ratchet is chained after, or the boot network.
+func (c *NetConf) TakesIfName() bool { return c.Chained || c.HasBootNetwork() }
+
 // ValidAttachmentsFor returns the attachments a GC call says are valid,
 // under either spelling of the key.
 func (c *NetConf) ValidAttachmentsFor() []types.GCAttachment {
@@ -212,8 +226,8 @@ func (c *NetConf) validate(ifName string) error {
 		if err := checkPluginConf(f.name, f.raw); err != nil {
 			return err
 		}
-		if len(f.raw) > 0 && string(f.raw) != "null" {
-			return types.NewError(types.ErrUnsupportedField, fmt.Sprintf("%s: Ratchet compatibility mode is not in this build yet", f.name), "")
+		if len(f.raw) > 0 && string(f.raw) != "null" && c.Chained {
+			return Invalid(f.name, f.name, "Ratchet compatibility mode runs as the first plugin, not chained after another")
 		}
 	}
 
@@ -231,7 +245,7 @@ func (c *NetConf) validate(ifName string) error {
 		l := &c.Links[i]
 		field := fmt.Sprintf("links[%d]", i)
 		if l.Name == "" {
-			if c.Chained {
+			if c.TakesIfName() {
 				return Invalid(field+".name", "", "every link needs a name when ratchet is chained after another plugin")
 			}
 			l.Name = ifName
@@ -239,8 +253,8 @@ func (c *NetConf) validate(ifName string) error {
 		if err := l.Validate(field, Static); err != nil {
 			return err
 		}
-		if c.Chained && l.Name == ifName {
-			return Invalid(field+".name", l.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained")
+		if c.TakesIfName() && l.Name == ifName {
+			return Invalid(field+".name", l.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained (or to bootNetwork)")
 		}
 		if j, dup := seen[l.Name]; dup {
 			return Invalid(field+".name", l.Name, fmt.Sprintf("links[%d] has the same name", j))

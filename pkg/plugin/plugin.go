@@ -103,13 +103,35 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	for _, l := range decl.Links {
 		names = append(names, l.Spec.Name)
 	}
-	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String(), Marker: owner.prefix, Group: owner.group, Links: names, Created: now()}
+	hasLinks := len(conf.Links) > 0 || len(decl.Links) > 0 || decl.LegacyConsent
+	delegated := ""
+	switch {
+	case !hasLinks && conf.HasDelegate():
+		delegated = usedDelegate
+	case hasLinks && conf.HasBootNetwork():
+		delegated = usedBootNetwork
+	}
+	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String(), Marker: owner.prefix, Group: owner.group, Links: names, Delegated: delegated, Created: now()}
 	if err := st.PutAttachment(ctx, rec); err != nil {
 		return nil, storeError(err)
 	}
 	undo.push(func() { _ = st.DeleteAttachment(context.WithoutCancel(ctx), key) })
 	if err := fault.Step(ctx, "record"); err != nil {
 		return nil, err
+	}
+	if delegated != "" {
+		// The record comes first, so that a DEL after a crash here still
+		// runs the delegate's DEL.
+		prev, err := delegateAdd(ctx, conf, delegated)
+		if err != nil {
+			return nil, err
+		}
+		undo.push(func() { _ = delegateDel(context.WithoutCancel(ctx), conf, delegated) })
+		if delegated == usedDelegate {
+			done = true
+			return prev, nil
+		}
+		conf.PrevResult = prev
 	}
 	var ends []*link.Endpoint
 	for _, l := range links {
@@ -163,8 +185,8 @@ func checkPodLinkNames(conf *netconf.NetConf, decl *topology.Declaration, ifName
 		switch {
 		case static[l.Spec.Name]:
 			return netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is also a static link in the network config")
-		case conf.Chained && l.Spec.Name == ifName:
-			return netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained")
+		case conf.TakesIfName() && l.Spec.Name == ifName:
+			return netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained (or to bootNetwork)")
 		}
 	}
 	return nil
@@ -232,10 +254,34 @@ func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *st
 			return removed, storeError(err)
 		}
 	}
+	for _, which := range delegatesOf(conf, rec) {
+		if err := delegateDel(ctx, conf, which); err != nil {
+			return removed, err
+		}
+	}
 	if err := st.DeleteAttachment(ctx, rec.AttachmentKey); err != nil {
 		return removed, storeError(err)
 	}
 	return removed, nil
+}
+
+// delegatesOf returns the delegates whose DEL an attachment needs: the one
+// it recorded, or, with no record, every one configured (DEL is idempotent).
+func delegatesOf(conf *netconf.NetConf, rec *store.Attachment) []string {
+	if rec.Delegated != "" {
+		return []string{rec.Delegated}
+	}
+	if !rec.Created.IsZero() {
+		return nil
+	}
+	var all []string
+	if conf.HasDelegate() {
+		all = append(all, usedDelegate)
+	}
+	if conf.HasBootNetwork() {
+		all = append(all, usedBootNetwork)
+	}
+	return all
 }
 
 // removeAttachment deletes every netdev an attachment owns in the

@@ -33,6 +33,9 @@ type Attachment struct {
 	Group uint32 `json:"group"`
 	// Pod is the pod the attachment belongs to.
 	Pod string `json:"pod,omitempty"`
+	// Delegated names the other plugin the attachment ran: "delegate" or
+	// "bootNetwork" (Ratchet compatibility mode), or "".
+	Delegated string `json:"delegated,omitempty"`
 	// Links are the interface names in the pod.
 	Links   []string  `json:"links"`
 	Created time.Time `json:"created"`
