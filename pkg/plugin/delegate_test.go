@@ -65,7 +65,7 @@ func TestCompatibilityMode(t *testing.T) {
 		node, pod, dir := testutil.NewNS(t), testutil.NewNS(t), t.TempDir()
 		c := call{cmd: "ADD", netns: pod.Path(), node: node, conf: confJSON(t, "1.0.0", dir, map[string]any{
 			"bootNetwork": ptp(dir + "/ipam"),
-			"links": []any{map[string]any{"name": "mv0", "macvlan": map[string]any{"master": "absent0"}}}})}
+			"links":       []any{map[string]any{"name": "mv0", "macvlan": map[string]any{"master": "absent0"}}}})}
 		if _, cniErr := run(t, c); cniErr == nil || !strings.Contains(cniErr.Msg, "absent0") {
 			t.Fatalf("ADD: %v", cniErr)
 		}
