@@ -22,16 +22,16 @@ type childSpec func(hu *netlink.Handle, attrs netlink.LinkAttrs) (netlink.Link, 
 // end.NS as its namespace: the kernel then creates it in the pod directly,
 // with its parent (or tunnel socket) left on the node, and nothing is moved.
 func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker, build childSpec) (err error) {
-	hu, err := handleAt(underlay)
+	hu, releaseU, err := acquire(ctx, underlay)
 	if err != nil {
 		return err
 	}
-	defer hu.Close()
-	hp, err := handleAt(end.NS)
+	defer releaseU()
+	hp, releaseP, err := acquire(ctx, end.NS)
 	if err != nil {
 		return err
 	}
-	defer hp.Close()
+	defer releaseP()
 
 	fillMAC(end)
 	attrs := newAttrs(end, m)
@@ -70,12 +70,12 @@ func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker
 
 // verifyChild verifies end in its namespace and returns its netdev for
 // kind-specific checks.
-func verifyChild(end *Endpoint, kind string, m Marker) (netlink.Link, error) {
-	hp, err := handleAt(end.NS)
+func verifyChild(ctx context.Context, end *Endpoint, kind string, m Marker) (netlink.Link, error) {
+	hp, release, err := acquire(ctx, end.NS)
 	if err != nil {
 		return nil, err
 	}
-	defer hp.Close()
+	defer release()
 	return verifyEnd(hp, end, kind, m)
 }
 

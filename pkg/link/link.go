@@ -214,15 +214,15 @@ func discard(h *netlink.Handle, name string) {
 }
 
 // removeEnd deletes the named interface if it carries the marker.
-func removeEnd(n ns.NetNS, name string, m Marker) error {
+func removeEnd(ctx context.Context, n ns.NetNS, name string, m Marker) error {
 	if n == nil {
 		return nil
 	}
-	h, err := handleAt(n)
+	h, release, err := acquire(ctx, n)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	defer release()
 	l, err := linkIn(h, name)
 	if err != nil || l == nil || !m.owns(l) {
 		return err

@@ -47,7 +47,7 @@ func (m *Macvlan) Create(ctx context.Context) error {
 
 // Verify implements Link.
 func (m *Macvlan) Verify(ctx context.Context) error {
-	l, err := verifyChild(&m.End, "macvlan", m.Marker)
+	l, err := verifyChild(ctx, &m.End, "macvlan", m.Marker)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func (m *Macvlan) Verify(ctx context.Context) error {
 
 // Remove implements Link.
 func (m *Macvlan) Remove(ctx context.Context) error {
-	return removeEnd(m.End.NS, m.End.Name, m.Marker)
+	return removeEnd(ctx, m.End.NS, m.End.Name, m.Marker)
 }
 
 func (m *Macvlan) mode() string {

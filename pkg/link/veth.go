@@ -21,11 +21,11 @@ func (v *Veth) Kind() string { return "veth" }
 
 // Create implements Link. It fills in A.MAC and B.MAC when they were unset.
 func (v *Veth) Create(ctx context.Context) (err error) {
-	ha, hb, err := v.handles()
+	ha, hb, release, err := v.handles(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeHandles(ha, hb)
+	defer release()
 
 	fillMAC(&v.A)
 	fillMAC(&v.B)
@@ -67,11 +67,11 @@ func (v *Veth) Create(ctx context.Context) (err error) {
 // Verify implements Link: both ends exist, are configured, and are each
 // other's peer.
 func (v *Veth) Verify(ctx context.Context) error {
-	ha, hb, err := v.handles()
+	ha, hb, release, err := v.handles(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeHandles(ha, hb)
+	defer release()
 	la, err := verifyEnd(ha, &v.A, "veth", v.Marker)
 	if err != nil {
 		return err
@@ -89,32 +89,26 @@ func (v *Veth) Verify(ctx context.Context) error {
 // Remove implements Link. Deleting one end of a veth deletes both; B is
 // tried as well in case A was already gone.
 func (v *Veth) Remove(ctx context.Context) error {
-	errA := removeEnd(v.A.NS, v.A.Name, v.Marker)
-	errB := removeEnd(v.B.NS, v.B.Name, v.Marker)
+	errA := removeEnd(ctx, v.A.NS, v.A.Name, v.Marker)
+	errB := removeEnd(ctx, v.B.NS, v.B.Name, v.Marker)
 	if errA != nil {
 		return errA
 	}
 	return errB
 }
 
-func (v *Veth) handles() (ha, hb *netlink.Handle, err error) {
-	if ha, err = handleAt(v.A.NS); err != nil {
-		return nil, nil, err
+func (v *Veth) handles(ctx context.Context) (ha, hb *netlink.Handle, release func(), err error) {
+	ha, releaseA, err := acquire(ctx, v.A.NS)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	if v.B.NS.Path() == v.A.NS.Path() {
-		return ha, ha, nil
+		return ha, ha, releaseA, nil
 	}
-	if hb, err = handleAt(v.B.NS); err != nil {
-		ha.Close()
-		return nil, nil, err
+	hb, releaseB, err := acquire(ctx, v.B.NS)
+	if err != nil {
+		releaseA()
+		return nil, nil, nil, err
 	}
-	return ha, hb, nil
-}
-
-func closeHandles(handles ...*netlink.Handle) {
-	for i, h := range handles {
-		if h != nil && (i == 0 || h != handles[i-1]) {
-			h.Close()
-		}
-	}
+	return ha, hb, func() { releaseA(); releaseB() }, nil
 }

@@ -34,7 +34,7 @@ func (v *Vlan) Create(ctx context.Context) error {
 
 // Verify implements Link.
 func (v *Vlan) Verify(ctx context.Context) error {
-	l, err := verifyChild(&v.End, "vlan", v.Marker)
+	l, err := verifyChild(ctx, &v.End, "vlan", v.Marker)
 	if err != nil {
 		return err
 	}
@@ -46,5 +46,5 @@ func (v *Vlan) Verify(ctx context.Context) error {
 
 // Remove implements Link.
 func (v *Vlan) Remove(ctx context.Context) error {
-	return removeEnd(v.End.NS, v.End.Name, v.Marker)
+	return removeEnd(ctx, v.End.NS, v.End.Name, v.Marker)
 }

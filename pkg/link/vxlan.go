@@ -67,7 +67,7 @@ func (v *Vxlan) Create(ctx context.Context) error {
 
 // Verify implements Link: the tunnel end exists with its VNI, remote and port.
 func (v *Vxlan) Verify(ctx context.Context) error {
-	l, err := verifyChild(&v.End, "vxlan", v.Marker)
+	l, err := verifyChild(ctx, &v.End, "vxlan", v.Marker)
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (v *Vxlan) Verify(ctx context.Context) error {
 
 // Remove implements Link.
 func (v *Vxlan) Remove(ctx context.Context) error {
-	return removeEnd(v.End.NS, v.End.Name, v.Marker)
+	return removeEnd(ctx, v.End.NS, v.End.Name, v.Marker)
 }
 
 func (v *Vxlan) port() int {

@@ -56,6 +56,8 @@ func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Re
 }
 
 func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdArgs) (res *current.Result, err error) {
+	ctx, closeHandles := link.WithHandleCache(ctx)
+	defer closeHandles()
 	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
 	if err != nil {
 		return nil, err

@@ -57,6 +57,8 @@ type podLinker struct {
 	undo  *undoStack
 	// made are the pod's own interfaces, in order, for the result.
 	made []*link.Endpoint
+	// changed are the records to write, all in one transaction at the end.
+	changed []*store.LinkRecord
 }
 
 // declare registers the pod and makes every link end it declares or
@@ -83,7 +85,15 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 		}
 	}
 	if d.LegacyConsent {
-		return p.consentToLegacy(ctx, d)
+		if err := p.consentToLegacy(ctx, d); err != nil {
+			return err
+		}
+	}
+	// The records are written last, in one transaction: until then there is
+	// nothing in the store to undo, and a crash before it leaves netdevs that
+	// carry this attachment's marker, which DEL and GC remove.
+	if err := p.st.PutLinks(ctx, p.changed); err != nil {
+		return storeError(err)
 	}
 	return nil
 }
@@ -91,7 +101,7 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 // declared makes this pod's end of one declared link and joins it to the
 // peer's end if the peer has declared it too and is present.
 func (p *podLinker) declared(ctx context.Context, l *topology.Link) error {
-	rec, restore, err := p.load(ctx, l.Spec.Name, l.Peer.String(), l.Spec.Peer.Name)
+	rec, err := p.load(ctx, l.Spec.Name, l.Peer.String(), l.Spec.Peer.Name)
 	if err != nil {
 		return err
 	}
@@ -110,7 +120,8 @@ func (p *podLinker) declared(ctx context.Context, l *topology.Link) error {
 			return err
 		}
 	}
-	return p.save(ctx, rec, restore)
+	p.changed = append(p.changed, rec)
+	return nil
 }
 
 // consentToLegacy makes this pod's end of every link a legacy primary has
@@ -137,14 +148,11 @@ func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration
 				return netconf.Invalid("annotation ratchet.cni.dev/links", spec.Name, "is also the interface of a Ratchet link from "+rec.LegacyPrimary)
 			}
 		}
-		restore := cloneRecord(rec)
 		mine.Declared = true
 		if err := p.makeEnd(ctx, rec, mine, other, *spec, p.podNS, p.owner, p.key, true); err != nil {
 			return err
 		}
-		if err := p.save(ctx, rec, restore); err != nil {
-			return err
-		}
+		p.changed = append(p.changed, rec)
 	}
 	return nil
 }
@@ -232,33 +240,17 @@ func (p *podLinker) usable(end *store.LinkEnd) bool {
 }
 
 // load reads (or starts) the record of the link between this pod's ifName
-// and peer's peerIf; restore is what undo puts back.
-func (p *podLinker) load(ctx context.Context, ifName, peer, peerIf string) (*store.LinkRecord, *store.LinkRecord, error) {
+// and peer's peerIf.
+func (p *podLinker) load(ctx context.Context, ifName, peer, peerIf string) (*store.LinkRecord, error) {
 	id, _ := linkID(p.pod, ifName, peer, peerIf)
 	rec, err := p.st.Link(ctx, id)
 	if err != nil {
-		return nil, nil, storeError(err)
+		return nil, storeError(err)
 	}
 	if rec == nil {
-		return newLinkRecord(p.pod, ifName, peer, peerIf), nil, nil
+		return newLinkRecord(p.pod, ifName, peer, peerIf), nil
 	}
-	return rec, cloneRecord(rec), nil
-}
-
-// save writes rec; undo restores the record as it was (or removes it).
-func (p *podLinker) save(ctx context.Context, rec, restore *store.LinkRecord) error {
-	if err := p.st.PutLink(ctx, rec); err != nil {
-		return storeError(err)
-	}
-	p.undo.push(func() {
-		bg := context.WithoutCancel(ctx)
-		if restore != nil {
-			_ = p.st.PutLink(bg, restore)
-		} else {
-			_ = p.st.DeleteLink(bg, rec.ID)
-		}
-	})
-	return nil
+	return rec, nil
 }
 
 // releasePodLinks runs at DEL and GC: the attachment's ends are marked
@@ -325,12 +317,6 @@ func specOf(end *store.LinkEnd, where string) (*netconf.LinkSpec, error) {
 		return nil, err
 	}
 	return spec, nil
-}
-
-func cloneRecord(r *store.LinkRecord) *store.LinkRecord {
-	c := &store.LinkRecord{}
-	_ = json.Unmarshal(mustJSON(r), c)
-	return c
 }
 
 func mustJSON(v any) json.RawMessage {

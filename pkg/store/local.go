@@ -255,18 +255,28 @@ func (l *Local) Link(_ context.Context, id string) (*LinkRecord, error) {
 }
 
 // PutLink implements Topology.
-func (l *Local) PutLink(_ context.Context, r *LinkRecord) error {
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
+func (l *Local) PutLink(ctx context.Context, r *LinkRecord) error {
+	return l.PutLinks(ctx, []*LinkRecord{r})
+}
+
+// PutLinks implements Topology.
+func (l *Local) PutLinks(_ context.Context, rs []*LinkRecord) error {
 	return l.db.Update(func(tx *bolt.Tx) error {
-		for _, e := range r.Ends {
-			if err := tx.Bucket(indexBucket).Put(indexKey(e.Pod, e.IfName), []byte(r.ID)); err != nil {
+		for _, r := range rs {
+			raw, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			for _, e := range r.Ends {
+				if err := tx.Bucket(indexBucket).Put(indexKey(e.Pod, e.IfName), []byte(r.ID)); err != nil {
+					return err
+				}
+			}
+			if err := tx.Bucket(linksBucket).Put([]byte(r.ID), raw); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(linksBucket).Put([]byte(r.ID), raw)
+		return nil
 	})
 }
 

@@ -120,6 +120,8 @@ type Topology interface {
 	Link(ctx context.Context, id string) (*LinkRecord, error)
 	// PutLink writes a record and indexes it under both of its ends.
 	PutLink(ctx context.Context, l *LinkRecord) error
+	// PutLinks writes several records in one transaction.
+	PutLinks(ctx context.Context, ls []*LinkRecord) error
 	// DeleteLink removes a record and its index entries.
 	DeleteLink(ctx context.Context, id string) error
 	// LinksOf returns the records with an end in pod.
