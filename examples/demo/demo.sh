@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The ratchet demo: everything in throwaway network namespaces, nothing on
 # the host. Two pods on one node get a veth link; two pods on two simulated
-# nodes (namespaces joined by an underlay veth) get a VXLAN link. The plugin
+# nodes (namespaces joined by an underlay veth) get a VXLAN link; three pods
+# declare a line of links in their annotations and are created in reverse
+# order, then the middle one restarts. The plugin
 # is run exactly as a runtime runs it: env vars in, config on stdin, result
 # on stdout. Then it pings across both links, checks, deletes, and shows
 # that nothing is left.
@@ -9,13 +11,18 @@ set -euo pipefail
 
 BIN=${BIN:-$(cd "$(dirname "$0")/../.." && pwd)/bin}
 RATCHET=$BIN/ratchet
-[ -x "$RATCHET" ] || { echo "build first: make build" >&2; exit 1; }
+RATCHETCTL=$BIN/ratchetctl
+[ -x "$RATCHET" ] && [ -x "$RATCHETCTL" ] || { echo "build first: make build" >&2; exit 1; }
 
 tag=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 R1=demo-r1-$tag R2=demo-r2-$tag NODE_A=demo-node-a-$tag NODE_B=demo-node-b-$tag POD_A=demo-pod-a-$tag POD_B=demo-pod-b-$tag
+LINE=(demo-l1-$tag demo-l2-$tag demo-l3-$tag)
 STATE=$(mktemp -d /tmp/ratchet-demo.XXXXXX)
+# Pod links wait and meet in a parking netns that ratchet makes per store
+# directory: ratchet-park-<first 8 hex digits of sha256(store.dir)>.
+PARKING=ratchet-park-$(printf %s "$STATE/line" | sha256sum | cut -c1-8)
 cleanup() {
-  for n in $R1 $R2 $POD_A $POD_B $NODE_A $NODE_B; do ip netns del "$n" 2>/dev/null || true; done
+  for n in $R1 $R2 $POD_A $POD_B $NODE_A $NODE_B "${LINE[@]}" $PARKING; do ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$STATE"
 }
 trap cleanup EXIT
@@ -28,10 +35,10 @@ cni() {
   local node=$1 cmd=$2 pod=$3 conf=$4 run=()
   [ "$node" = - ] || run=(ip netns exec "$node")
   CNI_COMMAND=$cmd CNI_CONTAINERID=$pod CNI_NETNS=/var/run/netns/$pod CNI_IFNAME=eth0 CNI_PATH=$BIN \
-    "${run[@]}" "$RATCHET" <<<"$conf" 2>>"$STATE/ratchet.log"
+    CNI_ARGS=${CNI_ARGS:-} "${run[@]}" "$RATCHET" <<<"$conf" 2>>"$STATE/ratchet.log"
 }
 
-for n in $R1 $R2 $NODE_A $NODE_B $POD_A $POD_B; do ip netns add "$n"; done
+for n in $R1 $R2 $NODE_A $NODE_B $POD_A $POD_B "${LINE[@]}"; do ip netns add "$n"; done
 
 bold "1. one node: r1 <-> r2 over a veth pair (a static peer.netns link)"
 VETH_CONF='{
@@ -71,7 +78,32 @@ echo "-- pod-a: $(ip -n "$POD_A" -br addr show vx0)"
 echo "-- pod-a: $(ip -n "$POD_A" -d link show vx0 | grep -o 'vxlan id [0-9]* remote [0-9.]*') port 4789, mtu $(ip -n "$POD_A" -o link show vx0 | grep -o 'mtu [0-9]*' | cut -d' ' -f2) (underlay 1500 - 50)"
 echo "-- the tunnel end was born in pod-a; node-a holds only: $(ip -n "$NODE_A" -br link | awk '$1!="lo"{sub(/@.*/, "", $1); print $1}' | tr '\n' ' ')"
 
-bold "3. traffic"
+bold "3. pod links: a line r1 -- r2 -- r3 declared by pod annotations, created in reverse order"
+# What containerd's CRI hands the plugin: the pod's identity in CNI_ARGS and
+# its annotations in runtimeConfig (the plugin declares the capability).
+line_conf() { # ANNOTATION-JSON
+  jq -n --arg links "$1" --arg dir "$STATE/line" '{
+    cniVersion: "1.0.0", name: "demo-line", type: "ratchet", store: {dir: $dir},
+    capabilities: {"io.kubernetes.cri.pod-annotations": true},
+    runtimeConfig: {"io.kubernetes.cri.pod-annotations": {"ratchet.cni.dev/links": $links}}}'
+}
+L1='[{"name":"e1","ips":["192.0.2.65/30"],"peer":{"pod":"r2","name":"w1"}}]'
+L2='[{"name":"w1","ips":["192.0.2.66/30"],"peer":{"pod":"r1","name":"e1"}},
+     {"name":"e1","ips":["192.0.2.69/30"],"peer":{"pod":"r3","name":"w1"}}]'
+L3='[{"name":"w1","ips":["192.0.2.70/30"],"peer":{"pod":"r2","name":"e1"}}]'
+line_pod() { # COMMAND INDEX(1..3) ANNOTATION
+  CNI_ARGS="K8S_POD_NAMESPACE=lab;K8S_POD_NAME=r$2;K8S_POD_UID=demo-$2" cni - "$1" "${LINE[$2-1]}" "$(line_conf "$3")" >/dev/null
+}
+echo "r1 annotation ratchet.cni.dev/links: $L1"
+echo "r2 annotation ratchet.cni.dev/links: $(tr -s ' \n' ' ' <<<"$L2")"
+echo "r3 annotation ratchet.cni.dev/links: $L3"
+for i in 3 2 1; do
+  line_pod ADD $i "$(eval echo "\$L$i")"
+  echo "-- ADD r$i: r$i holds $(ip -n "${LINE[$i-1]}" -br link | awk '$1!="lo"{sub(/@.*/, "", $1); printf "%s ", $1}')"
+  "$RATCHETCTL" links --store "$STATE/line" | sed -n '/^STATE/,$p' | sed 's/^/     /'
+done
+
+bold "4. traffic"
 status=0
 ping_from() { # NETNS ADDR LABEL
   if ip netns exec "$1" ping -c 2 -i 0.2 -W 2 "$2" >/dev/null 2>&1; then
@@ -84,14 +116,29 @@ ping_from "$R1" 192.0.2.2 "r1 -> r2 (veth, IPv4)"
 ping_from "$R1" 2001:db8::2 "r1 -> r2 (veth, IPv6)"
 ping_from "$POD_A" 203.0.113.2 "pod-a -> pod-b (vxlan, IPv4)"
 ping_from "$POD_A" 2001:db8:1::2 "pod-a -> pod-b (vxlan, IPv6)"
+ping_from "${LINE[0]}" 192.0.2.66 "r1 -> r2 (pod link)"
+ping_from "${LINE[2]}" 192.0.2.69 "r3 -> r2 (pod link)"
 
-bold "4. CHECK, then DEL"
+bold "5. restart r2: its neighbours keep their interfaces, carrier down, until it is back"
+idx_before=$(ip -n "${LINE[0]}" -o link show e1 | cut -d: -f1)
+line_pod DEL 2 ""
+echo "-- r2 deleted: r1 $(ip -n "${LINE[0]}" -o link show e1 | grep -o 'state [A-Z]*'), ifindex $idx_before"
+"$RATCHETCTL" links --store "$STATE/line" | sed -n '/^STATE/,$p' | sed 's/^/     /'
+ip netns del "${LINE[1]}"; ip netns add "${LINE[1]}"
+line_pod ADD 2 "$L2"
+idx_after=$(ip -n "${LINE[0]}" -o link show e1 | cut -d: -f1)
+[ "$idx_before" = "$idx_after" ] && echo "ok   r1's e1 kept ifindex $idx_after" || { echo "FAIL r1's e1 changed ifindex"; status=1; }
+ping_from "${LINE[0]}" 192.0.2.66 "r1 -> r2 (pod link, after the restart)"
+ping_from "${LINE[2]}" 192.0.2.69 "r3 -> r2 (pod link, after the restart)"
+
+bold "6. CHECK, then DEL"
 cni - CHECK "$R1" "$VETH_CONF" && echo "ok   CHECK r1"
 cni "$NODE_A" CHECK "$POD_A" "$VX_A" && echo "ok   CHECK pod-a"
 cni - DEL "$R1" "$VETH_CONF"
 cni "$NODE_A" DEL "$POD_A" "$VX_A"
 cni "$NODE_B" DEL "$POD_B" "$VX_B"
-left=$(for n in $R1 $R2 $POD_A $POD_B; do ip -n "$n" -br link | awk '$1!="lo"{print $1}'; done)
+for i in 1 2 3; do line_pod DEL $i ""; done
+left=$(for n in $R1 $R2 $POD_A $POD_B "${LINE[@]}" $PARKING; do ip -n "$n" -br link | awk '$1!="lo"{print $1}'; done)
 if [ -n "$left" ]; then echo "FAIL left after DEL: $left"; status=1; else echo "ok   nothing left in any pod after DEL"; fi
 
 if [ $status -ne 0 ]; then

@@ -51,7 +51,7 @@ func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Re
 		log.Error("ADD failed", "error", err)
 		return nil, nil, err
 	}
-	log.Info("ADD done", "interfaces", len(res.Interfaces), "links", len(conf.Links))
+	log.Info("ADD done", "interfaces", len(res.Interfaces))
 	return res, conf, nil
 }
 

@@ -2,8 +2,10 @@ package plugin
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -199,6 +201,9 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, oth
 		Marker: o.marker(spec.Name),
 	}
 	v.A.NS = netns
+	if v.A.MAC == nil {
+		v.A.MAC = stableMAC(end.Pod, end.IfName)
+	}
 	if err := v.Create(ctx); err != nil {
 		return linkError(err)
 	}
@@ -223,6 +228,17 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, oth
 		p.made = append(p.made, &v.A)
 	}
 	return nil
+}
+
+// stableMAC derives a pod link interface's MAC from the pod and interface
+// names: a pod that restarts comes back with the same MACs, so its peers'
+// neighbour entries stay right (a new MAC would leave them sending to the
+// old one until their entries expire). Locally administered, unicast.
+func stableMAC(pod, ifName string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("ratchet-mac\x00" + pod + "\x00" + ifName))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&0xfe | 0x02
+	return mac
 }
 
 // usable reports whether end's parked interface is there to stitch to. An

@@ -211,6 +211,7 @@ func TestPodRestartKeepsPeersInterfaces(t *testing.T) {
 	}
 	_, idx1 := e.carrier("r1", "e1")
 	_, idx3 := e.carrier("r3", "w1")
+	macBefore := mustLink(t, e.pods["r2"], "e1").Attrs().HardwareAddr.String()
 	e.del("r2")
 	for _, c := range []struct{ pod, ifname string }{{"r1", "e1"}, {"r3", "w1"}} {
 		up, idx := e.carrier(c.pod, c.ifname)
@@ -222,6 +223,11 @@ func TestPodRestartKeepsPeersInterfaces(t *testing.T) {
 		}
 	}
 	e.add("r2", ann["r2"])
+	// Same MAC as before the restart, or the neighbours' ARP entries would
+	// point at the old one for up to a minute.
+	if mac := mustLink(t, e.pods["r2"], "e1").Attrs().HardwareAddr.String(); mac != macBefore {
+		t.Fatalf("r2:e1 came back with MAC %s, was %s", mac, macBefore)
+	}
 	testutil.MustPing(t, e.pods["r1"], "192.0.2.2")
 	testutil.MustPing(t, e.pods["r3"], "198.51.100.1")
 	if up, idx := e.carrier("r1", "e1"); !up || idx != idx1 {
