@@ -62,11 +62,8 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	if err != nil {
 		return nil, err
 	}
-	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	decl, err := declaredPodLinks(conf, pod, args.IfName)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkPodLinkNames(conf, decl, args.IfName); err != nil {
 		return nil, err
 	}
 	podNS, err := openPodNS(args.Netns)
@@ -105,7 +102,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	for _, l := range decl.Links {
 		names = append(names, l.Spec.Name)
 	}
-	hasLinks := len(conf.Links) > 0 || len(decl.Links) > 0 || decl.LegacyConsent
+	hasLinks := len(names) > 0 || decl.LegacyConsent
 	delegated := ""
 	switch {
 	case !hasLinks && conf.HasDelegate():
@@ -176,22 +173,36 @@ func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st stor
 	return linker.made, nil
 }
 
-// checkPodLinkNames refuses pod links whose names clash with static links
-// or, in chained mode, with CNI_IFNAME.
-func checkPodLinkNames(conf *netconf.NetConf, decl *topology.Declaration, ifName string) error {
-	static := map[string]bool{}
+// declaredPodLinks gathers a pod's pod links: peer.pod links of the
+// network config, then those of its annotations. Their names may not clash
+// with each other, with other static links or, when another plugin owns it,
+// with CNI_IFNAME.
+func declaredPodLinks(conf *netconf.NetConf, pod topology.PodID, ifName string) (*topology.Declaration, error) {
+	static, err := topology.StaticPodLinks(conf.Links, pod, conf.AllowCrossNamespace)
+	if err != nil {
+		return nil, err
+	}
+	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	if err != nil {
+		return nil, err
+	}
+	staticNames := map[string]bool{}
 	for _, l := range conf.Links {
-		static[l.Name] = true
+		staticNames[l.Name] = true
 	}
 	for _, l := range decl.Links {
 		switch {
-		case static[l.Spec.Name]:
-			return netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is also a static link in the network config")
+		case staticNames[l.Spec.Name]:
+			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is also a link in the network config")
 		case conf.TakesIfName() && l.Spec.Name == ifName:
-			return netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained (or to bootNetwork)")
+			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained (or to bootNetwork)")
 		}
 	}
-	return nil
+	decl.Links = append(static, decl.Links...)
+	if len(decl.Links) > conf.MaxLinksPerPod {
+		return nil, netconf.Invalid("links", fmt.Sprintf("(%d links with the annotation's)", len(decl.Links)), fmt.Sprintf("more than maxLinksPerPod (%d)", conf.MaxLinksPerPod))
+	}
+	return decl, nil
 }
 
 // Del implements CNI DEL: idempotent and best-effort. It succeeds when the
@@ -316,7 +327,7 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	decl, err := declaredPodLinks(conf, pod, args.IfName)
 	if err != nil {
 		return err
 	}

@@ -332,3 +332,19 @@ func mustLink(t testing.TB, n ns.NetNS, name string) netlink.Link {
 	}
 	return l
 }
+
+// TestPodLinkInNetworkConfig: a peer.pod link may come from the network
+// config too (one network attachment per pod, as with Multus).
+func TestPodLinkInNetworkConfig(t *testing.T) {
+	e := newPodEnv(t)
+	e.pods["r1"], e.pods["r2"] = testutil.NewNS(t), testutil.NewNS(t)
+	for _, c := range []struct{ pod, name, ip, peer, peerIf string }{{"r1", "e1", "192.0.2.1/24", "r2", "w1"}, {"r2", "w1", "192.0.2.2/24", "r1", "e1"}} {
+		cl := e.call("ADD", c.pod, nil)
+		cl.conf = confJSON(t, "1.0.0", e.dir, map[string]any{"links": []any{podLink(c.name, c.ip, c.peer, c.peerIf)}})
+		mustRun(t, cl)
+	}
+	testutil.MustPing(t, e.pods["r1"], "192.0.2.2")
+	e.del("r1")
+	e.del("r2")
+	e.expectEmpty()
+}

@@ -58,11 +58,13 @@ func buildStatic(conf *netconf.NetConf, pod, host ns.NetNS, o owner) (staticLink
 	var links staticLinks
 	for i := range conf.Links {
 		spec := &conf.Links[i]
+		if spec.Kind() == netconf.KindPod {
+			continue // a pod link, made with the annotation links
+		}
 		build, ok := staticKinds[spec.Kind()]
 		if !ok {
 			links.close()
-			return nil, types.NewError(types.ErrUnsupportedField,
-				fmt.Sprintf("links[%d] (%s): %s links are declared in the pod annotation ratchet.cni.dev/links, not in the network config", i, spec.Name, spec.Kind()), "")
+			return nil, types.NewError(types.ErrUnsupportedField, fmt.Sprintf("links[%d] (%s): unknown kind %s", i, spec.Name, spec.Kind()), "")
 		}
 		l, err := build(spec, buildEnv{conf: conf, pod: pod, host: host, marker: o.marker(spec.Name), field: fmt.Sprintf("links[%d]", i)})
 		if err != nil {

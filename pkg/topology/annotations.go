@@ -213,3 +213,27 @@ func abbreviate(s string) string {
 	}
 	return s
 }
+
+// StaticPodLinks returns the peer.pod links of a network config (as in a
+// per-pod network attachment) as pod links of self.
+func StaticPodLinks(specs []netconf.LinkSpec, self PodID, allowCrossNamespace bool) ([]Link, error) {
+	var links []Link
+	for i, spec := range specs {
+		if spec.Kind() != netconf.KindPod {
+			continue
+		}
+		peer := PodID{Namespace: spec.Peer.Namespace, Name: spec.Peer.Pod}
+		if peer.Namespace == "" {
+			peer.Namespace = self.Namespace
+		}
+		field := fmt.Sprintf("links[%d]", i)
+		if peer.Namespace != self.Namespace && !allowCrossNamespace {
+			return nil, netconf.Invalid(field+".peer.namespace", peer.Namespace, "links across namespaces need allowCrossNamespace")
+		}
+		if peer.Namespace == self.Namespace && peer.Name == self.Name {
+			return nil, netconf.Invalid(field+".peer.pod", peer.Name, "a pod cannot link to itself")
+		}
+		links = append(links, Link{Spec: spec, Peer: peer})
+	}
+	return links, nil
+}
