@@ -13,7 +13,7 @@ TEST_PACKAGES := iproute2 iputils-ping util-linux jq
 
 BINARIES := ratchet ratchetctl
 
-.PHONY: all build install test check demo lint deps clean
+.PHONY: all build install test check demo lint deps clean e2e
 
 all: build
 
@@ -44,7 +44,13 @@ demo: deps build
 test: deps
 	$(GO) test -count=1 ./...
 
-check: lint test demo
+# End-to-end tests with real runtimes (cnitool, ctr, containerd CRI + crictl,
+# podman), each in a throwaway "host" netns; installs what they need. As root.
+# E2E="cnitool cri" runs a subset.
+e2e: build
+	BIN=$(BIN) bash test/e2e/run.sh $(E2E)
+
+check: lint test demo e2e
 
 clean:
 	rm -rf $(BIN)

@@ -35,11 +35,13 @@ func owned(h *netlink.Handle, aliasPrefix string) ([]netlink.Link, error) {
 	return mine, nil
 }
 
-// RemoveOwned deletes every netdev in n that is in group and whose marker
-// alias starts with aliasPrefix. When the group holds nothing else, the
-// kernel deletes the whole group in one request and one RCU grace period;
-// otherwise each netdev is deleted on its own. It returns how many netdevs
-// it deleted.
+// RemoveOwned deletes every netdev in n that an owner made: those whose
+// marker alias starts with aliasPrefix, and those in the owner's group that
+// carry no alias at all (a netdev is born with its group, and gets its alias
+// a moment later: a crash in between leaves it so). When the group holds
+// nothing else, the kernel deletes the whole group in one request and one
+// RCU grace period; otherwise each netdev is deleted on its own. It returns
+// how many netdevs it deleted.
 func RemoveOwned(n ns.NetNS, group uint32, aliasPrefix string) (int, error) {
 	h, err := handleAt(n)
 	if err != nil {
@@ -53,14 +55,12 @@ func RemoveOwned(n ns.NetNS, group uint32, aliasPrefix string) (int, error) {
 	var mine []netlink.Link
 	groupIsMine := group != 0
 	for _, l := range all {
-		ours := aliasPrefix != "" && strings.HasPrefix(l.Attrs().Alias, aliasPrefix)
+		alias, inGroup := l.Attrs().Alias, group != 0 && l.Attrs().Group == group
+		ours := aliasPrefix != "" && strings.HasPrefix(alias, aliasPrefix) || inGroup && alias == ""
 		if ours {
 			mine = append(mine, l)
 		}
-		if l.Attrs().Group == group && !ours {
-			groupIsMine = false
-		}
-		if ours && l.Attrs().Group != group {
+		if ours != inGroup {
 			groupIsMine = false
 		}
 	}

@@ -39,6 +39,13 @@ func runTests(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "build plugins: %v\n%s", err, out)
 		return 1
 	}
+	// A build that can be killed after any step (crash-safety tests).
+	build = exec.Command("go", "build", "-tags", "faultinject", "-o", dir+"/ratchet-fault", "github.com/ratchet-cni/ratchet/cmd/ratchet")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build ratchet-fault: %v\n%s", err, out)
+		return 1
+	}
 	return m.Run()
 }
 

@@ -110,7 +110,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	case hasLinks && conf.HasBootNetwork():
 		delegated = usedBootNetwork
 	}
-	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String(), Marker: owner.prefix, Group: owner.group, Links: names, Delegated: delegated, Created: now()}
+	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String(), Marker: owner.prefix, Group: owner.group, Links: names, PeerNetns: links.peerNetns(), Delegated: delegated, Created: now()}
 	if err := st.PutAttachment(ctx, rec); err != nil {
 		return nil, storeError(err)
 	}
@@ -250,9 +250,15 @@ func (p *Plugin) DelContext(ctx context.Context, args *skel.CmdArgs) error {
 // release undoes an attachment: its netdevs (static links and its pod
 // ends, whose parked ends go with them), its pod-link records, its record.
 func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *store.Attachment) (int, error) {
-	removed, err := removeAttachment(rec.Netns, ownerOf(rec.AttachmentKey))
-	if err != nil {
-		return removed, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
+	removed := 0
+	// The peer namespaces too: with an empty CNI_NETNS (as ctr sends) the
+	// recorded pod path may be gone while the namespace itself lives on.
+	for _, path := range append([]string{rec.Netns}, rec.PeerNetns...) {
+		n, err := removeAttachment(path, ownerOf(rec.AttachmentKey))
+		if err != nil {
+			return removed, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
+		}
+		removed += n
 	}
 	if rec.Pod != "" {
 		var park *link.Parking

@@ -162,6 +162,22 @@ func TestDelIsIdempotent(t *testing.T) {
 			t.Fatal("record left")
 		}
 	})
+	t.Run("empty CNI_NETNS after the recorded path died (ctr)", func(t *testing.T) {
+		// ctr records /proc/PID/ns/net and sends DEL with an empty CNI_NETNS
+		// after that process is gone; the namespace may live on (here: held
+		// by its bind mount), and so would both ends but for the peer side.
+		pod, peer, dir := testutil.NewNS(t), testutil.NewNS(t), t.TempDir()
+		sleeper := exec.Command("nsenter", "--net="+pod.Path(), "sleep", "60")
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		conf := confJSON(t, "1.0.0", dir, map[string]any{"links": []any{vethTo("in1", "192.0.2.1/24", peer, "in2", "192.0.2.2/24")}})
+		mustRun(t, call{cmd: "ADD", netns: fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid), conf: conf})
+		_ = sleeper.Process.Kill()
+		_ = sleeper.Wait()
+		mustRun(t, call{cmd: "DEL", conf: conf})
+		noLinks(t, pod, peer)
+	})
 	t.Run("never added, no prevResult", func(t *testing.T) {
 		pod, dir := testutil.NewNS(t), t.TempDir()
 		mustRun(t, call{cmd: "DEL", containerID: "never", netns: pod.Path(), conf: confJSON(t, "1.0.0", dir, nil)})

@@ -278,18 +278,27 @@ func releasePodLinks(ctx context.Context, st store.Store, park *link.Parking, po
 		return err
 	}
 	for _, rec := range recs {
+		changed := false
 		for i := range rec.Ends {
-			end := &rec.Ends[i]
-			if end.Attachment == nil || *end.Attachment != key {
+			end, other := &rec.Ends[i], &rec.Ends[1-i]
+			if end.Pod != pod {
 				continue
 			}
-			end.Attachment, end.Parked, end.ParkedIndex, end.Declared = nil, "", 0, false
-			other := &rec.Ends[1-i]
-			if other.Attachment != nil && park != nil {
+			if end.Attachment != nil && *end.Attachment == key {
+				end.Attachment, end.Parked, end.ParkedIndex, end.Declared = nil, "", 0, false
+				changed = true
+			}
+			// With this pod's end gone, the peer's cable is unplugged. That
+			// holds also after an ADD killed before it recorded its ends,
+			// which may have plugged the peer in already.
+			if end.Attachment == nil && other.Attachment != nil && park != nil {
 				if err := park.SetUp(other.ParkedIndex, false); err != nil {
 					return err
 				}
 			}
+		}
+		if !changed {
+			continue
 		}
 		if declaredOrPresent(rec) {
 			err = st.PutLink(ctx, rec)
@@ -300,7 +309,8 @@ func releasePodLinks(ctx context.Context, st store.Store, park *link.Parking, po
 			return err
 		}
 	}
-	if pr, err := st.Pod(ctx, pod); err == nil && pr != nil && pr.Attachment == key {
+	pr, err := st.Pod(ctx, pod)
+	if err == nil && pr != nil && pr.Attachment == key {
 		return st.DeletePod(ctx, pod)
 	}
 	return err

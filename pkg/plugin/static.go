@@ -28,6 +28,17 @@ func (s staticLinks) close() {
 	}
 }
 
+// peerNetns returns the paths of the peer namespaces the links reach.
+func (s staticLinks) peerNetns() []string {
+	var paths []string
+	for _, l := range s {
+		for _, n := range l.peers {
+			paths = append(paths, n.Path())
+		}
+	}
+	return paths
+}
+
 func (s staticLinks) names() []string {
 	names := make([]string, len(s))
 	for i, l := range s {

@@ -36,6 +36,9 @@ type Attachment struct {
 	// Delegated names the other plugin the attachment ran: "delegate" or
 	// "bootNetwork" (Ratchet compatibility mode), or "".
 	Delegated string `json:"delegated,omitempty"`
+	// PeerNetns are the namespaces of static peer.netns links, whose ends
+	// outlive the pod's if its namespace is kept alive after the pod.
+	PeerNetns []string `json:"peerNetns,omitempty"`
 	// Links are the interface names in the pod.
 	Links   []string  `json:"links"`
 	Created time.Time `json:"created"`

@@ -62,16 +62,19 @@ func PodFromArgs(cniArgs, container string) (PodID, error) {
 			pod.UID = v
 		}
 	}
-	if pod.Name == "" {
+	// Without both, this is not a Kubernetes pod (podman, for one, sends
+	// K8S_POD_NAME alone, with the container's name): the container is the
+	// pod.
+	if pod.Name == "" || pod.Namespace == "" {
 		if !containerID.MatchString(container) || len(container) > 253 {
 			return PodID{}, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_CONTAINERID %q cannot name a pod", container), "")
 		}
-		return PodID{Name: container}, nil
+		return PodID{Name: container, UID: pod.UID}, nil
 	}
 	if !dnsSubdomain.MatchString(pod.Name) || len(pod.Name) > 253 {
 		return PodID{}, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS K8S_POD_NAME %q is not a Kubernetes object name", pod.Name), "")
 	}
-	if pod.Namespace == "" || !dnsSubdomain.MatchString(pod.Namespace) || len(pod.Namespace) > 63 {
+	if !dnsSubdomain.MatchString(pod.Namespace) || len(pod.Namespace) > 63 {
 		return PodID{}, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS K8S_POD_NAMESPACE %q is not a Kubernetes namespace name", pod.Namespace), "")
 	}
 	return pod, nil

@@ -19,7 +19,12 @@ func TestPodFromArgs(t *testing.T) {
 	if err != nil || p.String() != "default-e2e-ctr1" {
 		t.Fatalf("outside Kubernetes: %+v %v", p, err)
 	}
-	for _, bad := range []string{"K8S_POD_NAME=r1", "K8S_POD_NAMESPACE=lab;K8S_POD_NAME=R_1", "K8S_POD_NAMESPACE=../x;K8S_POD_NAME=r1", "novalue", strings.Repeat("x=y;", 20000)} {
+	// podman: K8S_POD_NAME alone, with the container's name.
+	p, err = topology.PodFromArgs("IgnoreUnknown=1;K8S_POD_NAME=My_Box", "0123abcd")
+	if err != nil || p.String() != "0123abcd" {
+		t.Fatalf("podman's CNI_ARGS: %+v %v", p, err)
+	}
+	for _, bad := range []string{"K8S_POD_NAMESPACE=lab;K8S_POD_NAME=R_1", "K8S_POD_NAMESPACE=../x;K8S_POD_NAME=r1", "novalue", strings.Repeat("x=y;", 20000)} {
 		_, err := topology.PodFromArgs(bad, "abc")
 		var e *types.Error
 		if !errors.As(err, &e) || e.Code != types.ErrInvalidEnvironmentVariables {

@@ -1,0 +1,564 @@
+# lib.sh -- shared helpers for ratchet's end-to-end tests with real CNI clients.
+#
+# Sourced (never executed) by cnitool.sh, ctr.sh, cri.sh and podman.sh. Each of
+# those scripts:
+#   1. calls `e2e_init NAME` (a work dir $W under $BASE, a cleanup trap),
+#   2. runs its client in a throwaway "host" netns (never in the real one),
+#   3. proves facts with `ok "..."` / `fail "..."`,
+#   4. leaves nothing behind: every resource it makes is registered with
+#      `on_exit` right after it is made, and undone in reverse order on exit.
+#
+# Environment (all optional):
+#   BIN        directory holding the ratchet binary  (default: <repo>/bin)
+#   BASE       scratch dir for everything the tests make (default: /tmp/ratchet-e2e);
+#              it is removed at the end, so it must be a dedicated directory
+#   E2E_CACHE  where built tools are kept between runs (default: <repo>/.cache/e2e)
+#   E2E_KEEP=1 keep $BASE (logs, configs) after the run; processes, netns and
+#              mounts are still cleaned up
+#   E2E_TALLY  set by run.sh: write "passed failed" there instead of printing
+#              the closing "e2e: ..." line
+
+# -E: the ERR trap below also fires inside functions and subshells.
+set -eEuo pipefail
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$E2E_DIR/../.." && pwd)
+BIN=${BIN:-$REPO/bin}
+BASE=${BASE:-/tmp/ratchet-e2e}
+E2E_CACHE=${E2E_CACHE:-$REPO/.cache/e2e}
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# Versions of the tools built from source. cnitool and the reference plugins
+# come from this module's go.mod (`tool` lines), so they follow its versions.
+CRICTL_VERSION=v1.37.0
+CRICTL=$E2E_CACHE/crictl-$CRICTL_VERSION/crictl
+TOOLS=$E2E_CACHE/bin                       # cnitool, ptp, host-local, loopback
+
+# Link addresses: documentation ranges only (RFC 5737 / RFC 3849).
+A_IP4=192.0.2.1   B_IP4=192.0.2.2
+A_IP6=2001:db8::1 B_IP6=2001:db8::2
+POD_SUBNET=203.0.113.0/24                  # ptp + host-local "cluster network"
+
+# ---------------------------------------------------------------- reporting
+
+PASSED=0 FAILED=0
+CLIENT=${CLIENT:-e2e}
+_failed_msg=""
+_last_err=""
+
+ts() { echo "${EPOCHREALTIME/./}"; }       # microseconds since the epoch (bash >= 5)
+elapsed() {                                # elapsed LABEL START_TS
+  local us=$(($(ts) - $2))
+  printf 'TIME %s: %s: %d.%03ds\n' "$CLIENT" "$1" $((us / 1000000)) $(((us / 1000) % 1000))
+}
+
+# ok FACT: one line per proven fact; the closing line counts them.
+ok() {
+  PASSED=$((PASSED + 1))
+  echo "ok $CLIENT: $*"
+}
+
+# fail WHAT: a clear one-line reason, then the logs that explain it, then exit.
+# Called in a $(...) subshell, it only ends that subshell; set -e then ends
+# the script, and the flag file tells the exit trap the reason is printed.
+fail() {
+  _failed_msg="$*"
+  echo "FAIL: $CLIENT: $*" >&2
+  dump_logs >&2
+  if [ -d "${W:-}" ]; then echo "$*" >"$W/.failed"; fi
+  exit 1
+}
+
+# Remember the last failing command, so that a failure that set -e catches
+# (and not an explicit `fail`) still gets a FAIL line that says where.
+trap '_last_err="line $LINENO: $BASH_COMMAND"' ERR
+
+# dump_logs: the tail of every log of this client (plugin log, runtime logs).
+dump_logs() {
+  local f
+  [ -d "${W:-}/logs" ] || return 0
+  for f in "$W"/logs/*; do
+    [ -s "$f" ] || continue
+    echo "---- last lines of $f"
+    tail -n 25 "$f" | cut -c1-400
+  done
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# on_exit CMD...: register a cleanup step; steps run in reverse order on
+# exit (normal end, failure, or Ctrl-C), each one allowed to fail.
+_cleanups=()
+on_exit() { _cleanups+=("$*"); }
+
+_run_cleanups() {
+  local rc=$? i
+  set +eE
+  trap - ERR
+  if [ -z "$_failed_msg" ] && [ -s "${W:-/nonexistent}/.failed" ]; then _failed_msg=$(cat "$W/.failed"); fi
+  if [ "$rc" -ne 0 ] && [ -z "$_failed_msg" ]; then
+    echo "FAIL: $CLIENT: exited with status $rc at ${_last_err:-unknown command}" >&2
+    dump_logs >&2
+  fi
+  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
+    eval "${_cleanups[i]}" >>"${W:-/tmp}/cleanup.log" 2>&1
+  done
+  [ "$rc" -eq 0 ] || [ "$FAILED" -gt 0 ] || FAILED=1
+  if [ -n "${E2E_TALLY:-}" ]; then
+    echo "$PASSED $FAILED" >"$E2E_TALLY"
+  else
+    echo "e2e: $PASSED passed, $FAILED failed"
+  fi
+  exit "$rc"
+}
+
+# e2e_init NAME: set up $W (this client's work dir) and the exit trap.
+# When a client script runs on its own, it owns $BASE and removes it at the
+# end; under run.sh, run.sh owns $BASE (E2E_OWNER is set there).
+e2e_init() {
+  CLIENT=$1
+  [ "$(id -u)" = 0 ] || { echo "FAIL: $CLIENT: must run as root (netns, mounts, runtimes)" >&2; exit 1; }
+  trap _run_cleanups EXIT
+  trap 'exit 130' INT TERM
+  if [ -z "${E2E_OWNER:-}" ]; then
+    base_claim
+    on_exit base_release
+  fi
+  W=$BASE/$CLIENT
+  rm -rf "$W"
+  mkdir -p "$W/logs"
+  [ -x "$BIN/ratchet" ] || fail "no ratchet binary in BIN=$BIN (run: make build)"
+  snapshot_real_host
+}
+
+# base_claim: make $BASE ours. A marker file tells our BASE from anything
+# else, so that a typo in BASE can never make us delete someone's files. A
+# run holds a lock on the marker while it lives: a BASE left by a killed run
+# is swept first, one in use by a live run is left alone.
+base_claim() {
+  local fd
+  case $BASE in /*/*) ;; *) fail "BASE=$BASE must be an absolute path at least two levels deep" ;; esac
+  if [ -e "$BASE" ]; then
+    if [ -e "$BASE/.ratchet-e2e" ]; then
+      exec {fd}<"$BASE/.ratchet-e2e"
+      flock -n "$fd" || fail "BASE=$BASE is in use by another e2e run"
+      exec {fd}<&-
+      unmount_under "$BASE"
+      rm -rf "$BASE"
+    elif [ -n "$(ls -A "$BASE")" ]; then
+      fail "BASE=$BASE exists, is not empty and was not made by these tests"
+    fi
+  fi
+  mkdir -p "$BASE"
+  touch "$BASE/.ratchet-e2e"
+  exec {_base_lock}<"$BASE/.ratchet-e2e" # released when we exit
+  flock -n "$_base_lock" || fail "BASE=$BASE is in use by another e2e run"
+}
+
+base_release() {
+  unmount_under "$BASE"
+  if [ "${E2E_KEEP:-0}" = 1 ]; then
+    echo "E2E_KEEP=1: kept $BASE" >&2
+  else
+    rm -rf "$BASE"
+  fi
+}
+
+# unmount_under DIR: unmount every mount point below DIR, deepest first
+# (netns handles we hold, podman/containerd overlays left by a crash).
+unmount_under() {
+  local m
+  awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+
+# kill_pid PID: stop one process we started: SIGTERM, then SIGKILL after 10 s.
+kill_pid() {
+  local p=$1 i
+  kill "$p" 2>/dev/null || return 0
+  for i in $(seq 1 100); do
+    kill -0 "$p" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$p" 2>/dev/null || true
+}
+
+# pids_mentioning STRING: PIDs whose command line contains STRING. Used to
+# find (and check for) the processes a runtime started for us, e.g. shims
+# whose command line names our private containerd socket.
+pids_mentioning() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "${p#/proc/}" != "$$" ] || continue
+    tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1" && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+# ---------------------------------------------------------------- packages and tools
+
+# need_pkgs PKG...: install the Debian packages that are missing; quick and
+# silent when all are present. `apt-get update` runs at most once per run.
+need_pkgs() {
+  local p missing=() t
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  t=$(ts)
+  if [ ! -e "$BASE/.apt-updated" ]; then
+    apt-get update -qq >"$W/logs/apt.log" 2>&1 || fail "apt-get update (see $W/logs/apt.log)"
+    touch "$BASE/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$W/logs/apt.log" 2>&1 ||
+    fail "apt-get install ${missing[*]}"
+  elapsed "apt-get install ${missing[*]}" "$t"
+}
+
+# build_go_tools: cnitool and the reference plugins at the versions pinned
+# in go.mod (never Debian's containernetworking-plugins). `go build` is a
+# no-op when nothing changed, so this is cheap on a warm machine.
+build_go_tools() {
+  local t
+  t=$(ts)
+  mkdir -p "$TOOLS"
+  (cd "$REPO" && CGO_ENABLED=0 go build -o "$TOOLS/" \
+    github.com/containernetworking/cni/cnitool \
+    github.com/containernetworking/plugins/plugins/main/ptp \
+    github.com/containernetworking/plugins/plugins/ipam/host-local \
+    github.com/containernetworking/plugins/plugins/main/loopback) >"$W/logs/go-build.log" 2>&1 ||
+    fail "go build cnitool and reference plugins (see $W/logs/go-build.log)"
+  elapsed "go build cnitool ptp host-local loopback" "$t"
+}
+
+# build_crictl: crictl is not in go.mod; build it once into the cache (with
+# its own GOPATH/GOCACHE there) and reuse the binary on later runs. Once it
+# is built, its ~700 MB of module and build cache are dropped: the binary
+# (~40 MB) is all that later runs need.
+build_crictl() {
+  [ -x "$CRICTL" ] && return 0
+  local t
+  t=$(ts)
+  GOBIN=$(dirname "$CRICTL") GOPATH=$E2E_CACHE/gopath GOMODCACHE=$E2E_CACHE/gopath/pkg/mod GOCACHE=$E2E_CACHE/go-build \
+    GOFLAGS=-modcacherw CGO_ENABLED=0 \
+    go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" >"$W/logs/go-install-crictl.log" 2>&1 ||
+    fail "go install crictl@$CRICTL_VERSION (see $W/logs/go-install-crictl.log)"
+  rm -rf "$E2E_CACHE/gopath" "$E2E_CACHE/go-build"
+  elapsed "go install crictl@$CRICTL_VERSION" "$t"
+}
+
+# make_cni_bin [PLUGIN...]: the plugin directory a client uses: ratchet from
+# $BIN plus the named reference plugins built by build_go_tools.
+# shellcheck disable=SC2120 # called with no arguments for ratchet alone
+make_cni_bin() {
+  local p
+  CNI_BIN=$W/cni-bin
+  mkdir -p "$CNI_BIN"
+  install -m 0755 "$BIN/ratchet" "$CNI_BIN/"
+  for p in "$@"; do install -m 0755 "$TOOLS/$p" "$CNI_BIN/"; done
+}
+
+# ---------------------------------------------------------------- images
+
+# make_busybox_rootfs: a minimal root filesystem: Debian's static busybox
+# and its applet links (sh, sleep, ip, ping...).
+make_busybox_rootfs() {
+  ROOTFS=$BASE/rootfs/busybox
+  [ -x "$ROOTFS/bin/sh" ] && return 0
+  mkdir -p "$ROOTFS"/{bin,proc,sys,dev,etc,tmp,root}
+  cp /bin/busybox "$ROOTFS/bin/"
+  chroot "$ROOTFS" /bin/busybox --install -s /bin
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOTFS/etc/passwd"
+  echo 'root:x:0:' >"$ROOTFS/etc/group"
+}
+
+# mkimage ROOTFS TAG OUT.tar CMD_JSON: pack a directory as a single-layer
+# `docker save` archive, which `ctr images import` and `podman load` both
+# read. No registry is needed. CMD (not ENTRYPOINT), so that a command given
+# to `podman run IMAGE CMD...` replaces it instead of being its arguments.
+mkimage() {
+  local rootfs=$1 tag=$2 out=$3 cmd=$4 w diff cfg
+  w=$(mktemp -d "$BASE/mkimage.XXXXXX")
+  tar --numeric-owner -C "$rootfs" -cf "$w/layer.tar" .
+  diff=$(sha256sum "$w/layer.tar" | cut -d' ' -f1)
+  mkdir "$w/$diff"
+  mv "$w/layer.tar" "$w/$diff/"
+  printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$cmd" "$diff" >"$w/config.json"
+  cfg=$(sha256sum "$w/config.json" | cut -d' ' -f1)
+  mv "$w/config.json" "$w/$cfg.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$cfg" "$tag" "$diff" >"$w/manifest.json"
+  tar -C "$w" -cf "$out" manifest.json "$cfg.json" "$diff"
+  rm -rf "$w"
+}
+
+# busybox_image: localhost/busybox:local as an archive ($BUSYBOX_TAR).
+busybox_image() {
+  make_busybox_rootfs
+  BUSYBOX_TAR=$BASE/images/busybox.tar
+  [ -f "$BUSYBOX_TAR" ] && return 0
+  mkdir -p "$BASE/images"
+  mkimage "$ROOTFS" localhost/busybox:local "$BUSYBOX_TAR" '["/bin/sh"]'
+}
+
+# pause_image: localhost/pause:local ($PAUSE_TAR), the CRI sandbox image: a
+# static Go program that sleeps until SIGINT/SIGTERM (busybox as PID 1
+# ignores SIGTERM, which would make every `crictl stopp` wait for its timeout).
+pause_image() {
+  PAUSE_TAR=$BASE/images/pause.tar
+  [ -f "$PAUSE_TAR" ] && return 0
+  local src=$BASE/pause-src
+  mkdir -p "$src" "$BASE/rootfs/pause" "$BASE/images"
+  cat >"$src/main.go" <<'EOF'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+	<-c
+}
+EOF
+  printf 'module pause\n\ngo 1.21\n' >"$src/go.mod"
+  (cd "$src" && CGO_ENABLED=0 go build -ldflags='-s -w' -o "$BASE/rootfs/pause/pause" .) ||
+    fail "go build pause"
+  mkimage "$BASE/rootfs/pause" localhost/pause:local "$PAUSE_TAR" '["/pause"]'
+}
+
+# ---------------------------------------------------------------- network namespaces
+
+# new_netns NAME: `ip netns add` a namespace (lo up) and register its removal.
+# Names carry our PID so that two runs can never share one.
+new_netns() {
+  ip netns add "$1"
+  on_exit "ip netns del '$1'"
+  ip -n "$1" link set lo up
+}
+
+# host_netns: the throwaway "host" netns every runtime runs in ($HOSTNS,
+# $HOST_NETNS path). ptp's host-side veths and routes, ip_forward, the
+# containerd streaming server: all land there, never in the real host.
+# Enter it with `nsenter --net=` (not `ip netns exec`, which remounts /sys
+# and then runc finds no cgroup mount).
+host_netns() {
+  HOSTNS=ratchet-e2e-$CLIENT-host-$$
+  HOST_NETNS=/var/run/netns/$HOSTNS
+  new_netns "$HOSTNS"
+}
+in_host() { nsenter --net="$HOST_NETNS" "$@"; }
+
+# hold_netns NETNS_PATH NAME: bind-mount a netns onto $W/held-NAME, so it
+# outlives its container. After DEL we can then look inside and prove that
+# ratchet's DEL removed its links -- not the kernel tearing the netns down.
+# (Not to be called in $(...): on_exit must run in the main shell.)
+hold_netns() {
+  local f=$W/held-$2
+  touch "$f"
+  mount --bind "$1" "$f" || fail "cannot hold netns $1"
+  on_exit "umount '$f'"
+}
+
+# netns_links NETNS_PATH: one line per netdev in that netns (`ip -o link`,
+# which shows the ifalias too).
+netns_links() { nsenter --net="$1" ip -o link show; }
+
+# ratchet_leftovers NETNS_PATH: netdevs there that carry ratchet's marker.
+ratchet_leftovers() { netns_links "$1" | grep 'alias ratchet:' || true; }
+
+# ---------------------------------------------------------------- assertions
+
+# retry N CMD...: run CMD up to N times, 0.5 s apart, until it succeeds.
+# Used for things that settle asynchronously (veth carrier, IPv6 DAD, a
+# runtime's cleanup process), never to paper over a wrong result.
+retry() {
+  local n=$1 i
+  shift
+  for ((i = 1; i <= n; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    [ "$i" -eq "$n" ] || sleep 0.5
+  done
+  return 1
+}
+
+# expect_link NETNS_PATH IFNAME CIDR...: IFNAME exists there, is up, carries
+# ratchet's marker alias and every given address.
+expect_link() {
+  local nsp=$1 ifname=$2 cidr line addrs
+  shift 2
+  line=$(nsenter --net="$nsp" ip -o link show dev "$ifname" 2>/dev/null) ||
+    fail "$ifname does not exist in $nsp; links there: $(netns_links "$nsp" | cut -d' ' -f2 | tr '\n' ' ')"
+  grep -q 'alias ratchet:' <<<"$line" || fail "$ifname in $nsp has no 'alias ratchet:' marker: $line"
+  grep -q ',UP' <<<"$line" || fail "$ifname in $nsp is not up: $line"
+  addrs=$(nsenter --net="$nsp" ip -o addr show dev "$ifname")
+  for cidr in "$@"; do
+    grep -qF " $cidr " <<<"$addrs" || fail "$ifname in $nsp lacks address $cidr; has: $(awk '{print $4}' <<<"$addrs" | tr '\n' ' ')"
+  done
+}
+
+# expect_no_link NETNS_PATH IFNAME: IFNAME is gone from that netns.
+expect_no_link() {
+  if nsenter --net="$1" ip link show dev "$2" >/dev/null 2>&1; then
+    fail "$2 still exists in $1: $(nsenter --net="$1" ip -o link show dev "$2")"
+  fi
+}
+
+# expect_no_ratchet NETNS_PATH WHAT: no netdev with ratchet's marker there.
+expect_no_ratchet() {
+  local left
+  left=$(ratchet_leftovers "$1")
+  [ -z "$left" ] || fail "ratchet netdevs left in $2 ($1): $left"
+}
+
+# ping_from NETNS_PATH ADDR: ping from a netns with the host's ping
+# (iputils), a few tries so that carrier and IPv6 DAD can settle.
+ping_from() { retry 10 nsenter --net="$1" ping -n -c 1 -W 1 "$2"; }
+
+# ---------------------------------------------------------------- the real host
+
+# snapshot_real_host / expect_real_host_untouched: the real host netns must
+# have the same netdevs and the same ip_forward after the test as before,
+# and nothing of ratchet's.
+snapshot_real_host() {
+  _host_links_before=$(ip -o link show | awk -F': ' '{print $2}' | sort)
+  _host_fwd_before=$(cat /proc/sys/net/ipv4/ip_forward)
+}
+expect_real_host_untouched() {
+  local now
+  now=$(ip -o link show | awk -F': ' '{print $2}' | sort)
+  [ "$now" = "$_host_links_before" ] ||
+    fail "the real host's netdevs changed: $(diff <(echo "$_host_links_before") <(echo "$now") | grep '^[<>]' | tr '\n' ' ')"
+  [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$_host_fwd_before" ] || fail "the real host's ip_forward changed"
+  expect_no_ratchet /proc/self/ns/net "the real host netns"
+  ok "real host netns untouched (same netdevs, same ip_forward, no ratchet marker)"
+}
+
+# ---------------------------------------------------------------- CNI configs
+
+# ratchet_conf [LINKS_JSON]: ratchet's plugin entry (not a whole file): its
+# own store and log under $W, and the given static links (default none).
+ratchet_conf() {
+  local links=${1:-[]}
+  jq -n --arg dir "$W/store" --arg log "$W/logs/ratchet.log" --argjson links "$links" \
+    '{type: "ratchet", store: {dir: $dir}, logFile: $log, logLevel: "debug", links: $links}'
+}
+
+# link_to PEER_NETNS_PATH: the one static link every client test makes:
+# in1 (A's end) <-> in2 (B's end) over a veth pair, IPv4 and IPv6.
+link_to() {
+  jq -n --arg peer "$1" --arg a4 "$A_IP4/24" --arg a6 "$A_IP6/64" --arg b4 "$B_IP4/24" --arg b6 "$B_IP6/64" \
+    '[{name: "in1", ips: [$a4, $a6], peer: {netns: $peer, name: "in2", ips: [$b4, $b6]}}]'
+}
+
+# ptp_conf: the reference "cluster network" plugin entry: ptp + host-local
+# on a documentation range, no masquerade (no iptables).
+ptp_conf() {
+  jq -n --arg subnet "$POD_SUBNET" --arg dir "$W/ipam" \
+    '{type: "ptp", ipMasq: false, ipam: {type: "host-local", dataDir: $dir, ranges: [[{subnet: $subnet}]]}}'
+}
+
+# conflist NAME PLUGIN_JSON...: a whole .conflist (cniVersion 1.0.0, which
+# containerd 1.6 requires).
+conflist() {
+  local name=$1
+  shift
+  printf '%s\n' "$@" | jq -s --arg name "$name" '{cniVersion: "1.0.0", name: $name, plugins: .}'
+}
+
+# write_atomically FILE: stdin to FILE via a rename, so a runtime that
+# watches the directory never reads a half-written config. The temporary
+# file sits in the same directory under a name libcni ignores (no .conf,
+# .conflist or .json suffix): containerd's CRI reloads its CNI config on a
+# write, rename or remove event there, and ignores "create" -- which is all
+# a file moved in from elsewhere would produce.
+write_atomically() {
+  local tmp
+  tmp=$(mktemp "$(dirname "$1")/.tmp.XXXXXX")
+  cat >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# ---------------------------------------------------------------- containerd
+
+# containerd_start: a private containerd (own root, state, sockets under $W)
+# inside the throwaway host netns. Its CRI plugin runs CNI from $CNI_BIN and
+# $W/cni-conf; `ctr run --cni` ignores those and runs CNI itself.
+containerd_start() {
+  CD=$W/containerd
+  SOCK=$CD/containerd.sock
+  mkdir -p "$CD" "$W/cni-conf"
+  cat >"$CD/config.toml" <<EOF
+version = 2
+root  = "$CD/root"
+state = "$CD/state"
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$CD/containerd-ttrpc.sock"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/pause:local"
+  # This VM refuses negative oom_score_adj even to root (CRI asks -998 for
+  # sandboxes): without this, runc fails with "can't get final child's PID".
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false          # no systemd here: cgroupfs
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir  = "$CNI_BIN"
+    conf_dir = "$W/cni-conf"
+    max_conf_num = 1
+EOF
+  local t i pid
+  t=$(ts)
+  # setsid: its own session, so a Ctrl-C or a CI timeout signalling our
+  # process group cannot kill containerd before our cleanup has used it.
+  # setsid and nsenter both exec (no fork), so $! is containerd's own PID.
+  setsid nsenter --net="$HOST_NETNS" containerd --config "$CD/config.toml" >"$W/logs/containerd.log" 2>&1 &
+  pid=$!
+  on_exit "containerd_stop $pid"
+  for i in $(seq 1 100); do
+    ctr --address "$SOCK" version >/dev/null 2>&1 && { elapsed "containerd start" "$t"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  fail "containerd did not start"
+}
+
+# containerd_stop PID: stop containerd. A test that ends normally has
+# removed its containers already; after a failure some may remain, and their
+# shims (and containers) would outlive containerd: so first force-delete
+# every task and container it still has, in every namespace. Then stop any
+# shim that is still there (found by our private socket path on its command
+# line), by PID.
+containerd_stop() {
+  local p ns id
+  for ns in $(ctr --address "$SOCK" namespaces ls -q 2>/dev/null); do
+    for id in $(ctr --address "$SOCK" -n "$ns" tasks ls -q 2>/dev/null); do
+      ctr --address "$SOCK" -n "$ns" tasks delete --force "$id"
+    done
+    for id in $(ctr --address "$SOCK" -n "$ns" containers ls -q 2>/dev/null); do
+      ctr --address "$SOCK" -n "$ns" containers delete "$id"
+    done
+  done
+  kill_pid "$1"
+  for p in $(pids_mentioning "$SOCK"); do
+    echo "stopping leftover process $p: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"
+    kill_pid "$p"
+  done
+}
+
+# import_image TAR [NAMESPACE]: load an image archive into our containerd.
+import_image() {
+  ctr --address "$SOCK" -n "${2:-default}" images import "$1" >/dev/null ||
+    fail "ctr images import $1"
+}
