@@ -43,6 +43,9 @@ func OpenLocal(dir string) (*Local, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	if err := checkDir(dir); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -52,6 +55,10 @@ func OpenLocal(dir string) (*Local, error) {
 		return nil, fmt.Errorf("%w: lock %s: %v", ErrUnavailable, lock.Name(), err)
 	}
 	if err := resetAfterReboot(dir); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err := notSymlink(filepath.Join(dir, dbFile)); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -93,6 +100,33 @@ func createBuckets(db *bolt.DB) error {
 		}
 		return nil
 	})
+}
+
+// checkDir refuses a store directory that is a symlink, and closes one that
+// others can read or write to 0700: the state names the namespaces and
+// links of every pod.
+func checkDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("store dir %s is not a directory (a symlink is refused)", dir)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return os.Chmod(dir, 0o700)
+	}
+	return nil
+}
+
+// notSymlink refuses a file that is a symlink: the store never follows one
+// out of its directory. bbolt cannot open with O_NOFOLLOW itself.
+func notSymlink(path string) error {
+	fi, err := os.Lstat(path)
+	if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symlink: refused", path)
+	}
+	return nil
 }
 
 // resetAfterReboot sets aside a state file written during an earlier boot:

@@ -174,3 +174,48 @@ func TestLocalTopology(t *testing.T) {
 		t.Fatalf("Meta(absent) = %q", v)
 	}
 }
+
+// TestLocalRefusesSymlinks: the store never follows a symlink out of its
+// directory, and closes a directory others can read to 0700.
+func TestLocalRefusesSymlinks(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"state.db", "lock", "boot_id"} {
+		dir := filepath.Join(t.TempDir(), "state")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := store.OpenLocal(dir); err == nil {
+			s.Close()
+			t.Errorf("%s as a symlink was accepted", name)
+		}
+		if got, _ := os.ReadFile(outside); string(got) != "precious" {
+			t.Fatalf("%s: the file outside the store was changed", name)
+		}
+	}
+	link := filepath.Join(t.TempDir(), "dirlink")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := store.OpenLocal(link); err == nil {
+		s.Close()
+		t.Error("a symlinked store dir was accepted")
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.OpenLocal(open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if fi, _ := os.Stat(open); fi.Mode().Perm() != 0o700 {
+		t.Errorf("a world-readable store dir was left %v, want 0700", fi.Mode().Perm())
+	}
+}
