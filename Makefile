@@ -13,7 +13,7 @@ TEST_PACKAGES := iproute2 iputils-ping util-linux jq
 
 BINARIES := ratchet ratchetctl
 
-.PHONY: all build install test check demo lint deps clean e2e
+.PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke
 
 all: build
 
@@ -44,13 +44,28 @@ demo: deps build
 test: deps
 	$(GO) test -count=1 ./...
 
+# Fuzz targets: the netconf, LinkSpec and annotation parsers, Ratchet's
+# legacy keys and CNI_ARGS. Their seed corpora live in testdata/fuzz.
+FUZZ_TARGETS := pkg/netconf:FuzzLoad pkg/netconf:FuzzLinkSpec pkg/topology:FuzzAnnotations \
+	pkg/topology:FuzzLegacyKeys pkg/topology:FuzzPodFromArgs
+FUZZTIME ?= 60s
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== $$t ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
+	done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=4s
+
 # End-to-end tests with real runtimes (cnitool, ctr, containerd CRI + crictl,
 # podman), each in a throwaway "host" netns; installs what they need. As root.
 # E2E="cnitool cri" runs a subset.
 e2e: build
 	BIN=$(BIN) bash test/e2e/run.sh $(E2E)
 
-check: lint test demo e2e
+check: lint test fuzz-smoke demo e2e
 
 clean:
 	rm -rf $(BIN)
