@@ -7,8 +7,8 @@
 # after it: CRI needs eth0 with an IP in the result, which ptp provides and
 # ratchet must pass through.
 #
-# CRI has one network config for all pods, and pod-to-pod links from
-# annotations are not implemented yet, so the config changes between pods:
+# Here the link is a static one in the network config (pod-to-pod links
+# from annotations are cri-podlinks.sh's), so the config changes between pods:
 #   pod B: ptp + ratchet with no links
 #   pod A: ptp + ratchet with in1 (A) <-> in2 (B, B's sandbox netns path)
 # containerd reloads the config when the file changes; we wait until
@@ -27,12 +27,7 @@ pause_image
 import_image "$PAUSE_TAR" k8s.io # CRI's images live in containerd namespace k8s.io
 import_image "$BUSYBOX_TAR" k8s.io
 
-# crictl talks to our private containerd. It runs in the host netns too,
-# because containerd's exec streaming server listens on that netns's lo.
-printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$W/crictl.yaml"
-crictl() { in_host env CRI_CONFIG_FILE="$W/crictl.yaml" "$CRICTL" "$@" 2>>"$W/logs/crictl.log"; }
-crictl_or_fail() { crictl "$@" || fail "crictl $1: $(tail -1 "$W/logs/crictl.log")"; }
-on_exit "crictl rmp -f -a" # before containerd stops (cleanups run in reverse)
+crictl_setup # crictl talks to our private containerd, from the host netns
 
 # set_network LINKS_JSON: (re)write CRI's network config: ptp, then ratchet
 # with the given static links and the pod-annotations capability (what a
@@ -70,7 +65,7 @@ run_pod() {
   elapsed "crictl runp $1" "$t"
   CTR[$1]=$(crictl_or_fail create "${POD[$1]}" "$W/$1-box.json" "$W/$1.json")
   crictl_or_fail start "${CTR[$1]}" >/dev/null
-  NETNS[$1]=$(crictl inspectp "${POD[$1]}" | jq -r '.info.runtimeSpec.linux.namespaces[] | select(.type == "network") | .path')
+  NETNS[$1]=$(sandbox_netns "${POD[$1]}")
   [ -e "${NETNS[$1]}" ] || fail "pod $1: no sandbox netns (got '${NETNS[$1]}')"
 }
 in_pod() { crictl exec "${CTR[$1]}" "${@:2}"; }

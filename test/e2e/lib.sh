@@ -1,7 +1,7 @@
 # lib.sh -- shared helpers for ratchet's end-to-end tests with real CNI clients.
 #
-# Sourced (never executed) by cnitool.sh, ctr.sh, cri.sh and podman.sh. Each of
-# those scripts:
+# Sourced (never executed) by cnitool.sh, ctr.sh, cri.sh, cri-podlinks.sh,
+# podman.sh and ratchetctl-docker.sh. Each of those scripts:
 #   1. calls `e2e_init NAME` (a work dir $W under $BASE, a cleanup trap),
 #   2. runs its client in a throwaway "host" netns (never in the real one),
 #   3. proves facts with `ok "..."` / `fail "..."`,
@@ -368,6 +368,11 @@ hold_netns() {
 # which shows the ifalias too).
 netns_links() { nsenter --net="$1" ip -o link show; }
 
+# park_netns STORE_DIR: the name of ratchet's parking netns for that store
+# directory (in /var/run/netns): ratchet-park-<first 8 hex of sha256(dir)>.
+# The plugin makes it for the first pod link and never deletes it.
+park_netns() { echo "ratchet-park-$(printf %s "$1" | sha256sum | cut -c1-8)"; }
+
 # ratchet_leftovers NETNS_PATH: netdevs there that carry ratchet's marker.
 ratchet_leftovers() { netns_links "$1" | grep 'alias ratchet:' || true; }
 
@@ -561,4 +566,83 @@ containerd_stop() {
 import_image() {
   ctr --address "$SOCK" -n "${2:-default}" images import "$1" >/dev/null ||
     fail "ctr images import $1"
+}
+
+# ---------------------------------------------------------------- crictl (the kubelet path)
+
+# crictl_setup: point crictl at our private containerd, and remove every pod
+# on exit, before containerd stops (cleanups run in reverse order). crictl
+# runs in the host netns too, because containerd's exec streaming server
+# listens on that netns's lo.
+crictl_setup() {
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$W/crictl.yaml"
+  on_exit "crictl rmp -f -a"
+}
+crictl() { in_host env CRI_CONFIG_FILE="$W/crictl.yaml" "$CRICTL" "$@" 2>>"$W/logs/crictl.log"; }
+crictl_or_fail() { crictl "$@" || fail "crictl $1: $(tail -1 "$W/logs/crictl.log")"; }
+
+# sandbox_netns POD_ID: the path of a pod sandbox's netns (/var/run/netns/cni-...).
+sandbox_netns() {
+  crictl inspectp "$1" | jq -r '.info.runtimeSpec.linux.namespaces[] | select(.type == "network") | .path'
+}
+
+# ---------------------------------------------------------------- podman
+
+# podman_setup: a private podman configuration under $P ($W/podman): its
+# own storage, CNI networks from $CNI_BIN and $P/cni-conf, and this VM's
+# quirks. podman/podman_or_fail below run podman with it, in the host netns.
+# Both files go by env, which podman's `container cleanup` child (the one
+# that runs DEL) also gets. On exit, every container of our private storage
+# is removed: that also stops them, which runs their DEL and unmounts their
+# root filesystems; then we wait for podman's helpers (podman_quiesce).
+podman_setup() {
+  P=$W/podman
+  mkdir -p "$P/cni-conf" "$P/tmp"
+  cat >"$P/containers.conf" <<EOF
+[containers]
+# This VM refuses to raise a hard rlimit even to root, and podman asks for
+# more than the current ones (runc: "error setting rlimit type 7/6").
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["$CNI_BIN"]
+network_config_dir = "$P/cni-conf"
+
+[engine]
+cgroup_manager = "cgroupfs"       # no systemd here
+events_logger = "file"
+events_logfile_path = "$P/events.log"
+runtime = "runc"
+tmp_dir = "$P/tmp"
+EOF
+  cat >"$P/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+runroot = "$P/runroot"
+graphroot = "$P/root"
+EOF
+  PODMAN_ENV=(env CONTAINERS_CONF="$P/containers.conf" CONTAINERS_STORAGE_CONF="$P/storage.conf")
+  on_exit "podman rm -f -t 0 -a; podman_quiesce"
+}
+podman() { in_host "${PODMAN_ENV[@]}" podman "$@" 2>>"$W/logs/podman.log"; }
+podman_or_fail() { podman "$@" || fail "podman $1: $(tail -1 "$W/logs/podman.log")"; }
+
+# podman_quiesce: wait until no process works on our private storage any
+# more. `podman rm -f` returns while the container's conmon still runs its
+# exit command, `podman container cleanup`, which mounts the storage again
+# ($P/root/overlay): left alone, it races our unmount of $BASE. After 10 s,
+# whatever is left (found by our private path on its command line) is
+# stopped by PID.
+podman_quiesce() {
+  local i p
+  for i in $(seq 1 100); do
+    [ -n "$(pids_mentioning "$P/")" ] || return 0
+    sleep 0.1
+  done
+  for p in $(pids_mentioning "$P/"); do
+    echo "stopping leftover process $p: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"
+    kill_pid "$p"
+  done
+  return 1
 }

@@ -19,40 +19,7 @@ make_cni_bin
 host_netns
 busybox_image
 
-P=$W/podman
-mkdir -p "$P/cni-conf" "$P/tmp"
-cat >"$P/containers.conf" <<EOF
-[containers]
-# This VM refuses to raise a hard rlimit even to root, and podman asks for
-# more than the current ones (runc: "error setting rlimit type 7/6").
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-
-[network]
-network_backend = "cni"
-cni_plugin_dirs = ["$CNI_BIN"]
-network_config_dir = "$P/cni-conf"
-
-[engine]
-cgroup_manager = "cgroupfs"       # no systemd here
-events_logger = "file"
-events_logfile_path = "$P/events.log"
-runtime = "runc"
-tmp_dir = "$P/tmp"
-EOF
-cat >"$P/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-runroot = "$P/runroot"
-graphroot = "$P/root"
-EOF
-podman() {
-  in_host env CONTAINERS_CONF="$P/containers.conf" CONTAINERS_STORAGE_CONF="$P/storage.conf" \
-    podman "$@" 2>>"$W/logs/podman.log"
-}
-podman_or_fail() { podman "$@" || fail "podman $1: $(tail -1 "$W/logs/podman.log")"; }
-# On failure: removing every container of our private storage also stops
-# them, which runs their DEL and unmounts their root filesystems.
-on_exit "podman rm -f -t 0 -a"
+podman_setup # private config and storage under $P; podman() runs in the host netns
 podman_or_fail load -q -i "$BUSYBOX_TAR" >/dev/null
 backend=$(podman info --format '{{.Host.NetworkBackend}}')
 [ "$backend" = cni ] || fail "podman network backend is '$backend', want cni"
