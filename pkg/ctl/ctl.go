@@ -19,10 +19,14 @@ usage:
   ratchetctl connect EP -M PARENT,MODE             a macvlan on PARENT (bridge, private, vepa, passthru)
   ratchetctl connect EP -V PARENT,VLANID           a vlan sub-interface of PARENT
   ratchetctl disconnect EP                         remove a link ratchet made (both veth ends)
-  ratchetctl run [--conf-dir DIR] [--bin-dir DIR] [--name ID] [--annotation K=V]... [--keep] -- CMD [ARGS]
+  ratchetctl run [--conf-dir DIR] [--bin-dir DIR] [--name ID] [--namespace NS] [--annotation K=V]... [--keep] -- CMD [ARGS]
                                                    run CMD in a new netns attached through CNI
+                                                   (defaults: $NETCONFPATH or /etc/cni/net.d, $CNI_PATH or /opt/cni/bin)
+  ratchetctl run --del --name ID [--conf-dir DIR] [--bin-dir DIR]
+                                                   undo a run kept with --keep: DEL each network, remove the netns
   ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, broken)
-  ratchetctl install --bin-dir DIR --conf-dir DIR  install the plugin, chained after the node's network
+  ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
+                                                   install the plugin, chained after the node's network
 
 endpoints (EP), as koko writes them:
   -n NETNS,IFNAME[,CIDR...]      an 'ip netns' name
@@ -31,6 +35,9 @@ endpoints (EP), as koko writes them:
   -c IFNAME[,CIDR...]            the current netns
   -d CONTAINER,IFNAME[,CIDR...]  a Docker (or podman service) container, via the Engine API on $DOCKER_HOST
 `
+
+// errHelp is -h or --help after a command: Main prints the usage.
+var errHelp = errors.New("help requested")
 
 // usageError is a bad command line; Main prints it with a hint.
 type usageError struct{ msg string }
@@ -68,6 +75,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	default:
 		err = badArg("unknown command %q", args[0])
 	}
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ratchetctl %s: %v\n", args[0], err)
 		var ue *usageError
@@ -95,6 +106,9 @@ func newFlagSet(name string) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return badArg("%v", err)
 	}
 	if fs.NArg() > 0 && fs.Name() != "run" {

@@ -171,6 +171,7 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"run", "--name", "Bad/Name", "--", "true"}, `--name "Bad/Name"`},
 		{[]string{"run", "--annotation", "novalue", "--", "true"}, `--annotation "novalue"`},
 		{[]string{"run"}, "no command"},
+		{[]string{"run", "--del"}, "--del takes --name"},
 	} {
 		_, errOut, code := ctl(t, nil, c.args...)
 		lines := strings.Split(strings.TrimSpace(errOut), "\n")
@@ -205,7 +206,7 @@ func TestRunAttachesEveryNetwork(t *testing.T) {
 		}
 	}
 	out, errOut, code := ctl(t, nil, "run", "--conf-dir", confDir, "--bin-dir", cniBin, "--name", "runtest",
-		"--", "sh", "-c", "ip -o link show eth0 && ip -o link show eth1 && ping -c1 -W2 192.0.2.2 >/dev/null && ping -c1 -W2 198.51.100.2 >/dev/null && exit 7")
+		"--", "sh", "-c", "ip -o link show lo | grep -q LOWER_UP && ip -o link show eth0 && ip -o link show eth1 && ping -c1 -W2 192.0.2.2 >/dev/null && ping -c1 -W2 198.51.100.2 >/dev/null && exit 7")
 	if code != 7 {
 		t.Fatalf("exit %d, want CMD's 7\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
@@ -271,5 +272,41 @@ func TestInstallChainsAfterTheNodeNetwork(t *testing.T) {
 	}
 	if _, errOut, code := ctl(t, nil, "install", "--extra", "[1]"); code != 2 || !strings.Contains(errOut, "--extra") {
 		t.Fatalf("bad --extra: exit %d %s", code, errOut)
+	}
+}
+
+func TestRunKeepThenDel(t *testing.T) {
+	hub, dir := testutil.NewNS(t), t.TempDir()
+	confDir, cniBin := dir+"/net.d", dir+"/bin"
+	_ = os.MkdirAll(confDir, 0o755)
+	_ = os.MkdirAll(cniBin, 0o755)
+	if out, err := exec.Command("cp", filepath.Join(binDir, "ratchet"), cniBin).CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	conf := `{"cniVersion":"1.0.0","name":"a","type":"ratchet","store":{"dir":"` + dir + `/state"},"links":[{"peer":{"netns":"` + hub.Path() + `","name":"hub0"}}]}`
+	_ = os.WriteFile(confDir+"/10-a.conf", []byte(conf), 0o644)
+	_, errOut, code := ctl(t, nil, "run", "--conf-dir", confDir, "--bin-dir", cniBin, "--name", "kept", "--keep", "--", "true")
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", "kept").Run() })
+	if code != 0 || !strings.Contains(errOut, "ratchetctl run --del --name kept") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := testutil.Links(t, hub); len(got) != 1 {
+		t.Fatalf("--keep kept nothing: hub holds %v", got)
+	}
+	mustCtl(t, nil, "run", "--del", "--name", "kept", "--conf-dir", confDir, "--bin-dir", cniBin)
+	if left := testutil.Links(t, hub); len(left) != 0 {
+		t.Fatalf("hub still holds %v after --del", left)
+	}
+	if _, err := os.Stat("/var/run/netns/kept"); !os.IsNotExist(err) {
+		t.Fatalf("netns kept after --del: %v", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"connect", "-h"}} {
+		out, _, code := ctl(t, nil, args...)
+		if code != 0 || !strings.Contains(out, "--annotation K=V") || !strings.Contains(out, "-x PARENT,REMOTE,VNI") {
+			t.Errorf("ratchetctl %v: exit %d\n%s", args, code, out)
+		}
 	}
 }

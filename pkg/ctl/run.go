@@ -49,11 +49,15 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 	var annotationFlags multiFlag
 	fs.Var(&annotationFlags, "annotation", "pod annotation K=V (repeatable)")
 	keep := fs.Bool("keep", false, "keep the netns and its attachments after CMD exits")
+	del := fs.Bool("del", false, "undo a run kept with --keep (needs --name)")
 	if err := parseFlags(fs, args); err != nil {
 		return 0, err
 	}
 	command := fs.Args()
-	if len(command) == 0 {
+	switch {
+	case *del && (*name == "" || len(command) > 0 || *keep):
+		return 0, badArg("--del takes --name and no command (and no --keep)")
+	case !*del && len(command) == 0:
 		return 0, badArg("no command: ratchetctl run [flags] -- CMD [ARGS]")
 	}
 	if *name == "" {
@@ -77,13 +81,17 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-
-	path, err := link.CreateNamedNetns(*name)
-	if err != nil {
-		return 0, fmt.Errorf("create netns %s: %w", *name, err)
-	}
 	cni := libcni.NewCNIConfig(filepath.SplitList(*binDir), nil)
 	ctx := context.Background()
+	path := filepath.Join(link.NetnsDir, *name)
+	runtimeConf := func(i int) *libcni.RuntimeConf {
+		return &libcni.RuntimeConf{
+			ContainerID: *name, NetNS: path, IfName: fmt.Sprintf("eth%d", i),
+			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", *podNamespace},
+				{"K8S_POD_NAME", *name}, {"K8S_POD_INFRA_CONTAINER_ID", *name}},
+			CapabilityArgs: map[string]any{podAnnotations: annotations},
+		}
+	}
 	var attached []attachment
 	cleanup := func() {
 		for i := len(attached) - 1; i >= 0; i-- {
@@ -96,6 +104,23 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 			fmt.Fprintf(stderr, "ratchetctl run: remove netns %s: %v\n", *name, err)
 		}
 	}
+	if *del {
+		for i, f := range lists {
+			attached = append(attached, attachment{file: f.file, list: f.list, rt: runtimeConf(i)})
+		}
+		cleanup()
+		return 0, nil
+	}
+
+	if path, err = link.CreateNamedNetns(*name); err != nil {
+		return 0, fmt.Errorf("create netns %s: %w", *name, err)
+	}
+	// Runtimes bring lo up (containerd's CRI with the loopback plugin); a
+	// command expects a working 127.0.0.1.
+	if err := link.SetLoopbackUp(path); err != nil {
+		cleanup()
+		return 0, err
+	}
 
 	// Ctrl-C while plugins or CMD run must still end in cleanup.
 	signals := make(chan os.Signal, 1)
@@ -103,14 +128,11 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 	defer signal.Stop(signals)
 
 	for i, f := range lists {
-		a := attachment{file: f.file, list: f.list, rt: &libcni.RuntimeConf{
-			ContainerID: *name, NetNS: path, IfName: fmt.Sprintf("eth%d", i),
-			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", *podNamespace},
-				{"K8S_POD_NAME", *name}, {"K8S_POD_INFRA_CONTAINER_ID", *name}},
-			CapabilityArgs: map[string]any{podAnnotations: annotations},
-		}}
+		a := attachment{file: f.file, list: f.list, rt: runtimeConf(i)}
 		res, err := cni.AddNetworkList(ctx, a.list, a.rt)
 		if err != nil {
+			// As a runtime does, DEL the network whose ADD failed too.
+			attached = append(attached, a)
 			cleanup()
 			return 0, fmt.Errorf("ADD %s (%s, %s): %w", a.list.Name, a.rt.IfName, filepath.Base(f.file), err)
 		}
@@ -121,7 +143,7 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 
 	status, err := runIn(path, command, stdout, stderr, signals)
 	if *keep {
-		fmt.Fprintf(stderr, "ratchetctl run: kept netns %s at %s with its attachments (no DEL ran); 'ip netns del %s' removes it and every link end inside\n", *name, path, *name)
+		fmt.Fprintf(stderr, "ratchetctl run: kept netns %s at %s with its attachments; undo with: ratchetctl run --del --name %s --conf-dir %s --bin-dir %s\n", *name, path, *name, *confDir, *binDir)
 		return status, err
 	}
 	cleanup()

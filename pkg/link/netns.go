@@ -48,3 +48,22 @@ func WriteSysctl(n ns.NetNS, key, value string) error {
 		return os.WriteFile(filepath.Join("/proc/sys", filepath.FromSlash(key)), []byte(value), 0o644)
 	})
 }
+
+// SetLoopbackUp brings lo up in the namespace at path.
+func SetLoopbackUp(path string) error {
+	n, err := ns.GetNS(path)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	h, err := handleAt(n)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	return h.LinkSetUp(lo)
+}

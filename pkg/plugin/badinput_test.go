@@ -114,3 +114,17 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("bad inputs left %d records", n)
 	}
 }
+
+// TestAddRefusesItsOwnNamespace: CNI_NETNS naming the namespace the plugin
+// runs in is refused before anything is made there (skel only checks after
+// ADD). The plugin runs in a throwaway "node" so a failure cannot reach
+// the host.
+func TestAddRefusesItsOwnNamespace(t *testing.T) {
+	node, peer := testutil.NewNS(t), testutil.NewNS(t)
+	conf := confJSON(t, "1.0.0", t.TempDir(), map[string]any{"links": []any{vethTo("in1", "192.0.2.1/24", peer, "in2", "192.0.2.2/24")}})
+	_, cniErr := run(t, call{cmd: "ADD", netns: node.Path(), conf: conf, node: node})
+	if cniErr == nil || cniErr.Code != types.ErrInvalidNetNS || !strings.Contains(cniErr.Msg, "own network namespace") {
+		t.Fatalf("got %v, want code 8", cniErr)
+	}
+	noLinks(t, node, peer)
+}

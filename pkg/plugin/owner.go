@@ -22,8 +22,9 @@ func ownerOf(key store.AttachmentKey) owner {
 	sum := sha256.Sum256([]byte(key.String()))
 	return owner{
 		prefix: "ratchet:" + hex.EncodeToString(sum[:6]) + ":",
-		// The high bit keeps clear of the small group numbers admins use.
-		group: binary.BigEndian.Uint32(sum[6:10]) | 1<<31,
+		// 2^30 and up keeps clear of the small group numbers admins use;
+		// under 2^31, ip(8) shows it as the positive number it is.
+		group: binary.BigEndian.Uint32(sum[6:10])&(1<<30-1) | 1<<30,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	cnins "github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -63,10 +64,16 @@ func (p *Plugin) hostNS() (ns.NetNS, error) {
 	return ns.GetCurrentNS()
 }
 
+// openPodNS opens CNI_NETNS. It refuses the plugin's own namespace before
+// anything is made there (skel checks that only after ADD has run).
 func openPodNS(path string) (ns.NetNS, error) {
 	podNS, err := ns.GetNS(path)
 	if err != nil {
 		return nil, types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q: %v", path, err), "")
+	}
+	if own, cniErr := cnins.CheckNetNS(path); cniErr == nil && own {
+		podNS.Close()
+		return nil, types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q is the plugin's own network namespace", path), "")
 	}
 	return podNS, nil
 }
