@@ -13,7 +13,7 @@ TEST_PACKAGES := iproute2 iputils-ping util-linux jq
 
 BINARIES := ratchet ratchetctl
 
-.PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke
+.PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke tutorial
 
 all: build
 
@@ -65,7 +65,11 @@ fuzz-smoke:
 e2e: build
 	BIN=$(BIN) bash test/e2e/run.sh $(E2E)
 
-check: lint test fuzz-smoke demo e2e
+# docs/tutorial.md, every command run in a sandbox (root). Builds crictl once if missing.
+tutorial:
+	bash test/tutorial/run.sh
+
+check: lint test fuzz-smoke demo e2e tutorial
 
 clean:
 	rm -rf $(BIN)
