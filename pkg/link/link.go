@@ -83,36 +83,32 @@ func handleAt(n ns.NetNS) (*netlink.Handle, error) {
 }
 
 // newAttrs returns the attributes a new netdev for end is born with: its
-// name, MAC, MTU, owner group, and up.
+// name, MAC, MTU and owner group. It is born down; configure brings it up.
 func newAttrs(end *Endpoint, m Marker) netlink.LinkAttrs {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = end.Name
 	attrs.HardwareAddr = end.MAC
 	attrs.MTU = end.MTU
 	attrs.Group = m.Group
-	if !end.Down {
-		attrs.Flags = net.FlagUp
-	}
 	return attrs
 }
 
-// configure gives a new netdev its marker, addresses, routes and impairment.
-// The netdev is already up when up is true; otherwise configure brings it up.
-func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.Link, m Marker, up bool) error {
+// configure gives a new netdev its marker, addresses, routes and impairment,
+// and brings it up unless end.Down. bornWithGroup says whether its creation
+// already set the marker's group (a veth's peer end cannot be born with one).
+//
+// The marker and addresses are set while the netdev is still down: on an up
+// netdev every change is a NETDEV_CHANGE, and for IPv6 that walks the
+// namespace's whole route table, so a pod with many links would pay for each
+// link once per link before it.
+func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.Link, m Marker, bornWithGroup bool) error {
 	end.Index = l.Attrs().Index
 	if err := h.LinkSetAlias(l, m.Alias); err != nil {
 		return fmt.Errorf("%s: set marker: %w", end, err)
 	}
-	if !up {
-		if m.Group != 0 {
-			if err := h.LinkSetGroup(l, int(m.Group)); err != nil {
-				return fmt.Errorf("%s: set group: %w", end, err)
-			}
-		}
-		if !end.Down {
-			if err := h.LinkSetUp(l); err != nil {
-				return fmt.Errorf("%s: set up: %w", end, err)
-			}
+	if !bornWithGroup && m.Group != 0 {
+		if err := h.LinkSetGroup(l, int(m.Group)); err != nil {
+			return fmt.Errorf("%s: set group: %w", end, err)
 		}
 	}
 	if err := fault.Step(ctx, "marker"); err != nil {
@@ -125,6 +121,11 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 	}
 	if err := fault.Step(ctx, "addresses"); err != nil {
 		return err
+	}
+	if !end.Down {
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("%s: set up: %w", end, err)
+		}
 	}
 	for _, r := range end.Routes {
 		route := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: r.Dst, Gw: r.GW}

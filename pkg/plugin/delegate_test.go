@@ -77,6 +77,17 @@ func TestCompatibilityMode(t *testing.T) {
 			t.Fatalf("records left: %v", entries)
 		}
 	})
+	t.Run("a delegate type is a file name in CNI_PATH, never a path", func(t *testing.T) {
+		pod, dir := testutil.NewNS(t), t.TempDir()
+		_, cniErr := run(t, call{cmd: "ADD", netns: pod.Path(), conf: confJSON(t, "1.0.0", dir, map[string]any{
+			"delegate": map[string]any{"type": "../../../bin/true"}})})
+		if cniErr == nil || !strings.Contains(cniErr.Msg, "not a file name") {
+			t.Fatalf("got %v", cniErr)
+		}
+		if records(t, dir) != 0 {
+			t.Fatal("record left")
+		}
+	})
 	t.Run("a link may not take the boot network's interface", func(t *testing.T) {
 		pod, peer, dir := testutil.NewNS(t), testutil.NewNS(t), t.TempDir()
 		_, cniErr := run(t, call{cmd: "ADD", netns: pod.Path(), conf: confJSON(t, "1.0.0", dir, map[string]any{
