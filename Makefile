@@ -13,7 +13,7 @@ TEST_PACKAGES := iproute2 iputils-ping util-linux jq
 
 BINARIES := ratchet ratchetctl
 
-.PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke tutorial
+.PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke tutorial bench bench-smoke
 
 all: build
 
@@ -65,11 +65,19 @@ fuzz-smoke:
 e2e: build
 	BIN=$(BIN) bash test/e2e/run.sh $(E2E)
 
+# Benchmarks (root): exec bin/ratchet as a runtime does, against ptp + static
+# and against the floor; see docs/performance.md. bench-smoke asserts no timing.
+bench: build
+	$(GO) run ./test/bench -ratchet $(BIN)/ratchet
+
+bench-smoke: build
+	$(GO) run ./test/bench -smoke -ratchet $(BIN)/ratchet
+
 # docs/tutorial.md, every command run in a sandbox (root). Builds crictl once if missing.
 tutorial:
 	bash test/tutorial/run.sh
 
-check: lint test fuzz-smoke demo e2e tutorial
+check: lint test fuzz-smoke demo bench-smoke e2e tutorial
 
 clean:
 	rm -rf $(BIN)
