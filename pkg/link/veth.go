@@ -50,14 +50,16 @@ func (v *Veth) Create(ctx context.Context) (err error) {
 	if err := fault.Step(ctx, "create"); err != nil {
 		return err
 	}
-	if err := configure(ctx, ha, &v.A, veth, v.Marker, true); err != nil {
-		return err
-	}
+	// B first: when A goes up its peer is already up, so A comes up with
+	// its carrier in one transition instead of two.
 	peer, err := hb.LinkByName(v.B.Name)
 	if err != nil {
 		return fmt.Errorf("%s: %w", &v.B, err)
 	}
 	if err := configure(ctx, hb, &v.B, peer, v.Marker, false); err != nil {
+		return err
+	}
+	if err := configure(ctx, ha, &v.A, veth, v.Marker, true); err != nil {
 		return err
 	}
 	created = true
