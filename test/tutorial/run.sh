@@ -143,8 +143,18 @@ first_line() { local l; l=$(grep -m1 -v '^[[:space:]]*\(#.*\)\?$' <<<"$1" || tru
 inner() {
   local _T_verbose=$1 _T_i _T_out _T_t0 _T_kind
   parse_blocks # before /tmp is hidden: TUTORIAL_DOC may live there
+  # The checkout may itself live under one of those dirs (CI clones
+  # anywhere, /tmp included): carry it across the tmpfs mounts with a bind
+  # mount parked on a private tmpfs, then put it back at the same path.
+  mount -t tmpfs -o mode=0700 tutorial-repo /mnt
+  mkdir /mnt/repo
+  mount --bind "$REPO" /mnt/repo
   for d in "${SANDBOX_DIRS[@]}"; do mount -t tmpfs -o mode=0755 tutorial "$d"; done
   chmod 1777 /tmp
+  if [ ! -d "$REPO/.git" ] && [ ! -f "$REPO/go.mod" ]; then
+    mkdir -p "$REPO"
+    mount --move /mnt/repo "$REPO"
+  fi
   _T_MOUNTS=$(awk '{print $5}' /proc/self/mountinfo | sort)
   readonly _T_KIND _T_LINE _T_INFO _T_PATH _T_TEXT _T_CHAPTER # no block can clobber them
   # crictl from the cache, so that the tutorial's `command -v crictl ||
