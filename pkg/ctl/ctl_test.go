@@ -183,15 +183,7 @@ func TestBadArguments(t *testing.T) {
 
 func TestRunAttachesEveryNetwork(t *testing.T) {
 	hub, dir := testutil.NewNS(t), t.TempDir()
-	confDir, cniBin := dir+"/net.d", dir+"/bin"
-	for _, d := range []string{confDir, cniBin} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("cp", filepath.Join(binDir, "ratchet"), cniBin).CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
+	confDir, cniBin := cniDirs(t, dir)
 	// Two networks: the first gets eth0 (a link with no name takes
 	// CNI_IFNAME), the second eth1.
 	confs := map[string]string{
@@ -223,12 +215,7 @@ func TestRunAttachesEveryNetwork(t *testing.T) {
 
 func TestRunFailedAddUndoesEarlierNetworks(t *testing.T) {
 	hub, dir := testutil.NewNS(t), t.TempDir()
-	confDir, cniBin := dir+"/net.d", dir+"/bin"
-	_ = os.MkdirAll(confDir, 0o755)
-	_ = os.MkdirAll(cniBin, 0o755)
-	if out, err := exec.Command("cp", filepath.Join(binDir, "ratchet"), cniBin).CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
+	confDir, cniBin := cniDirs(t, dir)
 	good := `{"cniVersion":"1.0.0","name":"a","type":"ratchet","store":{"dir":"` + dir + `/state"},"links":[{"peer":{"netns":"` + hub.Path() + `","name":"hub0"}}]}`
 	bad := `{"cniVersion":"1.0.0","name":"b","type":"ratchet","store":{"dir":"` + dir + `/state"},"links":[{"peer":{"netns":"/var/run/netns/ratchet-absent"}}]}`
 	_ = os.WriteFile(confDir+"/10-a.conf", []byte(good), 0o644)
@@ -277,12 +264,7 @@ func TestInstallChainsAfterTheNodeNetwork(t *testing.T) {
 
 func TestRunKeepThenDel(t *testing.T) {
 	hub, dir := testutil.NewNS(t), t.TempDir()
-	confDir, cniBin := dir+"/net.d", dir+"/bin"
-	_ = os.MkdirAll(confDir, 0o755)
-	_ = os.MkdirAll(cniBin, 0o755)
-	if out, err := exec.Command("cp", filepath.Join(binDir, "ratchet"), cniBin).CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
+	confDir, cniBin := cniDirs(t, dir)
 	conf := `{"cniVersion":"1.0.0","name":"a","type":"ratchet","store":{"dir":"` + dir + `/state"},"links":[{"peer":{"netns":"` + hub.Path() + `","name":"hub0"}}]}`
 	_ = os.WriteFile(confDir+"/10-a.conf", []byte(conf), 0o644)
 	_, errOut, code := ctl(t, nil, "run", "--conf-dir", confDir, "--bin-dir", cniBin, "--name", "kept", "--keep", "--", "true")
@@ -309,4 +291,19 @@ func TestHelp(t *testing.T) {
 			t.Errorf("ratchetctl %v: exit %d\n%s", args, code, out)
 		}
 	}
+}
+
+// cniDirs makes a conf dir and a plugin dir holding ratchet under dir.
+func cniDirs(t *testing.T, dir string) (confDir, cniBin string) {
+	t.Helper()
+	confDir, cniBin = dir+"/net.d", dir+"/bin"
+	for _, d := range []string{confDir, cniBin} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", filepath.Join(binDir, "ratchet"), cniBin).CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	return confDir, cniBin
 }

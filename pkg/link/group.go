@@ -68,7 +68,7 @@ func RemoveOwned(n ns.NetNS, group uint32, aliasPrefix string) (int, error) {
 		return 0, nil
 	}
 	if groupIsMine {
-		if err := deleteGroup(n, group); err == nil {
+		if err := DeleteGroup(n.Fd(), group); err == nil {
 			return len(mine), nil
 		}
 	}
@@ -80,10 +80,11 @@ func RemoveOwned(n ns.NetNS, group uint32, aliasPrefix string) (int, error) {
 	return len(mine), nil
 }
 
-// deleteGroup is `ip link delete group N`: the kernel unregisters every
-// netdev of the group together, so they share one RCU grace period.
-func deleteGroup(n ns.NetNS, group uint32) error {
-	s, err := nl.GetNetlinkSocketAt(netns.NsHandle(n.Fd()), netns.None(), unix.NETLINK_ROUTE)
+// DeleteGroup is `ip link delete group N` in the namespace open on fd:
+// the kernel unregisters every netdev of the group together, so they share
+// one RCU grace period. It checks nothing: see RemoveOwned.
+func DeleteGroup(fd uintptr, group uint32) error {
+	s, err := nl.GetNetlinkSocketAt(netns.NsHandle(fd), netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}

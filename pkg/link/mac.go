@@ -5,16 +5,20 @@ import (
 	"net"
 )
 
-// fillMAC gives end a random locally administered unicast MAC when it has
-// none, so the caller learns the address without asking the kernel.
+// fillMAC gives end a random MAC when it has none, so the caller learns the
+// address without asking the kernel.
 func fillMAC(end *Endpoint) {
-	if end.MAC != nil {
-		return
+	if end.MAC == nil {
+		end.MAC = RandomMAC()
 	}
+}
+
+// RandomMAC returns a random locally administered unicast MAC.
+func RandomMAC() net.HardwareAddr {
 	mac := make(net.HardwareAddr, 6)
 	_, _ = rand.Read(mac)
 	mac[0] = mac[0]&0xfe | 0x02
-	end.MAC = mac
+	return mac
 }
 
 // RandomName returns prefix followed by random hex digits, at most 15 bytes

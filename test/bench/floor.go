@@ -7,14 +7,12 @@ package main
 // (exec floor + kernel floor)" is what the plugin itself adds.
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 
+	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,23 +21,6 @@ const floorGroup = 1<<31 | 0xbe4c
 
 func handleIn(n *nsRef) (*netlink.Handle, error) {
 	return netlink.NewHandleAt(n.h, unix.NETLINK_ROUTE)
-}
-
-func randomMAC() net.HardwareAddr {
-	mac := make(net.HardwareAddr, 6)
-	_, _ = rand.Read(mac)
-	mac[0] = mac[0]&0xfe | 0x02
-	return mac
-}
-
-func randomName(prefix string) string {
-	const hexdigits = "0123456789abcdef"
-	b := make([]byte, 15-len(prefix))
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = hexdigits[b[i]&0xf]
-	}
-	return prefix + string(b)
 }
 
 func addAddr(h *netlink.Handle, l netlink.Link, cidr string) error {
@@ -70,12 +51,12 @@ type vethEnd struct {
 func floorVeth(ha, hb *netlink.Handle, a, b vethEnd, alias string) (int, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = a.name
-	attrs.HardwareAddr = randomMAC()
+	attrs.HardwareAddr = link.RandomMAC()
 	attrs.Group = floorGroup
 	if !a.down {
 		attrs.Flags = net.FlagUp
 	}
-	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: b.name, PeerHardwareAddr: randomMAC(), PeerNamespace: netlink.NsFd(b.ns.Fd())}
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: b.name, PeerHardwareAddr: link.RandomMAC(), PeerNamespace: netlink.NsFd(b.ns.Fd())}
 	if err := ha.LinkAdd(veth); err != nil {
 		return 0, fmt.Errorf("floor: veth %s: %w", a.name, err)
 	}
@@ -149,7 +130,7 @@ func floorVxlan(node, pod *nsRef, vni int) error {
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = "vx0"
-	attrs.HardwareAddr = randomMAC()
+	attrs.HardwareAddr = link.RandomMAC()
 	attrs.Group = floorGroup
 	attrs.Flags = net.FlagUp
 	attrs.MTU = dev.Attrs().MTU - 50
@@ -190,7 +171,7 @@ func floorPodLinks(pod, park *nsRef, spec podLinkSpec, side int, peerParked []in
 	for i := 0; i < spec.n; i++ {
 		idx, err := floorVeth(hp, hk,
 			vethEnd{ns: pod, name: spec.ifname(side, i), addrs: spec.addrs(side, i)},
-			vethEnd{ns: park, name: randomName("rp"), down: !joined}, "floor:")
+			vethEnd{ns: park, name: link.RandomName("rp"), down: !joined}, "floor:")
 		if err != nil {
 			return nil, err
 		}
@@ -231,16 +212,7 @@ func floorRedirect(h *netlink.Handle, from, to int) error {
 // peers go with them), then the peer's parked ends set down when the peer
 // is still there (its cables unplugged).
 func floorDelete(pod, park *nsRef, peerParked []int) error {
-	s, err := nl.GetNetlinkSocketAt(pod.h, netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(floorGroup)))
-	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+	if err := link.DeleteGroup(uintptr(pod.h), floorGroup); err != nil {
 		return fmt.Errorf("floor: delete group: %w", err)
 	}
 	if len(peerParked) == 0 {
