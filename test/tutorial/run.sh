@@ -146,6 +146,7 @@ inner() {
   # The checkout may itself live under one of those dirs (CI clones
   # anywhere, /tmp included): carry it across the tmpfs mounts with a bind
   # mount parked on a private tmpfs, then put it back at the same path.
+  mkdir -p /mnt
   mount -t tmpfs -o mode=0700 tutorial-repo /mnt
   mkdir /mnt/repo
   mount --bind "$REPO" /mnt/repo
