@@ -393,6 +393,16 @@ retry() {
 
 # expect_link NETNS_PATH IFNAME CIDR...: IFNAME exists there, is up, carries
 # ratchet's marker alias and every given address.
+# traffic_flows RUN_IN_A RUN_IN_B WHO: ping over the ratchet link from
+# inside each end (RUN_IN_* is a command prefix such as "in_pod pod-a"):
+# IPv4 both ways and IPv6 from A; WHO names the ends in failure messages.
+traffic_flows() {
+  local run_a=$1 run_b=$2 who=$3
+  retry 10 $run_a ping -c 1 -W 1 "$B_IP4" || fail "$who A cannot ping B ($B_IP4)"
+  retry 10 $run_a ping -c 1 -W 1 "$B_IP6" || fail "$who A cannot ping B ($B_IP6)"
+  retry 10 $run_b ping -c 1 -W 1 "$A_IP4" || fail "$who B cannot ping A ($A_IP4)"
+}
+
 expect_link() {
   local nsp=$1 ifname=$2 cidr line addrs
   shift 2
