@@ -9,9 +9,9 @@ BIN       := $(CURDIR)/bin
 CACHE     := $(CURDIR)/.cache
 CNI_BIN_DIR ?= /opt/cni/bin
 # Debian packages the tests need; installed only when missing.
-TEST_PACKAGES := iproute2 iputils-ping util-linux jq
+TEST_PACKAGES := iproute2 iputils-ping util-linux jq etcd-server etcd-client
 
-BINARIES := ratchet ratchetctl
+BINARIES := ratchet ratchetctl ratchetd
 
 .PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke tutorial bench bench-smoke
 

@@ -26,7 +26,16 @@ var (
 	// indexBucket maps "<pod>\x00<ifname>" to a link id.
 	indexBucket = []byte("link-index")
 	metaBucket  = []byte("meta")
+	// The Registry's buckets (local_registry.go).
+	endsBucket     = []byte("reg-ends")
+	nodesBucket    = []byte("reg-nodes")
+	vniBucket      = []byte("reg-vni")
+	linkVNIsBucket = []byte("reg-link-vni")
 )
+
+// allBuckets are created once, by the first open.
+var allBuckets = [][]byte{attachmentsBucket, podsBucket, linksBucket, indexBucket, metaBucket,
+	endsBucket, nodesBucket, vniBucket, linkVNIsBucket}
 
 // Local is the embedded on-disk store for one node. It holds an exclusive
 // lock on its directory from Open to Close, so plugin processes that run in
@@ -75,7 +84,7 @@ func OpenLocal(dir string) (*Local, error) {
 	// Buckets are made once; later opens only look.
 	missing := false
 	_ = db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{attachmentsBucket, podsBucket, linksBucket, indexBucket, metaBucket} {
+		for _, b := range allBuckets {
 			missing = missing || tx.Bucket(b) == nil
 		}
 		return nil
@@ -93,7 +102,7 @@ func OpenLocal(dir string) (*Local, error) {
 
 func createBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{attachmentsBucket, podsBucket, linksBucket, indexBucket, metaBucket} {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

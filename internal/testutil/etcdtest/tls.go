@@ -1,0 +1,93 @@
+package etcdtest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// GenerateTLS writes, in a new directory of t's, a CA and a server
+// certificate (for 127.0.0.1 and localhost) and a client certificate that
+// the CA signed.
+func GenerateTLS(t testing.TB) TLSFiles {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, caCert, caDER := newCert(t, "ratchet test CA", nil, nil, func(c *x509.Certificate) {
+		c.IsCA, c.BasicConstraintsValid = true, true
+		c.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	})
+	f := TLSFiles{CA: filepath.Join(dir, "ca.pem")}
+	writePEM(t, f.CA, "CERTIFICATE", caDER)
+	for _, who := range []string{"server", "client"} {
+		key, _, der := newCert(t, "ratchet test "+who, caCert, caKey, func(c *x509.Certificate) {
+			c.KeyUsage = x509.KeyUsageDigitalSignature
+			if who == "server" {
+				c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+				c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+				c.DNSNames = []string{"localhost"}
+			} else {
+				c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+			}
+		})
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, keyFile := filepath.Join(dir, who+".pem"), filepath.Join(dir, who+"-key.pem")
+		writePEM(t, cert, "CERTIFICATE", der)
+		writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+		if who == "server" {
+			f.ServerCert, f.ServerKey = cert, keyFile
+		} else {
+			f.ClientCert, f.ClientKey = cert, keyFile
+		}
+	}
+	return f
+}
+
+func newCert(t testing.TB, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, edit func(*x509.Certificate)) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	edit(tmpl)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, cert, der
+}
+
+func writePEM(t testing.TB, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+)
+
+// The registry is the cluster-wide part of the state: which node each pod
+// link end is on, each node's VTEP, and each cross-node link's VNI. Both
+// stores implement it and pass one conformance suite (storetest); etcd's is
+// the one that makes it cluster-wide. What a node made in its own kernel
+// (attachments, parked ends, stitches) always stays in that node's local
+// store: it describes that node only, and DEL must find it while etcd is
+// unreachable.
+
+// NodeRecord is a node of the cluster, as its agent announces it.
+type NodeRecord struct {
+	Name string `json:"name"`
+	// VTEP is the node's underlay address, the remote of tunnels to it.
+	VTEP string `json:"vtep"`
+	// Port is the node's VXLAN UDP port.
+	Port int `json:"port"`
+}
+
+// EndRecord is one pod's end of a pod link as the cluster sees it. The ADD
+// that made the end registers it, for the node the pod runs on.
+type EndRecord struct {
+	Pod        string        `json:"pod"`
+	IfName     string        `json:"ifName"`
+	PeerPod    string        `json:"peerPod"`
+	PeerIfName string        `json:"peerIfName"`
+	Node       string        `json:"node"`
+	Attachment AttachmentKey `json:"attachment"`
+}
+
+// LinkID is the id of the link e declares.
+func (e *EndRecord) LinkID() string {
+	id, _ := LinkID(e.Pod, e.IfName, e.PeerPod, e.PeerIfName)
+	return id
+}
+
+// Declares reports whether e names other's interface as its peer. A link
+// between two ends exists when each declares the other: mutual consent.
+func (e *EndRecord) Declares(other *EndRecord) bool {
+	return e.PeerPod == other.Pod && e.PeerIfName == other.IfName
+}
+
+// LinkID names a pod link by its two ends in a canonical order, so that
+// both pods compute the same id. aFirst says whether the (podA, ifA) end
+// comes first in it.
+func LinkID(podA, ifA, podB, ifB string) (id string, aFirst bool) {
+	a, b := podA+"|"+ifA, podB+"|"+ifB
+	if a < b {
+		return a + "~" + b, true
+	}
+	return b + "~" + a, false
+}
+
+// Registry is the cluster-wide state. Every method is one atomic
+// transaction and safe to repeat.
+type Registry interface {
+	// RegisterEnds records one attachment's ends in one transaction,
+	// replacing earlier registrations of the same pod interfaces (a pod
+	// that came back, possibly on another node).
+	RegisterEnds(ctx context.Context, ends []*EndRecord) error
+	// UnregisterEnds removes the ends of pod's interfaces ifNames that the
+	// attachment key made on node. An end that a later registration
+	// replaced (the pod came back elsewhere first) stays.
+	UnregisterEnds(ctx context.Context, node string, key AttachmentKey, pod string, ifNames []string) error
+	// End returns the end of pod's interface ifName, or (nil, nil).
+	End(ctx context.Context, pod, ifName string) (*EndRecord, error)
+	// Ends returns every registered end.
+	Ends(ctx context.Context) ([]*EndRecord, error)
+
+	// PutNode announces a node; Node returns one, or (nil, nil).
+	PutNode(ctx context.Context, n *NodeRecord) error
+	Node(ctx context.Context, name string) (*NodeRecord, error)
+
+	// AllocateVNI returns the VNI of link id, allocating a free one in
+	// [first, last] if it has none: create-if-absent on the VNI's key with
+	// id as its value, so that concurrent allocations anywhere in the
+	// cluster never share a VNI. Both ends' agents may call it at once;
+	// they get the same VNI.
+	AllocateVNI(ctx context.Context, id string, first, last uint32) (uint32, error)
+	// VNI returns link id's VNI, or 0 when it has none.
+	VNI(ctx context.Context, id string) (uint32, error)
+	// VNIs maps every allocated VNI to its link id.
+	VNIs(ctx context.Context) (map[uint32]string, error)
+	// ReleaseVNI frees link id's VNI; a link with none is not an error.
+	ReleaseVNI(ctx context.Context, id string) error
+
+	Close() error
+}
+
+// ErrVNIExhausted says that every VNI of the range is taken.
+var ErrVNIExhausted = errors.New("no free VNI in the range")
+
+// FirstCandidateVNI is where the search for a free VNI for link id starts:
+// a hash of the id spreads allocations over the range, so that concurrent
+// allocations rarely contend for the same key.
+func FirstCandidateVNI(id string, first, last uint32) uint32 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return first + uint32(h.Sum64()%uint64(last-first+1))
+}
