@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
@@ -21,6 +22,9 @@ import (
 // Defaults.
 const (
 	DefaultStoreDir       = "/var/lib/cni/ratchet"
+	DefaultStorePrefix    = "/ratchet"
+	DefaultAgentSocket    = "/run/ratchet/ratchetd.sock"
+	DefaultStoreTimeout   = 5 * time.Second
 	DefaultMaxLinksPerPod = 1024
 	DefaultVXLANPort      = 4789
 	DefaultVNIRange       = "5000-16777215"
@@ -76,6 +80,18 @@ type Store struct {
 	Prefix    string   `json:"prefix,omitempty"`
 	TLS       *TLS     `json:"tls,omitempty"`
 	Timeout   string   `json:"timeout,omitempty"`
+	// AgentSocket is where ratchetd, the node agent that holds the etcd
+	// connection, listens (etcd store only).
+	AgentSocket string `json:"agentSocket,omitempty"`
+}
+
+// CallTimeout is how long one store call may take: store.timeout, 5 s by
+// default.
+func (s *Store) CallTimeout() time.Duration {
+	if d, err := time.ParseDuration(s.Timeout); err == nil && d > 0 {
+		return d
+	}
+	return DefaultStoreTimeout
 }
 
 // TLS holds client certificate paths for etcd.
@@ -158,7 +174,10 @@ func (c *NetConf) applyDefaults() {
 		c.Store.Dir = DefaultStoreDir
 	}
 	if c.Store.Prefix == "" {
-		c.Store.Prefix = "/ratchet"
+		c.Store.Prefix = DefaultStorePrefix
+	}
+	if c.Store.AgentSocket == "" {
+		c.Store.AgentSocket = DefaultAgentSocket
 	}
 	if c.MaxLinksPerPod == 0 {
 		c.MaxLinksPerPod = DefaultMaxLinksPerPod
@@ -177,29 +196,22 @@ func (c *NetConf) applyDefaults() {
 	}
 }
 
-func (c *NetConf) validate(ifName string) error {
-	switch c.Store.Type {
-	case "local", "etcd":
-	default:
-		return Invalid("store.type", c.Store.Type, `want "local" or "etcd"`)
-	}
+// ValidateAgent checks what the node agent takes from a network config:
+// the etcd store, the node and the vxlan settings.
+func ValidateAgent(c *NetConf) error {
 	if !filepath.IsAbs(c.Store.Dir) {
 		return Invalid("store.dir", c.Store.Dir, "must be an absolute path")
 	}
-	if c.Store.Type == "etcd" && len(c.Store.Endpoints) == 0 {
-		return Invalid("store.endpoints", "[]", "the etcd store needs at least one endpoint")
+	if c.Node.Name == "" {
+		return Invalid("node.name", "", "no node name and no hostname")
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return Invalid("logLevel", c.LogLevel, `want "debug", "info", "warn" or "error"`)
+	if err := c.Store.validateEtcd(); err != nil {
+		return err
 	}
-	if c.LogFile != "" && !filepath.IsAbs(c.LogFile) {
-		return Invalid("logFile", c.LogFile, "must be an absolute path")
-	}
-	if c.MaxLinksPerPod < 0 {
-		return Invalid("maxLinksPerPod", c.MaxLinksPerPod, "must be positive")
-	}
+	return c.validateNodeAndVXLAN()
+}
+
+func (c *NetConf) validateNodeAndVXLAN() error {
 	if c.VXLAN.Port < 1 || c.VXLAN.Port > 65535 {
 		return Invalid("vxlan.port", c.VXLAN.Port, "must be 1..65535")
 	}
@@ -218,6 +230,37 @@ func (c *NetConf) validate(ifName string) error {
 	}
 	if c.Node.VtepIP != "" && net.ParseIP(c.Node.VtepIP) == nil {
 		return Invalid("node.vtepIP", c.Node.VtepIP, "not an IP address")
+	}
+	return nil
+}
+
+func (c *NetConf) validate(ifName string) error {
+	switch c.Store.Type {
+	case "local", "etcd":
+	default:
+		return Invalid("store.type", c.Store.Type, `want "local" or "etcd"`)
+	}
+	if !filepath.IsAbs(c.Store.Dir) {
+		return Invalid("store.dir", c.Store.Dir, "must be an absolute path")
+	}
+	if c.Store.Type == "etcd" {
+		if err := c.Store.validateEtcd(); err != nil {
+			return err
+		}
+	}
+	if err := c.validateNodeAndVXLAN(); err != nil {
+		return err
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return Invalid("logLevel", c.LogLevel, `want "debug", "info", "warn" or "error"`)
+	}
+	if c.LogFile != "" && !filepath.IsAbs(c.LogFile) {
+		return Invalid("logFile", c.LogFile, "must be an absolute path")
+	}
+	if c.MaxLinksPerPod < 0 {
+		return Invalid("maxLinksPerPod", c.MaxLinksPerPod, "must be positive")
 	}
 	for _, f := range []struct {
 		name string
@@ -313,4 +356,37 @@ func strictUnmarshal(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	return dec.Decode(v)
+}
+
+func (s *Store) validateEtcd() error {
+	if len(s.Endpoints) == 0 {
+		return Invalid("store.endpoints", "[]", "the etcd store needs at least one endpoint")
+	}
+	for _, e := range s.Endpoints {
+		if strings.TrimSpace(e) == "" {
+			return Invalid("store.endpoints", e, "an endpoint may not be empty")
+		}
+	}
+	if !strings.HasPrefix(s.Prefix, "/") {
+		return Invalid("store.prefix", s.Prefix, "must start with /")
+	}
+	if s.Timeout != "" {
+		if d, err := time.ParseDuration(s.Timeout); err != nil || d <= 0 {
+			return Invalid("store.timeout", s.Timeout, "want a positive duration such as \"5s\"")
+		}
+	}
+	if !filepath.IsAbs(s.AgentSocket) {
+		return Invalid("store.agentSocket", s.AgentSocket, "must be an absolute path")
+	}
+	if t := s.TLS; t != nil {
+		for field, path := range map[string]string{"store.tls.ca": t.CA, "store.tls.cert": t.Cert, "store.tls.key": t.Key} {
+			if path != "" && !filepath.IsAbs(path) {
+				return Invalid(field, path, "must be an absolute path")
+			}
+		}
+		if (t.Cert == "") != (t.Key == "") {
+			return Invalid("store.tls", fmt.Sprintf("cert %q key %q", t.Cert, t.Key), "cert and key go together")
+		}
+	}
+	return nil
 }

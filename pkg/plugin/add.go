@@ -11,6 +11,7 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
+	"github.com/ratchet-cni/ratchet/pkg/parking"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 	"github.com/ratchet-cni/ratchet/pkg/topology"
 )
@@ -141,7 +142,20 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 }
 
 func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *undoStack) ([]*link.Endpoint, error) {
-	parkNS, err := openParking(ctx, st, conf.Store.Dir, true)
+	defaultMTU := 0
+	if multiNode(conf) {
+		mtu, err := registerEnds(ctx, conf, key, pod.String(), decl)
+		if err != nil {
+			return nil, err
+		}
+		undo.push(func() {
+			_ = unregisterEnds(context.WithoutCancel(ctx), conf, key, pod.String(), decl.Names())
+		})
+		// One MTU for every pod link, whichever node its peer is on, so
+		// that the interface never changes when the peer moves.
+		defaultMTU = mtu
+	}
+	parkNS, err := parking.Open(ctx, st, conf.Store.Dir, true)
 	if err != nil {
 		return nil, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
 	}
@@ -151,7 +165,7 @@ func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st stor
 		return nil, linkError(err)
 	}
 	defer park.Close()
-	linker := &podLinker{st: st, park: park, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo}
+	linker := &podLinker{st: st, park: park, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
 	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
+	"github.com/ratchet-cni/ratchet/pkg/parking"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 	"github.com/ratchet-cni/ratchet/pkg/topology"
 )
@@ -72,7 +73,7 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 	mismatch := func(format string, a ...any) error {
 		return types.NewError(netconf.ErrCheckFailed, fmt.Sprintf(format, a...), "")
 	}
-	parkNS, err := openParking(ctx, st, conf.Store.Dir, false)
+	parkNS, err := parking.Open(ctx, st, conf.Store.Dir, false)
 	if err != nil {
 		return mismatch("pod links: the parking namespace is gone: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
+	"github.com/ratchet-cni/ratchet/pkg/parking"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 	"github.com/ratchet-cni/ratchet/pkg/topology"
 )
@@ -63,7 +64,7 @@ func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *st
 	}
 	if rec.Pod != "" {
 		var park *link.Parking
-		if parkNS, err := openParking(ctx, st, conf.Store.Dir, false); err == nil {
+		if parkNS, err := parking.Open(ctx, st, conf.Store.Dir, false); err == nil {
 			defer parkNS.Close()
 			if park, err = link.OpenParking(parkNS); err != nil {
 				return removed, linkError(err)
@@ -72,6 +73,11 @@ func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *st
 		}
 		if err := releasePodLinks(ctx, st, park, rec.Pod, rec.AttachmentKey); err != nil {
 			return removed, storeError(err)
+		}
+		if multiNode(conf) {
+			// Best effort: with the agent unreachable, its next resync
+			// withdraws the ends of attachments gone from the node.
+			_ = unregisterEnds(ctx, conf, rec.AttachmentKey, rec.Pod, rec.Links)
 		}
 	}
 	for _, which := range delegatesOf(conf, rec) {

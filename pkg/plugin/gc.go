@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
+	"github.com/ratchet-cni/ratchet/pkg/parking"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 )
 
@@ -57,7 +58,7 @@ func (p *Plugin) GCContext(ctx context.Context, args *skel.CmdArgs) error {
 // sweepParking deletes parked ends that no recorded attachment owns:
 // leftovers of a crash. (A parked end normally goes with its pod end.)
 func sweepParking(ctx context.Context, st store.Store, conf *netconf.NetConf) error {
-	parkNS, err := openParking(ctx, st, conf.Store.Dir, false)
+	parkNS, err := parking.Open(ctx, st, conf.Store.Dir, false)
 	if err != nil {
 		return nil
 	}

@@ -4,6 +4,7 @@
 package plugin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +27,8 @@ type Plugin struct {
 	HostNS ns.NetNS
 }
 
-// Status implements CNI STATUS: 0 when the store is usable, else code 50.
+// Status implements CNI STATUS: 0 when the store is usable (and, with the
+// etcd store, when the node agent reaches the cluster), else code 50.
 func (p *Plugin) Status(args *skel.CmdArgs) error {
 	conf, err := netconf.Decode(args.StdinData)
 	if err != nil {
@@ -36,7 +38,13 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 	if err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
 	}
-	return st.Close()
+	st.Close()
+	if multiNode(conf) {
+		if err := agentHealth(context.Background(), conf); err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
+		}
+	}
+	return nil
 }
 
 // decodeAndOpen is how DEL and GC start: they decode the config without
@@ -84,7 +92,8 @@ func attachmentKey(conf *netconf.NetConf, args *skel.CmdArgs) store.AttachmentKe
 
 func openStore(conf *netconf.NetConf) (store.Store, error) {
 	switch conf.Store.Type {
-	case "local":
+	case "local", "etcd":
+		// With etcd too: the node's own state is local (see cluster.go).
 		st, err := store.OpenLocal(conf.Store.Dir)
 		if err != nil {
 			return nil, storeError(err)

@@ -28,18 +28,8 @@ import (
 // keep their interfaces (same name, same ifindex) with carrier down until
 // it comes back and is stitched again.
 
-// linkID names a pod link by its two ends in a canonical order, so that
-// both pods compute the same id.
-func linkID(podA, ifA, podB, ifB string) (string, bool) {
-	a, b := podA+"|"+ifA, podB+"|"+ifB
-	if a < b {
-		return a + "~" + b, true
-	}
-	return b + "~" + a, false
-}
-
 func newLinkRecord(podA, ifA, podB, ifB string) *store.LinkRecord {
-	id, aFirst := linkID(podA, ifA, podB, ifB)
+	id, aFirst := store.LinkID(podA, ifA, podB, ifB)
 	ends := [2]store.LinkEnd{{Pod: podA, IfName: ifA}, {Pod: podB, IfName: ifB}}
 	if !aFirst {
 		ends[0], ends[1] = ends[1], ends[0]
@@ -57,6 +47,9 @@ type podLinker struct {
 	owner owner
 	pod   string
 	undo  *undoStack
+	// defaultMTU is the MTU of interfaces whose spec sets none (0: the
+	// kernel's).
+	defaultMTU int
 	// made are the pod's own interfaces, in order, for the result.
 	made []*link.Endpoint
 	// changed are the records to write, all in one transaction at the end.
@@ -201,6 +194,9 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, oth
 		Marker: o.marker(spec.Name),
 	}
 	v.A.NS = netns
+	if v.A.MTU == 0 {
+		v.A.MTU = p.defaultMTU
+	}
 	if v.A.MAC == nil {
 		v.A.MAC = stableMAC(end.Pod, end.IfName)
 	}
@@ -258,7 +254,7 @@ func (p *podLinker) usable(end *store.LinkEnd) bool {
 // load reads (or starts) the record of the link between this pod's ifName
 // and peer's peerIf.
 func (p *podLinker) load(ctx context.Context, ifName, peer, peerIf string) (*store.LinkRecord, error) {
-	id, _ := linkID(p.pod, ifName, peer, peerIf)
+	id, _ := store.LinkID(p.pod, ifName, peer, peerIf)
 	rec, err := p.st.Link(ctx, id)
 	if err != nil {
 		return nil, storeError(err)

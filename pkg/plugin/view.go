@@ -7,6 +7,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/ratchet-cni/ratchet/pkg/link"
+	"github.com/ratchet-cni/ratchet/pkg/parking"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 )
 
@@ -86,7 +87,7 @@ func stateOf(r *store.LinkRecord, park *link.Parking, parkNS ns.NetNS) string {
 // OpenParkingOf opens the parking namespace recorded in st, or returns nil
 // when there is none.
 func OpenParkingOf(ctx context.Context, st store.Store) ns.NetNS {
-	path, err := st.Meta(ctx, parkingKey)
+	path, err := st.Meta(ctx, parking.MetaKey)
 	if err != nil || path == "" {
 		return nil
 	}

@@ -53,6 +53,15 @@ type Declaration struct {
 	LegacyConsent bool
 }
 
+// Names returns the pod's interface names of the declared links.
+func (d *Declaration) Names() []string {
+	names := make([]string, len(d.Links))
+	for i, l := range d.Links {
+		names[i] = l.Spec.Name
+	}
+	return names
+}
+
 // Declared reads the pod links in annotations. Every link is checked as an
 // annotation link: it may only name a pod peer, never a host resource, and
 // a peer in another namespace needs allowCrossNamespace.

@@ -1,0 +1,65 @@
+// Package parking finds (and on first use makes) a node's parking
+// namespace: where the far end of every pod link waits for its peer, and
+// where two ends, or an end and a tunnel to another node, are stitched
+// into one cable. The plugin and the node agent share it through the local
+// store, which records its path.
+package parking
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/pkg/link"
+	"github.com/ratchet-cni/ratchet/pkg/store"
+)
+
+// MetaKey is the store's meta key for the parking namespace's path.
+const MetaKey = "parking-netns"
+
+// ErrNone says that the node has no parking namespace yet.
+var ErrNone = errors.New("no parking namespace")
+
+// Open opens the parking namespace of the store in storeDir. With create,
+// it is made on first use: a named netns (one per store directory) with
+// IPv6 off, so parked ends never speak on their own. Errors reading the
+// store wrap store.ErrUnavailable.
+func Open(ctx context.Context, st store.Topology, storeDir string, create bool) (ns.NetNS, error) {
+	path, err := st.Meta(ctx, MetaKey)
+	if err != nil {
+		return nil, err
+	}
+	if path != "" {
+		park, err := ns.GetNS(path)
+		if err == nil || !create {
+			return park, err
+		}
+	}
+	if !create {
+		return nil, ErrNone
+	}
+	sum := sha256.Sum256([]byte(storeDir))
+	name := "ratchet-park-" + hex.EncodeToString(sum[:4])
+	path = link.NetnsDir + "/" + name
+	park, err := ns.GetNS(path)
+	if err != nil {
+		if path, err = link.CreateNamedNetns(name); err != nil {
+			return nil, fmt.Errorf("create parking netns %s: %w", name, err)
+		}
+		if park, err = ns.GetNS(path); err != nil {
+			return nil, err
+		}
+		for _, key := range []string{"net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"} {
+			_ = link.WriteSysctl(park, key, "1")
+		}
+	}
+	if err := st.PutMeta(ctx, MetaKey, path); err != nil {
+		park.Close()
+		return nil, err
+	}
+	return park, nil
+}
