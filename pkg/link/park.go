@@ -54,6 +54,10 @@ func (p *Parking) SetUp(index int, up bool) error {
 // Stitch joins two parked interfaces back to back (see Stitch).
 func (p *Parking) Stitch(a, b int) error { return stitch(p.h, a, b) }
 
+// Stitched returns the ifindex the interface at index redirects to, or 0
+// (see Stitched).
+func (p *Parking) Stitched(index int) (int, error) { return stitchedTo(p.h, index) }
+
 // Remove deletes every parked interface whose marker alias keep rejects
 // (and that carries a marker at all). It returns how many it deleted.
 func (p *Parking) Remove(keep func(alias string) bool) (int, error) {

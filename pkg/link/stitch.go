@@ -63,6 +63,10 @@ func Stitched(n ns.NetNS, index int) (int, error) {
 		return 0, err
 	}
 	defer h.Close()
+	return stitchedTo(h, index)
+}
+
+func stitchedTo(h *netlink.Handle, index int) (int, error) {
 	l, err := h.LinkByIndex(index)
 	if err != nil {
 		return 0, err

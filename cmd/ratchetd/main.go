@@ -1,0 +1,20 @@
+// Command ratchetd is ratchet's node agent for multi-node clusters: it
+// holds the node's etcd connection, answers the plugin on a unix socket and
+// makes the VXLAN tunnels of cross-node pod links. See docs/multinode.md.
+package main
+
+import (
+	"os"
+	"runtime"
+
+	"github.com/ratchet-cni/ratchet/pkg/agent"
+)
+
+func init() {
+	// Namespace work is per OS thread: keep main on one.
+	runtime.LockOSThread()
+}
+
+func main() {
+	os.Exit(agent.Main(os.Args[1:], os.Stderr))
+}

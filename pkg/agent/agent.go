@@ -1,0 +1,347 @@
+// Package agent is ratchetd, the node agent of a multi-node cluster. It
+// holds the node's etcd connection and a watch on the cluster registry,
+// answers the plugin on a unix socket, and makes the tunnels of cross-node
+// pod links: for each pod link end on this node whose peer is on another
+// node, a VXLAN netdev born in the parking namespace (its UDP socket on the
+// node's underlay) and stitched to the end's parked veth. When the peer
+// moves, only that tunnel changes; the pod's interface never does.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/pkg/agentapi"
+	"github.com/ratchet-cni/ratchet/pkg/store"
+	"github.com/ratchet-cni/ratchet/pkg/store/etcdstore"
+)
+
+// Registry is what the agent needs of the cluster store: the registry,
+// a health probe and a watch (etcdstore.Etcd).
+type Registry interface {
+	store.Registry
+	Health(ctx context.Context) error
+	Watch(ctx context.Context) <-chan etcdstore.Change
+}
+
+// Config is the agent's configuration.
+type Config struct {
+	// Node is this node's name, as the plugin's node.name.
+	Node string
+	// Prefix is the cluster's key prefix, as the plugin's store.prefix.
+	Prefix string
+	// NodeNS is the node's namespace, where the underlay is; nil means the
+	// agent's own.
+	NodeNS ns.NetNS
+	// VtepDev and VtepIP are the underlay device and address; empty means
+	// the default route's device and its first address.
+	VtepDev string
+	VtepIP  net.IP
+	// Port is the VXLAN UDP port; MTU the tunnels' MTU (0: the underlay's
+	// less the encapsulation).
+	Port int
+	MTU  int
+	// VNIFirst and VNILast bound VNI allocation.
+	VNIFirst, VNILast uint32
+	// StoreDir is the node's local store, shared with the plugin.
+	StoreDir string
+	// Socket is where the plugin reaches the agent.
+	Socket string
+	// Resync is how often everything is checked again (drift repair);
+	// CallTimeout bounds each request the agent serves.
+	Resync      time.Duration
+	CallTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg Config
+	reg Registry
+	log *slog.Logger
+
+	kick chan struct{}
+
+	mu sync.Mutex
+	// full asks the next reconcile to re-read everything; dirty are the
+	// ends ("pod|ifName") whose links it must look at.
+	full  bool
+	dirty map[endID]bool
+	// reconciled counts finished reconciles, for Settle.
+	reconciled uint64
+
+	// view is the loop's copy of the registry.
+	view *registryView
+}
+
+// New returns an agent for cfg on reg; Run starts it.
+func New(cfg Config, reg Registry) (*Agent, error) {
+	if cfg.Node == "" {
+		return nil, errors.New("agent: no node name")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.VNIFirst == 0 {
+		cfg.VNIFirst, cfg.VNILast = 5000, 1<<24-1
+	}
+	a := &Agent{cfg: cfg, reg: reg, log: cfg.Log, kick: make(chan struct{}, 1), full: true, dirty: map[endID]bool{}}
+	return a, nil
+}
+
+// Run serves the plugin and keeps the node's tunnels right until ctx ends.
+// The socket is ready when Run has called ready (which may be nil).
+func (a *Agent) Run(ctx context.Context, ready func()) error {
+	under, err := a.underlay()
+	if err != nil {
+		return err
+	}
+	ln, err := listen(a.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(a.cfg.Socket)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		ln.Close()
+	}()
+	go func() {
+		defer wg.Done()
+		a.serve(ctx, ln, under)
+	}()
+	go func() {
+		defer wg.Done()
+		a.watch(ctx)
+	}()
+	if ready != nil {
+		ready()
+	}
+	a.log.Info("ratchetd running", "node", a.cfg.Node, "vtep", under.ip, "dev", under.dev, "mtu", under.mtu, "socket", a.cfg.Socket)
+	a.loop(ctx, under)
+	return nil
+}
+
+// listen opens the socket: its directory is 0700, the socket 0600, as only
+// the plugin (root) may talk to the agent.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	// A socket left by an agent that died is in the way.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func (a *Agent) serve(ctx context.Context, ln net.Listener, under *underlay) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Error("accept", "error", err)
+			}
+			return
+		}
+		go agentapi.Serve(conn, a.cfg.CallTimeout+time.Second, func(req *agentapi.Request) *agentapi.Response {
+			return a.handle(ctx, req, under)
+		})
+	}
+}
+
+// handle answers one plugin request.
+func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underlay) *agentapi.Response {
+	if req.Node != a.cfg.Node {
+		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("node.name %q, but this is the agent of node %q", req.Node, a.cfg.Node))
+	}
+	if req.Prefix != a.cfg.Prefix {
+		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("store.prefix %q, but this agent serves the cluster at %q", req.Prefix, a.cfg.Prefix))
+	}
+	var op func(context.Context) error
+	var touched []endID
+	switch req.Op {
+	case agentapi.OpHealth:
+		op = a.reg.Health
+	case agentapi.OpRegister:
+		for _, e := range req.Ends {
+			if e.Node != a.cfg.Node {
+				return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("end %s|%s is for node %q", e.Pod, e.IfName, e.Node))
+			}
+			touched = append(touched, endKey(e.Pod, e.IfName))
+		}
+		op = func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, req.Ends) }
+	case agentapi.OpUnregister:
+		for _, n := range req.IfNames {
+			touched = append(touched, endKey(req.Pod, n))
+		}
+		op = func(ctx context.Context) error {
+			return a.reg.UnregisterEnds(ctx, a.cfg.Node, req.Attachment, req.Pod, req.IfNames)
+		}
+	default:
+		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("unknown operation %q", req.Op))
+	}
+	err := retry(ctx, a.cfg.CallTimeout, op)
+	for _, e := range touched {
+		a.markDirty(e)
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+			return failed(types.ErrTryAgainLater, "cluster store unreachable: "+err.Error())
+		}
+		return failed(102, err.Error())
+	}
+	return &agentapi.Response{MTU: under.mtu}
+}
+
+// retry runs op until it succeeds, fails for good, or timeout passes. A
+// cluster that is electing a leader (a member died) answers "request
+// timed out" for a moment; every operation is safe to repeat.
+func retry(ctx context.Context, timeout time.Duration, op func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := op(ctx)
+		if err == nil || !errors.Is(err, store.ErrUnavailable) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func failed(code uint, msg string) *agentapi.Response {
+	return &agentapi.Response{Code: code, Error: msg}
+}
+
+// watch turns registry changes into work for the reconcile loop.
+func (a *Agent) watch(ctx context.Context) {
+	for c := range a.reg.Watch(ctx) {
+		switch {
+		case c.Resync, c.Kind == "node":
+			a.markFull()
+		case c.Kind == "end":
+			a.markDirty(endKey(c.Pod, c.IfName))
+		case c.Kind == "vni" && c.Deleted:
+			// A released VNI: the agent that allocates a VNI makes its own
+			// tunnel at once, so only releases need a look.
+			a.markFull()
+		}
+	}
+}
+
+func (a *Agent) markDirty(end endID) {
+	a.mu.Lock()
+	a.dirty[end] = true
+	a.mu.Unlock()
+	a.poke()
+}
+
+func (a *Agent) markFull() {
+	a.mu.Lock()
+	a.full = true
+	a.mu.Unlock()
+	a.poke()
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop reconciles whenever there is work, and everything every Resync.
+func (a *Agent) loop(ctx context.Context, under *underlay) {
+	tick := time.NewTicker(a.cfg.Resync)
+	defer tick.Stop()
+	retry := time.NewTimer(0)
+	<-retry.C
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.markFull()
+			continue
+		case <-retry.C:
+		case <-a.kick:
+		}
+		// Let a burst of changes (a pod's many links) gather first.
+		time.Sleep(5 * time.Millisecond)
+		a.mu.Lock()
+		full, dirty := a.full, a.dirty
+		a.full, a.dirty = false, map[endID]bool{}
+		a.mu.Unlock()
+		if err := a.reconcile(ctx, under, full, dirty); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Warn("reconcile failed; retrying", "error", err)
+			a.mu.Lock()
+			a.full = a.full || full
+			for k := range dirty {
+				a.dirty[k] = true
+			}
+			a.mu.Unlock()
+			retry.Reset(time.Second)
+		}
+		a.mu.Lock()
+		a.reconciled++
+		a.mu.Unlock()
+	}
+}
+
+// Settle waits until a reconcile has started and finished after the call,
+// and no work is left (tests use it to wait for tunnels).
+func (a *Agent) Settle(ctx context.Context) error {
+	a.markFull()
+	a.mu.Lock()
+	start := a.reconciled
+	a.mu.Unlock()
+	for {
+		a.mu.Lock()
+		done := a.reconciled > start && !a.full && len(a.dirty) == 0
+		a.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ratchet-cni/ratchet/pkg/parking"
+	"github.com/ratchet-cni/ratchet/pkg/store"
+)
+
+// reconcile brings this node's tunnels in line with the registry. With
+// full, it looks at every local link end, re-reads the registry, removes
+// tunnels nothing wants, re-registers local ends the registry lost and
+// withdraws ends of attachments gone from the node; otherwise it looks
+// only at the links of the dirty ends.
+//
+// It holds the local store (and so its lock) throughout: the plugin's ADD
+// and DEL change the same parked ends, and take turns with it.
+func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty map[endID]bool) error {
+	if full {
+		if err := a.reg.PutNode(ctx, &store.NodeRecord{Name: a.cfg.Node, VTEP: under.ip.String(), Port: a.cfg.Port}); err != nil {
+			return err
+		}
+	}
+	st, err := store.OpenLocal(a.cfg.StoreDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// Read under the store's lock: an ADD that registered ends before it
+	// made them is then either done or not begun, never half seen.
+	view, err := a.readRegistry(ctx, full, dirty)
+	if err != nil {
+		return err
+	}
+	recs, err := st.Links(ctx)
+	if err != nil {
+		return err
+	}
+	if full {
+		if err := a.repairRegistry(ctx, st, recs, view); err != nil {
+			return err
+		}
+	}
+	parkNS, err := parking.Open(ctx, st, a.cfg.StoreDir, false)
+	if errors.Is(err, parking.ErrNone) {
+		return nil // no pod link was ever made on this node
+	}
+	if err != nil {
+		return err
+	}
+	defer parkNS.Close()
+	t, err := openTunnels(parkNS, under, a.cfg)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+
+	wanted := map[string]bool{}
+	var errs []error
+	for _, rec := range recs {
+		for i := range rec.Ends {
+			mine, other := &rec.Ends[i], &rec.Ends[1-i]
+			if !mine.Present() || !mine.Declared {
+				continue
+			}
+			if !full && !dirty[endKey(mine.Pod, mine.IfName)] && !dirty[endKey(other.Pod, other.IfName)] {
+				continue
+			}
+			want, err := a.reconcileEnd(ctx, t, view, rec.ID, mine, other)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("link %s: %w", rec.ID, err))
+			}
+			if want {
+				wanted[tunnelAlias(rec.ID)] = true
+			}
+		}
+	}
+	if full && len(errs) == 0 {
+		// Tunnels of links that are gone from this node.
+		if err := t.removeUnwanted(wanted); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileEnd makes or removes the tunnel of one local end. It reports
+// whether the end wants a tunnel.
+func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView, id string, mine, other *store.LinkEnd) (bool, error) {
+	alias := tunnelAlias(id)
+	myReg := view.ends[endKey(mine.Pod, mine.IfName)]
+	peer := view.ends[endKey(other.Pod, other.IfName)]
+	remote := myReg != nil && myReg.Node == a.cfg.Node && myReg.Attachment == *mine.Attachment &&
+		peer != nil && peer.Node != a.cfg.Node && myReg.Declares(peer) && peer.Declares(myReg)
+	if remote {
+		node, err := view.node(ctx, a.reg, peer.Node)
+		if err != nil {
+			return false, err
+		}
+		if node == nil {
+			remote = false // the peer's node has not announced itself yet
+		} else {
+			vni := view.vnis[id]
+			if vni == 0 {
+				// Whichever agent gets here first allocates; the other one
+				// gets the same VNI.
+				if vni, err = a.reg.AllocateVNI(ctx, id, a.cfg.VNIFirst, a.cfg.VNILast); err != nil {
+					return false, err
+				}
+				view.vnis[id] = vni
+			}
+			return true, t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
+		}
+	}
+	had, err := t.remove(alias)
+	if err != nil {
+		return false, err
+	}
+	if had && !other.Present() {
+		// The remote peer went away: unplug the cable.
+		return false, t.park.SetUp(mine.ParkedIndex, false)
+	}
+	return false, nil
+}
+
+// repairRegistry re-registers this node's ends the registry lost, and
+// withdraws ends the registry holds for this node whose attachment is
+// gone (a DEL that could not reach the agent, a node that rebooted).
+func (a *Agent) repairRegistry(ctx context.Context, st *store.Local, recs []*store.LinkRecord, view *registryView) error {
+	local := map[endID]bool{}
+	for _, rec := range recs {
+		for i := range rec.Ends {
+			mine, other := &rec.Ends[i], &rec.Ends[1-i]
+			if !mine.Present() || !mine.Declared {
+				continue
+			}
+			key := endKey(mine.Pod, mine.IfName)
+			local[key] = true
+			if view.ends[key] != nil {
+				continue
+			}
+			end := &store.EndRecord{Pod: mine.Pod, IfName: mine.IfName, PeerPod: other.Pod, PeerIfName: other.IfName, Node: a.cfg.Node, Attachment: *mine.Attachment}
+			if err := a.reg.RegisterEnds(ctx, []*store.EndRecord{end}); err != nil {
+				return err
+			}
+			view.ends[key] = end
+			a.log.Info("re-registered an end the registry had lost", "pod", key.pod, "interface", key.ifName)
+		}
+	}
+	for key, e := range view.ends {
+		if e.Node != a.cfg.Node || local[key] {
+			continue
+		}
+		if att, err := st.Attachment(ctx, e.Attachment); err != nil || att != nil {
+			continue // still here, or unknown: leave it to DEL and GC
+		}
+		if err := a.reg.UnregisterEnds(ctx, a.cfg.Node, e.Attachment, e.Pod, []string{e.IfName}); err != nil {
+			return err
+		}
+		delete(view.ends, key)
+		a.log.Info("withdrew an end whose attachment is gone", "pod", key.pod, "interface", key.ifName)
+	}
+	return nil
+}
+
+// registryView is the agent's copy of the registry's ends, nodes and VNIs
+// (by link id).
+type registryView struct {
+	ends  map[endID]*store.EndRecord
+	nodes map[string]*store.NodeRecord
+	vnis  map[string]uint32
+}
+
+func (v *registryView) node(ctx context.Context, reg store.Registry, name string) (*store.NodeRecord, error) {
+	if n, ok := v.nodes[name]; ok {
+		return n, nil
+	}
+	n, err := reg.Node(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	v.nodes[name] = n
+	return n, nil
+}
+
+// readRegistry refreshes the agent's copy: all of it with full, else the
+// dirty ends and their peers' records as the copy knows them.
+func (a *Agent) readRegistry(ctx context.Context, full bool, dirty map[endID]bool) (*registryView, error) {
+	if full || a.view == nil {
+		ends, err := a.reg.Ends(ctx)
+		if err != nil {
+			return nil, err
+		}
+		vnis, err := a.reg.VNIs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		v := &registryView{ends: map[endID]*store.EndRecord{}, nodes: map[string]*store.NodeRecord{}, vnis: map[string]uint32{}}
+		for _, e := range ends {
+			v.ends[endKey(e.Pod, e.IfName)] = e
+		}
+		for vni, id := range vnis {
+			v.vnis[id] = vni
+		}
+		a.view = v
+		return v, nil
+	}
+	for key := range dirty {
+		e, err := a.reg.End(ctx, key.pod, key.ifName)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			delete(a.view.ends, key)
+		} else {
+			a.view.ends[key] = e
+		}
+	}
+	// Nodes are re-read on demand: a node that moved its VTEP sends a
+	// node change, which makes the next reconcile full.
+	a.view.nodes = map[string]*store.NodeRecord{}
+	return a.view, nil
+}
+
+// endID names a pod's interface: one end of a pod link.
+type endID struct{ pod, ifName string }
+
+func endKey(pod, ifName string) endID { return endID{pod, ifName} }
