@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"regexp"
 	"unicode"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -178,10 +177,10 @@ func rejectHostResources(l *LinkSpec, field string) error {
 
 func (l *LinkSpec) validatePodPeer(field string) error {
 	p := l.Peer
-	if !dnsLabel.MatchString(p.Pod) || len(p.Pod) > 253 {
+	if !IsDNSName(p.Pod) || len(p.Pod) > 253 {
 		return Invalid(field+".peer.pod", p.Pod, "not a Kubernetes object name")
 	}
-	if p.Namespace != "" && (!dnsLabel.MatchString(p.Namespace) || len(p.Namespace) > 63) {
+	if p.Namespace != "" && (!IsDNSName(p.Namespace) || len(p.Namespace) > 63) {
 		return Invalid(field+".peer.namespace", p.Namespace, "not a Kubernetes namespace name")
 	}
 	if p.Name == "" {
@@ -247,7 +246,25 @@ func (l *LinkSpec) validateMacvlan(field string) error {
 	return nil
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+// IsDNSName reports whether s matches ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$, the
+// shape of Kubernetes object and namespace names (lengths are checked by
+// the callers). It is written out rather than a regexp: a package-level
+// regexp is compiled at every process start, VERSION included.
+func IsDNSName(s string) bool {
+	if s == "" || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if c := s[i]; !isLowerAlnum(c) && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
+}
 
 func parseEnd(field, name string, ips []string, mac string, mtu int, routes []RouteSpec) (link.Endpoint, error) {
 	end := link.Endpoint{Name: name}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -339,17 +340,49 @@ func build(ctx context.Context, root, tmp, ratchet string) (*binaries, error) {
 	}
 	bs := &binaries{dir: dir, ratchet: filepath.Join(dir, "ratchet"), ptp: filepath.Join(dir, "ptp"),
 		static: filepath.Join(dir, "static"), trivial: filepath.Join(dir, "trivial")}
-	if ratchet != "" {
-		abs, err := filepath.Abs(ratchet)
-		if err != nil {
+	if ratchet == "" {
+		ratchet = bs.ratchet
+	}
+	if err := installFile(ratchet, bs.ratchet); err != nil {
+		return nil, err
+	}
+	// Every binary is measured as installed, not as the linker left it.
+	for _, p := range []string{bs.ptp, bs.static, bs.trivial} {
+		if err := installFile(p, p); err != nil {
 			return nil, err
 		}
-		if _, err := os.Stat(abs); err != nil {
-			return nil, err
-		}
-		bs.ratchet = abs
 	}
 	return bs, nil
+}
+
+// installFile copies src to dst with write(2), as install(1), cp or a
+// package manager puts a plugin in /opt/cni/bin. The Go linker writes its
+// output through a shared mapping, and a file written that way execs
+// measurably slower for as long as it stays in the page cache (here: 0.2 ms
+// per exec for the 4.3 MB plugin, 0.05 - 0.12 ms for the 1.1 MB trivial
+// binary, minutes after the build): it is not what a node runs. The copy
+// streams: the plugins' peak RSS is read from wait4, and a child forked
+// from this process counts this process's own peak as well.
+func installFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".install"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
 }
 
 func goBinary() string {
@@ -386,7 +419,7 @@ func machineInfo(root string, bins *binaries, cfg config) []string {
 		info = append(info, "ratchet: "+strings.TrimSpace(string(out)))
 	}
 	if cfg.ratchet != "" {
-		info = append(info, "plugin binary: "+bins.ratchet)
+		info = append(info, "plugin binary: "+cfg.ratchet+" (measured as installed: copied with write(2), like every binary here)")
 	} else {
 		info = append(info, "plugin binary: built by the benchmark as make build builds it")
 	}
