@@ -74,7 +74,7 @@ func run() int {
 	flag.DurationVar(&cfg.settle, "settle", 500*time.Millisecond, "pause after a batch of namespaces is deleted (the kernel tears them down in the background, holding the RTNL lock)")
 	flag.BoolVar(&cfg.ips, "link-ips", true, "give each pod link end an IPv6 address")
 	flag.BoolVar(&cfg.podIPv6, "pod-ipv6", true, "leave IPv6 on in the pods of the pod-link scenarios (false: disable_ipv6=1 there, as Docker does; implies -link-ips=false)")
-	flag.StringVar(&cfg.only, "only", "", "run only these scenarios (comma-separated: version,veth,vxlan,pod,parallel)")
+	flag.StringVar(&cfg.only, "only", "", "run only these scenarios (comma-separated: version,veth,vxlan,pod,crossnode,parallel)")
 	flag.Parse()
 	var err error
 	if cfg.links, err = intList(links); err != nil {
@@ -87,9 +87,9 @@ func run() int {
 	}
 	for _, s := range strings.Split(cfg.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "", "version", "veth", "vxlan", "pod", "parallel":
+		case "", "version", "veth", "vxlan", "pod", "crossnode", "parallel":
 		default:
-			logf("-only: unknown scenario %q (version, veth, vxlan, pod, parallel)", s)
+			logf("-only: unknown scenario %q (version, veth, vxlan, pod, crossnode, parallel)", s)
 			return 2
 		}
 	}
@@ -258,6 +258,11 @@ func (b *bench) all() error {
 			}
 		}
 	}
+	if b.want("crossnode") {
+		if err := b.crossNode(b.iters(31, 2)); err != nil {
+			return err
+		}
+	}
 	if b.want("parallel") {
 		for _, k := range b.cfg.parallel {
 			if err := b.parallel(k, b.cfg.batch, b.iters(7, 1)); err != nil {
@@ -287,6 +292,8 @@ func (b *bench) all() error {
 type binaries struct {
 	dir                           string // also CNI_PATH
 	ratchet, ptp, static, trivial string
+	// ratchetd is the node agent of the cross-node scenario.
+	ratchetd string
 }
 
 func (bs *binaries) sizes() map[string]int64 {
@@ -318,7 +325,7 @@ func build(ctx context.Context, root, tmp, ratchet string) (*binaries, error) {
 		}
 		return nil
 	}
-	pkgs := []string{"github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/static"}
+	pkgs := []string{"github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/static", "./cmd/ratchetd"}
 	if ratchet == "" {
 		pkgs = append(pkgs, "./cmd/ratchet")
 	}
@@ -339,7 +346,7 @@ func build(ctx context.Context, root, tmp, ratchet string) (*binaries, error) {
 		return nil, err
 	}
 	bs := &binaries{dir: dir, ratchet: filepath.Join(dir, "ratchet"), ptp: filepath.Join(dir, "ptp"),
-		static: filepath.Join(dir, "static"), trivial: filepath.Join(dir, "trivial")}
+		static: filepath.Join(dir, "static"), trivial: filepath.Join(dir, "trivial"), ratchetd: filepath.Join(dir, "ratchetd")}
 	if ratchet == "" {
 		ratchet = bs.ratchet
 	}

@@ -186,6 +186,14 @@ func render(res map[string][]sample, info []string, links []int, parallel []int,
 			row{fmt.Sprintf("pod links ×%d: DEL of the last pod", n), p + "ratchet DEL last", ptpDel, []string{p + "exec", p + "kernel DEL last"}},
 		)
 	}
+	rows = append(rows,
+		row{"cross-node link: ADD of the first pod (etcd store, ratchetd)", "cross/ratchet ADD first", "", nil},
+		row{"cross-node link: ADD of the second pod (peer on the other node)", "cross/ratchet ADD second", "", nil},
+		row{"cross-node link: DEL of the first pod", "cross/ratchet DEL first", "", nil},
+		row{"cross-node link: DEL of the last pod", "cross/ratchet DEL last", "", nil},
+		row{"same link, both pods on one node (local store): ADD first", "cross/local ADD first", "", nil},
+		row{"same link, both pods on one node (local store): ADD second", "cross/local ADD second", "", nil},
+	)
 	r.line("## Latency")
 	r.line("")
 	r.table(rows)
@@ -307,6 +315,13 @@ func (r *report) evalBars(links []int, sizes map[string]int64) {
 	if slices.Contains(links, 256) {
 		if w, s := worst(256, "DEL first", "DEL last"); w >= 0 {
 			r.addBar("DEL, 256 links", "≤ 1.5 s", s, w <= 1500*time.Millisecond)
+		}
+	}
+	for _, op := range []string{"ADD first", "ADD second"} {
+		x, l := r.median("cross/ratchet "+op), r.median("cross/local "+op)
+		if x > 0 && l > 0 {
+			q := float64(x) / float64(l)
+			r.addBar("ADD, one cross-node link / same on one node ("+op+")", "≤ 1.5", fmt.Sprintf("%.2f (%s / %s)", q, ms(x), ms(l)), q <= 1.5)
 		}
 	}
 	if sz, ok := sizes["ratchet"]; ok {

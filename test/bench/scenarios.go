@@ -32,6 +32,8 @@ type bench struct {
 	res   map[string][]sample
 	// stores are the store directories by scenario, made on first use.
 	stores map[string]string
+	// etcdData is the cross-node scenario's etcd data directory.
+	etcdData string
 	// graveyard holds the namespaces of finished iterations until flush.
 	graveyard []*nsRef
 }
