@@ -67,10 +67,10 @@ e2e: build
 
 # Benchmarks (root): exec bin/ratchet as a runtime does, against ptp + static
 # and against the floor; see docs/performance.md. bench-smoke asserts no timing.
-bench: build
+bench: deps build
 	$(GO) run ./test/bench -ratchet $(BIN)/ratchet
 
-bench-smoke: build
+bench-smoke: deps build
 	$(GO) run ./test/bench -smoke -ratchet $(BIN)/ratchet
 
 # docs/tutorial.md, every command run in a sandbox (root). Builds crictl once if missing.

@@ -42,7 +42,7 @@ func Main(args []string, stderr io.Writer) int {
 	var (
 		configFile = fs.String("config", "", "CNI network config of the ratchet network")
 		node       = fs.String("node", "", "node name (default: the config's node.name, else the hostname)")
-		endpoints  = fs.String("etcd-endpoints", "", "comma-separated etcd endpoints")
+		endpoints  = fs.String("etcd-endpoints", "", "etcd endpoints: comma-separated, or a JSON array")
 		prefix     = fs.String("prefix", "", "etcd key prefix (default /ratchet)")
 		ca         = fs.String("etcd-ca", "", "etcd CA certificate")
 		cert       = fs.String("etcd-cert", "", "etcd client certificate")
@@ -87,7 +87,12 @@ func Main(args []string, stderr io.Writer) int {
 	set(&conf.Node.VtepIP, *vtepIP)
 	set(&conf.VXLAN.VNIRange, *vniRange)
 	if *endpoints != "" {
-		conf.Store.Endpoints = strings.Split(*endpoints, ",")
+		eps, err := parseEndpoints(*endpoints)
+		if err != nil {
+			fmt.Fprintln(stderr, "ratchetd: --etcd-endpoints:", err)
+			return 2
+		}
+		conf.Store.Endpoints = eps
 	}
 	if *ca != "" || *cert != "" || *key != "" {
 		conf.Store.TLS = &netconf.TLS{CA: *ca, Cert: *cert, Key: *key}
@@ -172,4 +177,23 @@ func readNetConf(path string) (*netconf.NetConf, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return conf, nil
+}
+
+// parseEndpoints reads a comma-separated list or a JSON array: the same
+// value can then feed the plugin's store.endpoints and this flag.
+func parseEndpoints(s string) ([]string, error) {
+	if strings.HasPrefix(strings.TrimSpace(s), "[") {
+		var eps []string
+		if err := json.Unmarshal([]byte(s), &eps); err != nil {
+			return nil, err
+		}
+		return eps, nil
+	}
+	var eps []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return eps, nil
 }

@@ -194,6 +194,9 @@ func TestClusterUnreachable(t *testing.T) {
 	c := newCluster(t, 2, etcd.endpoints)
 	n1, n2 := c.nodes[0], c.nodes[1]
 	annA, annB := pair()
+	// b is there before the outage, its link pending; it completes when a
+	// can come after etcd is back.
+	b := c.add("b", n2, annB)
 
 	n1.stop()
 	p := c.start("a", n1)
@@ -224,9 +227,9 @@ func TestClusterUnreachable(t *testing.T) {
 		t.Fatalf("STATUS with etcd back: %v", err)
 	}
 	a := c.add("a", n1, annA)
-	c.add("b", n2, annB)
 	c.settle()
 	testutil.MustPing(t, a.ns, "198.51.100.2")
+	testutil.MustPing(t, b.ns, "198.51.100.1")
 }
 
 func assertNothingIn(t *testing.T, p *pod) {
