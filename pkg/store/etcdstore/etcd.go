@@ -214,7 +214,11 @@ func unavailable(err error) bool {
 		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled:
 			return true
 		case codes.Unknown:
-			// A server passes its own context's end on as Unknown.
+			// A server passes its own context's end on as Unknown, with
+			// the context error's text as the only trace of it: gRPC
+			// carries no typed cause (etcd's own client maps its errors
+			// by their text too). Seen without quorum, just before our
+			// own deadline fires.
 			return strings.Contains(s.Message(), context.DeadlineExceeded.Error()) ||
 				strings.Contains(s.Message(), context.Canceled.Error())
 		}
