@@ -7,7 +7,32 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/ratchet-cni/ratchet/internal/testutil"
+	"github.com/ratchet-cni/ratchet/pkg/plugin"
+	"github.com/ratchet-cni/ratchet/pkg/store"
 )
+
+// linkStates is what ratchetctl links shows on node n.
+func linkStates(t *testing.T, n *node) []string {
+	t.Helper()
+	st, err := store.OpenLocal(n.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	park := plugin.OpenParkingOf(context.Background(), st)
+	if park != nil {
+		defer park.Close()
+	}
+	views, err := plugin.ViewLinks(context.Background(), st, park)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, v := range views {
+		states = append(states, v.State)
+	}
+	return states
+}
 
 // pair declares a <-> b: a's e1 (192.0.2.x is the underlay, so the link
 // uses 198.51.100.0/24) to b's w1.
@@ -43,6 +68,12 @@ func TestCrossNodeLink(t *testing.T) {
 	vnis, err := n1.reg.VNIs(context.Background())
 	if err != nil || len(vnis) != 1 {
 		t.Fatalf("VNIs %v, %v: want one", vnis, err)
+	}
+	// ratchetctl links on either node: the link is "remote".
+	for _, n := range c.nodes {
+		if got := linkStates(t, n); len(got) != 1 || got[0] != plugin.StateRemote {
+			t.Fatalf("%s: link states %v, want [remote]", n.name, got)
+		}
 	}
 
 	// Both gone: no tunnel, no end, no VNI.

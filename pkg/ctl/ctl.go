@@ -24,7 +24,7 @@ usage:
                                                    (defaults: $NETCONFPATH or /etc/cni/net.d, $CNI_PATH or /opt/cni/bin)
   ratchetctl run --del --name ID [--conf-dir DIR] [--bin-dir DIR]
                                                    undo a run kept with --keep: DEL each network, remove the netns
-  ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, broken)
+  ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, remote, broken)
   ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
                                                    install the plugin, chained after the node's network
 

@@ -59,6 +59,7 @@ func endName(e store.LinkEnd) string { return e.Pod + ":" + e.IfName }
 var edgeStyle = map[string]string{
 	plugin.StateUp:      `style=solid, color="darkgreen"`,
 	plugin.StatePending: `style=dashed, color="gray50"`,
+	plugin.StateRemote:  `style=solid, color="blue"`,
 	plugin.StateParked:  `style=dotted, color="orange"`,
 	plugin.StateBroken:  `style=bold, color="red"`,
 }

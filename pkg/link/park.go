@@ -54,6 +54,16 @@ func (p *Parking) SetUp(index int, up bool) error {
 // Stitch joins two parked interfaces back to back (see Stitch).
 func (p *Parking) Stitch(a, b int) error { return stitch(p.h, a, b) }
 
+// Kind returns the kind ("veth", "vxlan"...) of the interface at index, or
+// "" when there is none.
+func (p *Parking) Kind(index int) string {
+	l, err := p.h.LinkByIndex(index)
+	if err != nil {
+		return ""
+	}
+	return l.Type()
+}
+
 // Stitched returns the ifindex the interface at index redirects to, or 0
 // (see Stitched).
 func (p *Parking) Stitched(index int) (int, error) { return stitchedTo(p.h, index) }

@@ -20,6 +20,9 @@ const (
 	// StateParked: the link was up; one pod is gone and the other's end
 	// waits, carrier down, for it to come back.
 	StateParked = "parked"
+	// StateRemote: the peer is on another node, and this node's end is
+	// stitched to the tunnel to it (multi-node; see docs/multinode.md).
+	StateRemote = "remote"
 	// StateBroken: the store and the kernel disagree (an end's parked
 	// interface is missing, or two present ends are not stitched).
 	StateBroken = "broken"
@@ -48,7 +51,7 @@ func ViewLinks(ctx context.Context, st store.Store, parkNS ns.NetNS) ([]LinkView
 	}
 	views := make([]LinkView, 0, len(recs))
 	for _, r := range recs {
-		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: stateOf(r, park, parkNS)})
+		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: stateOf(r, park)})
 	}
 	slices.SortFunc(views, func(a, b LinkView) int {
 		if a.ID < b.ID {
@@ -59,7 +62,7 @@ func ViewLinks(ctx context.Context, st store.Store, parkNS ns.NetNS) ([]LinkView
 	return views, nil
 }
 
-func stateOf(r *store.LinkRecord, park *link.Parking, parkNS ns.NetNS) string {
+func stateOf(r *store.LinkRecord, park *link.Parking) string {
 	present := 0
 	for _, e := range r.Ends {
 		if e.Attachment == nil {
@@ -73,13 +76,22 @@ func stateOf(r *store.LinkRecord, park *link.Parking, parkNS ns.NetNS) string {
 	a, b := r.Ends[0], r.Ends[1]
 	switch {
 	case present == 2 && a.Declared && b.Declared:
-		to, err := link.Stitched(parkNS, a.ParkedIndex)
+		to, err := park.Stitched(a.ParkedIndex)
 		if err != nil || to != b.ParkedIndex {
 			return StateBroken
 		}
 		return StateUp
 	case r.Joined:
 		return StateParked
+	case present == 1:
+		// A lone end whose cable the node agent plugged into a tunnel.
+		end := a
+		if end.Attachment == nil {
+			end = b
+		}
+		if to, err := park.Stitched(end.ParkedIndex); err == nil && to != 0 && park.Kind(to) == "vxlan" {
+			return StateRemote
+		}
 	}
 	return StatePending
 }
