@@ -15,33 +15,132 @@ import (
 // withdraws ends of attachments gone from the node; otherwise it looks
 // only at the links of the dirty ends.
 //
-// It holds the local store (and so its lock) throughout: the plugin's ADD
-// and DEL change the same parked ends, and take turns with it.
+// The plugin's ADD and DEL change the same parked ends under the local
+// store's lock, so the agent takes it too, but never across a call to
+// etcd: an etcd that is slow or gone must not hold up a DEL. So: read the
+// registry; under the lock, note what the local ends need; unlocked,
+// allocate VNIs and repair the registry; under the lock again, read the
+// local ends afresh and make the tunnels.
 func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty map[endID]bool) error {
 	if full {
 		if err := a.reg.PutNode(ctx, &store.NodeRecord{Name: a.cfg.Node, VTEP: under.ip.String(), Port: a.cfg.Port}); err != nil {
 			return err
 		}
 	}
+	view, err := a.readRegistry(ctx, full, dirty)
+	if err != nil {
+		return err
+	}
+	p, err := a.plan(ctx, view, full, dirty)
+	if err != nil {
+		return err
+	}
+	for name := range p.peerNodes {
+		if _, err := view.node(ctx, a.reg, name); err != nil {
+			return err
+		}
+	}
+	for _, id := range p.needVNI {
+		// Whichever agent gets here first allocates; the other one gets
+		// the same VNI.
+		vni, err := a.reg.AllocateVNI(ctx, id, a.cfg.VNIFirst, a.cfg.VNILast)
+		if err != nil {
+			return err
+		}
+		view.vnis[id] = vni
+	}
+	if full {
+		if err := a.repairRegistry(ctx, p, view); err != nil {
+			return err
+		}
+	}
+	return a.apply(ctx, under, view, full, dirty)
+}
+
+// plan is what the local ends need from the registry.
+type plan struct {
+	// needVNI are the links that want a tunnel and have no VNI yet;
+	// peerNodes the nodes their tunnels go to.
+	needVNI   []string
+	peerNodes map[string]bool
+	// lost are local ends the registry does not hold; stale are ends it
+	// holds for this node whose attachment is gone from it.
+	lost, stale []*store.EndRecord
+}
+
+// plan reads the local ends, under the lock, and notes what they need.
+func (a *Agent) plan(ctx context.Context, view *registryView, full bool, dirty map[endID]bool) (*plan, error) {
+	st, err := store.OpenLocal(a.cfg.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	recs, err := st.Links(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{peerNodes: map[string]bool{}}
+	local := map[endID]bool{}
+	for _, rec := range recs {
+		for i := range rec.Ends {
+			mine, other := &rec.Ends[i], &rec.Ends[1-i]
+			if !mine.Present() || !mine.Declared {
+				continue
+			}
+			key := endKey(mine.Pod, mine.IfName)
+			local[key] = true
+			if full && view.ends[key] == nil {
+				p.lost = append(p.lost, &store.EndRecord{Pod: mine.Pod, IfName: mine.IfName, PeerPod: other.Pod,
+					PeerIfName: other.IfName, Node: a.cfg.Node, Attachment: *mine.Attachment})
+			}
+			if !full && !dirty[key] && !dirty[endKey(other.Pod, other.IfName)] {
+				continue
+			}
+			if peer := a.remotePeer(view, mine, other); peer != nil {
+				p.peerNodes[peer.Node] = true
+				if view.vnis[rec.ID] == 0 {
+					p.needVNI = append(p.needVNI, rec.ID)
+				}
+			}
+		}
+	}
+	if full {
+		for key, e := range view.ends {
+			if e.Node != a.cfg.Node || local[key] {
+				continue
+			}
+			if att, err := st.Attachment(ctx, e.Attachment); err == nil && att == nil {
+				p.stale = append(p.stale, e)
+			}
+		}
+	}
+	return p, nil
+}
+
+// remotePeer returns the registry's record of other when it is on another
+// node and the two ends declare each other; mine must be registered here
+// by the attachment that made it.
+func (a *Agent) remotePeer(view *registryView, mine, other *store.LinkEnd) *store.EndRecord {
+	myReg := view.ends[endKey(mine.Pod, mine.IfName)]
+	peer := view.ends[endKey(other.Pod, other.IfName)]
+	if myReg != nil && myReg.Node == a.cfg.Node && myReg.Attachment == *mine.Attachment &&
+		peer != nil && peer.Node != a.cfg.Node && myReg.Declares(peer) && peer.Declares(myReg) {
+		return peer
+	}
+	return nil
+}
+
+// apply makes and removes tunnels, under the lock, from the local ends as
+// they are now.
+func (a *Agent) apply(ctx context.Context, under *underlay, view *registryView, full bool, dirty map[endID]bool) error {
 	st, err := store.OpenLocal(a.cfg.StoreDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	// Read under the store's lock: an ADD that registered ends before it
-	// made them is then either done or not begun, never half seen.
-	view, err := a.readRegistry(ctx, full, dirty)
-	if err != nil {
-		return err
-	}
 	recs, err := st.Links(ctx)
 	if err != nil {
 		return err
-	}
-	if full {
-		if err := a.repairRegistry(ctx, st, recs, view); err != nil {
-			return err
-		}
 	}
 	parkNS, err := parking.Open(ctx, st, a.cfg.StoreDir, false)
 	if errors.Is(err, parking.ErrNone) {
@@ -90,27 +189,18 @@ func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty
 // whether the end wants a tunnel.
 func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView, id string, mine, other *store.LinkEnd) (bool, error) {
 	alias := tunnelAlias(id)
-	myReg := view.ends[endKey(mine.Pod, mine.IfName)]
-	peer := view.ends[endKey(other.Pod, other.IfName)]
-	remote := myReg != nil && myReg.Node == a.cfg.Node && myReg.Attachment == *mine.Attachment &&
-		peer != nil && peer.Node != a.cfg.Node && myReg.Declares(peer) && peer.Declares(myReg)
-	if remote {
-		node, err := view.node(ctx, a.reg, peer.Node)
-		if err != nil {
-			return false, err
-		}
-		if node == nil {
-			remote = false // the peer's node has not announced itself yet
-		} else {
-			vni := view.vnis[id]
-			if vni == 0 {
-				// Whichever agent gets here first allocates; the other one
-				// gets the same VNI.
-				if vni, err = a.reg.AllocateVNI(ctx, id, a.cfg.VNIFirst, a.cfg.VNILast); err != nil {
-					return false, err
-				}
-				view.vnis[id] = vni
-			}
+	if peer := a.remotePeer(view, mine, other); peer != nil {
+		node, known := view.nodes[peer.Node]
+		vni := view.vnis[id]
+		switch {
+		case !known || vni == 0:
+			// The link became remote since the plan: next pass.
+			a.markDirty(endKey(mine.Pod, mine.IfName))
+			return true, nil
+		case node == nil:
+			// The peer's node has not announced itself yet: its agent's
+			// announcement is a change that brings us back here.
+		default:
 			return true, t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
 		}
 	}
@@ -126,41 +216,33 @@ func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView
 }
 
 // repairRegistry re-registers this node's ends the registry lost, and
-// withdraws ends the registry holds for this node whose attachment is
-// gone (a DEL that could not reach the agent, a node that rebooted).
-func (a *Agent) repairRegistry(ctx context.Context, st *store.Local, recs []*store.LinkRecord, view *registryView) error {
-	local := map[endID]bool{}
-	for _, rec := range recs {
-		for i := range rec.Ends {
-			mine, other := &rec.Ends[i], &rec.Ends[1-i]
-			if !mine.Present() || !mine.Declared {
-				continue
-			}
-			key := endKey(mine.Pod, mine.IfName)
-			local[key] = true
-			if view.ends[key] != nil {
-				continue
-			}
-			end := &store.EndRecord{Pod: mine.Pod, IfName: mine.IfName, PeerPod: other.Pod, PeerIfName: other.IfName, Node: a.cfg.Node, Attachment: *mine.Attachment}
-			if err := a.reg.RegisterEnds(ctx, []*store.EndRecord{end}); err != nil {
-				return err
-			}
-			view.ends[key] = end
-			a.log.Info("re-registered an end the registry had lost", "pod", key.pod, "interface", key.ifName)
+// withdraws ends it holds for this node whose attachment is gone (a DEL
+// that could not reach the agent, a node that rebooted). It runs without
+// the local lock, so it checks again first: an ADD may have registered an
+// end since the registry was read, and a withdrawal names the attachment,
+// so it never removes a later registration.
+func (a *Agent) repairRegistry(ctx context.Context, p *plan, view *registryView) error {
+	for _, end := range p.lost {
+		cur, err := a.reg.End(ctx, end.Pod, end.IfName)
+		if err != nil {
+			return err
 		}
-	}
-	for key, e := range view.ends {
-		if e.Node != a.cfg.Node || local[key] {
+		if cur != nil {
+			view.ends[endKey(end.Pod, end.IfName)] = cur
 			continue
 		}
-		if att, err := st.Attachment(ctx, e.Attachment); err != nil || att != nil {
-			continue // still here, or unknown: leave it to DEL and GC
+		if err := a.reg.RegisterEnds(ctx, []*store.EndRecord{end}); err != nil {
+			return err
 		}
+		view.ends[endKey(end.Pod, end.IfName)] = end
+		a.log.Info("re-registered an end the registry had lost", "pod", end.Pod, "interface", end.IfName)
+	}
+	for _, e := range p.stale {
 		if err := a.reg.UnregisterEnds(ctx, a.cfg.Node, e.Attachment, e.Pod, []string{e.IfName}); err != nil {
 			return err
 		}
-		delete(view.ends, key)
-		a.log.Info("withdrew an end whose attachment is gone", "pod", key.pod, "interface", key.ifName)
+		delete(view.ends, endKey(e.Pod, e.IfName))
+		a.log.Info("withdrew an end whose attachment is gone", "pod", e.Pod, "interface", e.IfName)
 	}
 	return nil
 }
