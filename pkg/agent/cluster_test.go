@@ -100,6 +100,7 @@ type cluster struct {
 	pods      map[string]*pod
 	// timeout is store.timeout: how long one call to etcd may take.
 	timeout time.Duration
+	port    int
 }
 
 type node struct {
@@ -120,13 +121,25 @@ type pod struct {
 	starts int
 }
 
-// newCluster starts nodes on etcd at endpoints. timeout, when given, is
-// store.timeout (2s by default, to keep outage tests short).
-func newCluster(t *testing.T, nodes int, endpoints []string, timeout ...time.Duration) *cluster {
+// clusterOpts change a cluster's defaults.
+type clusterOpts struct {
+	// timeout is store.timeout: 2s by default, to keep outage tests short.
+	timeout time.Duration
+	// port is the VXLAN port: 4789 by default.
+	port int
+}
+
+// newCluster starts nodes on etcd at endpoints.
+func newCluster(t *testing.T, nodes int, endpoints []string, opts ...clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, endpoints: endpoints, prefix: "/" + strings.ReplaceAll(t.Name(), "/", "_"), pods: map[string]*pod{}, timeout: 2 * time.Second}
-	if len(timeout) > 0 {
-		c.timeout = timeout[0]
+	c := &cluster{t: t, endpoints: endpoints, prefix: "/" + strings.ReplaceAll(t.Name(), "/", "_"), pods: map[string]*pod{}, timeout: 2 * time.Second, port: 4789}
+	for _, o := range opts {
+		if o.timeout != 0 {
+			c.timeout = o.timeout
+		}
+		if o.port != 0 {
+			c.port = o.port
+		}
 	}
 	var all []ns.NetNS
 	for i := range nodes {
@@ -164,7 +177,7 @@ func (c *cluster) startAgent(n *node) {
 		c.t.Fatal(err)
 	}
 	a, err := agent.New(agent.Config{
-		Node: n.name, Prefix: c.prefix, NodeNS: n.ns, Port: 4789,
+		Node: n.name, Prefix: c.prefix, NodeNS: n.ns, Port: c.port,
 		StoreDir: n.dir, Socket: n.socket, Resync: 2 * time.Second, CallTimeout: c.timeout,
 		Log: slog.New(slog.NewTextHandler(testWriter{c.t, n.name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, reg)
@@ -219,6 +232,7 @@ func (c *cluster) conf(n *node, annotations map[string]string) string {
 		"store": map[string]any{"type": "etcd", "dir": n.dir, "endpoints": c.endpoints, "prefix": c.prefix,
 			"agentSocket": n.socket, "timeout": c.timeout.String()},
 		"node":          map[string]any{"name": n.name},
+		"vxlan":         map[string]any{"port": c.port},
 		"capabilities":  map[string]any{"io.kubernetes.cri.pod-annotations": true},
 		"runtimeConfig": map[string]any{"io.kubernetes.cri.pod-annotations": annotations},
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 	"github.com/ratchet-cni/ratchet/pkg/plugin"
@@ -166,13 +167,23 @@ func TestCrossNodeLateDelFromOldNode(t *testing.T) {
 }
 
 func TestAgentRestartDisturbsNothing(t *testing.T) {
-	c := newCluster(t, 2, startEtcd(t))
+	// On the kernel's old VXLAN port, to show vxlan.port is honoured.
+	c := newCluster(t, 2, startEtcd(t), clusterOpts{port: 8472})
 	n1, n2 := c.nodes[0], c.nodes[1]
 	annA, annB := pair()
 	a := c.add("a", n1, annA)
 	c.add("b", n2, annB)
 	c.settle()
 	before1, before2 := c.tunnels(n1), c.tunnels(n2)
+	for name := range before1 {
+		l, err := testutil.Handle(t, parkingOf(t, n1)).LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if port := l.(*netlink.Vxlan).Port; port != 8472 {
+			t.Fatalf("tunnel %s on port %d, want vxlan.port 8472", name, port)
+		}
+	}
 	n1.stop()
 	n2.stop()
 	testutil.MustPing(t, a.ns, "198.51.100.2") // the kernel carries on alone

@@ -162,7 +162,7 @@ func TestScale1000LinksFourNodes(t *testing.T) {
 func TestEtcdMemberLoss(t *testing.T) {
 	etcd := etcdtest.StartEtcdCluster(t, 3)
 	// The production default: a leader election fits in it.
-	c := newCluster(t, 2, etcd.Endpoints(), 5*time.Second)
+	c := newCluster(t, 2, etcd.Endpoints(), clusterOpts{timeout: 5 * time.Second})
 	annA, annB := pair()
 	a := c.add("a", c.nodes[0], annA)
 	etcd.Members[0].Kill()
