@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -18,5 +22,53 @@ func TestParseEndpoints(t *testing.T) {
 	}
 	if _, err := parseEndpoints(`["a",`); err == nil {
 		t.Error("a broken JSON array was accepted")
+	}
+}
+
+func TestMainRefusesBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	noEndpoints := write("a.conflist", `{"cniVersion":"1.1.0","name":"lab","plugins":[
+		{"type":"ptp"},
+		{"type":"ratchet","store":{"type":"etcd"},"node":{"name":"n1"}}]}`)
+	badPrefix := write("b.conf", `{"cniVersion":"1.1.0","name":"lab","type":"ratchet",
+		"store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"],"prefix":"ratchet"}}`)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", filepath.Join(dir, "missing")}, "no such file"},
+		{[]string{"--config", noEndpoints}, "store.endpoints"},
+		{[]string{"--config", badPrefix}, "store.prefix"},
+		{[]string{"--config", badPrefix, "--prefix", "/ok", "--vxlan-port", "70000"}, "vxlan.port"},
+		{[]string{"--etcd-endpoints", `["x",`}, "--etcd-endpoints"},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+	} {
+		var stderr bytes.Buffer
+		if code := Main(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("ratchetd %q: exit %d, stderr %q; want 2 and %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+}
+
+func TestReadNetConfTakesTheRatchetEntry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "10-lab.conflist")
+	if err := os.WriteFile(path, []byte(`{"cniVersion":"1.1.0","name":"lab","plugins":[
+		{"type":"ptp","ipam":{"type":"static"}},
+		{"type":"ratchet","store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"],"prefix":"/lab"},"node":{"name":"n7","vtepDev":"eth1"}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := readNetConf(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.Node.Name != "n7" || conf.Node.VtepDev != "eth1" || conf.Store.Prefix != "/lab" || len(conf.Store.Endpoints) != 1 {
+		t.Fatalf("read %+v %+v", conf.Node, conf.Store)
 	}
 }
