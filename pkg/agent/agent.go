@@ -250,7 +250,9 @@ func failed(code uint, msg string) *agentapi.Response {
 func (a *Agent) watch(ctx context.Context) {
 	for c := range a.reg.Watch(ctx) {
 		switch {
-		case c.Resync, c.Kind == "node":
+		case c.Resync, c.Kind == "node" && c.Node != a.cfg.Node:
+			// Another node moved its VTEP (or appeared): its tunnels may
+			// need a new remote. Our own record's echo needs nothing.
 			a.markFull()
 		case c.Kind == "end":
 			a.markDirty(endKey(c.Pod, c.IfName))

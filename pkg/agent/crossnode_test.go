@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
@@ -288,4 +289,27 @@ func (c *cluster) endAttachment(t *testing.T, pod, ifName string) (key storeKey)
 		t.Fatalf("end %s|%s: %v %v", pod, ifName, e, err)
 	}
 	return e.Attachment
+}
+
+// Agents with nothing to do write nothing: every write is a change each
+// agent's watch sees, so a needless one would keep them all busy.
+func TestIdleAgentsWriteNothing(t *testing.T) {
+	c := newCluster(t, 3, startEtcd(t))
+	annA, annB := pair()
+	c.add("a", c.nodes[0], annA)
+	c.add("b", c.nodes[1], annB)
+	c.settle()
+	revision := func() int64 {
+		resp, err := c.nodes[0].reg.Client().Get(context.Background(), "idle-probe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	before := revision()
+	time.Sleep(3 * time.Second) // past a resync (2s in these tests)
+	c.settle()
+	if after := revision(); after != before {
+		t.Fatalf("etcd revision %d -> %d while nothing happened: the agents keep writing", before, after)
+	}
 }

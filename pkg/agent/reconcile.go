@@ -23,7 +23,7 @@ import (
 // local ends afresh and make the tunnels.
 func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty map[endID]bool) error {
 	if full {
-		if err := a.reg.PutNode(ctx, &store.NodeRecord{Name: a.cfg.Node, VTEP: under.ip.String(), Port: a.cfg.Port}); err != nil {
+		if err := a.announce(ctx, under); err != nil {
 			return err
 		}
 	}
@@ -55,6 +55,18 @@ func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty
 		}
 	}
 	return a.apply(ctx, under, view, full, dirty)
+}
+
+// announce writes this node's record when the registry lacks it or holds
+// another VTEP: a write is a change every agent sees, so an unchanged
+// record is left alone.
+func (a *Agent) announce(ctx context.Context, under *underlay) error {
+	want := &store.NodeRecord{Name: a.cfg.Node, VTEP: under.ip.String(), Port: a.cfg.Port}
+	cur, err := a.reg.Node(ctx, a.cfg.Node)
+	if err != nil || (cur != nil && *cur == *want) {
+		return err
+	}
+	return a.reg.PutNode(ctx, want)
 }
 
 // plan is what the local ends need from the registry.
@@ -238,6 +250,15 @@ func (a *Agent) repairRegistry(ctx context.Context, p *plan, view *registryView)
 		a.log.Info("re-registered an end the registry had lost", "pod", end.Pod, "interface", end.IfName)
 	}
 	for _, e := range p.stale {
+		cur, err := a.reg.End(ctx, e.Pod, e.IfName)
+		if err != nil {
+			return err
+		}
+		if cur == nil || cur.Node != a.cfg.Node || cur.Attachment != e.Attachment {
+			// Withdrawn already (by the DEL that made it stale) or
+			// replaced since the registry was read.
+			continue
+		}
 		if err := a.reg.UnregisterEnds(ctx, a.cfg.Node, e.Attachment, e.Pod, []string{e.IfName}); err != nil {
 			return err
 		}
