@@ -1,7 +1,8 @@
 # lib.sh -- shared helpers for ratchet's end-to-end tests with real CNI clients.
 #
 # Sourced (never executed) by cnitool.sh, ctr.sh, cri.sh, cri-podlinks.sh,
-# podman.sh and ratchetctl-docker.sh. Each of those scripts:
+# podman.sh, ratchetctl-docker.sh, multinode.sh and cri-multinode.sh. Each
+# of those scripts:
 #   1. calls `e2e_init NAME` (a work dir $W under $BASE, a cleanup trap),
 #   2. runs its client in a throwaway "host" netns (never in the real one),
 #   3. proves facts with `ok "..."` / `fail "..."`,
@@ -500,13 +501,18 @@ write_atomically() {
 
 # ---------------------------------------------------------------- containerd
 
-# containerd_start: a private containerd (own root, state, sockets under $W)
-# inside the throwaway host netns. Its CRI plugin runs CNI from $CNI_BIN and
-# $W/cni-conf; `ctr run --cni` ignores those and runs CNI itself.
+# containerd_start [DIR [CNI_CONF_DIR]]: a private containerd (own root,
+# state, sockets under DIR, default $W/containerd) inside the netns
+# $HOST_NETNS (the throwaway host netns, or a simulated node's). Its CRI
+# plugin runs CNI from $CNI_BIN and CNI_CONF_DIR (default $W/cni-conf);
+# `ctr run --cni` ignores those and runs CNI itself. Sets CD and SOCK; the
+# log is $W/logs/<basename DIR>.log.
 containerd_start() {
-  CD=$W/containerd
+  CD=${1:-$W/containerd}
   SOCK=$CD/containerd.sock
-  mkdir -p "$CD" "$W/cni-conf"
+  local conf_dir=${2:-$W/cni-conf} log
+  log=$W/logs/$(basename "$CD").log
+  mkdir -p "$CD" "$conf_dir"
   cat >"$CD/config.toml" <<EOF
 version = 2
 root  = "$CD/root"
@@ -530,7 +536,7 @@ state = "$CD/state"
         SystemdCgroup = false          # no systemd here: cgroupfs
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir  = "$CNI_BIN"
-    conf_dir = "$W/cni-conf"
+    conf_dir = "$conf_dir"
     max_conf_num = 1
 EOF
   local t i pid
@@ -538,9 +544,9 @@ EOF
   # setsid: its own session, so a Ctrl-C or a CI timeout signalling our
   # process group cannot kill containerd before our cleanup has used it.
   # setsid and nsenter both exec (no fork), so $! is containerd's own PID.
-  setsid nsenter --net="$HOST_NETNS" containerd --config "$CD/config.toml" >"$W/logs/containerd.log" 2>&1 &
+  setsid nsenter --net="$HOST_NETNS" containerd --config "$CD/config.toml" >"$log" 2>&1 &
   pid=$!
-  on_exit "containerd_stop $pid"
+  on_exit "containerd_stop $pid '$SOCK'"
   for i in $(seq 1 100); do
     ctr --address "$SOCK" version >/dev/null 2>&1 && { elapsed "containerd start" "$t"; return 0; }
     kill -0 "$pid" 2>/dev/null || break
@@ -549,24 +555,25 @@ EOF
   fail "containerd did not start"
 }
 
-# containerd_stop PID: stop containerd. A test that ends normally has
+# containerd_stop PID [SOCK]: stop containerd (its socket: SOCK, default
+# $SOCK). A test that ends normally has
 # removed its containers already; after a failure some may remain, and their
 # shims (and containers) would outlive containerd: so first force-delete
 # every task and container it still has, in every namespace. Then stop any
 # shim that is still there (found by our private socket path on its command
 # line), by PID.
 containerd_stop() {
-  local p ns id
-  for ns in $(ctr --address "$SOCK" namespaces ls -q 2>/dev/null); do
-    for id in $(ctr --address "$SOCK" -n "$ns" tasks ls -q 2>/dev/null); do
-      ctr --address "$SOCK" -n "$ns" tasks delete --force "$id"
+  local p ns id sock=${2:-$SOCK}
+  for ns in $(ctr --address "$sock" namespaces ls -q 2>/dev/null); do
+    for id in $(ctr --address "$sock" -n "$ns" tasks ls -q 2>/dev/null); do
+      ctr --address "$sock" -n "$ns" tasks delete --force "$id"
     done
-    for id in $(ctr --address "$SOCK" -n "$ns" containers ls -q 2>/dev/null); do
-      ctr --address "$SOCK" -n "$ns" containers delete "$id"
+    for id in $(ctr --address "$sock" -n "$ns" containers ls -q 2>/dev/null); do
+      ctr --address "$sock" -n "$ns" containers delete "$id"
     done
   done
   kill_pid "$1"
-  for p in $(pids_mentioning "$SOCK"); do
+  for p in $(pids_mentioning "$sock"); do
     echo "stopping leftover process $p: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"
     kill_pid "$p"
   done
@@ -656,3 +663,154 @@ podman_quiesce() {
   done
   return 1
 }
+
+# ---------------------------------------------------------------- multi-node (etcd + ratchetd)
+
+# Simulated nodes (multinode.sh, cri-multinode.sh): one netns per node on an
+# underlay, a bridge in a third "lan" netns. Node i has 192.0.2.i/24 on its
+# eth0 and a default route via the lan (192.0.2.254), where etcd listens.
+# Pod links then use 198.51.100.0/24, so that no pod address is an
+# underlay one.
+LAN_IP=192.0.2.254
+ETCD_URL=http://$LAN_IP:2379
+NODE_NS=() NODE_NETNS=() AGENT_PID=()
+ETCD_PID=""
+
+# underlay_setup N: netns $LAN_NS (bridge br0, 192.0.2.254/24) and nodes
+# 1..N: NODE_NS[i] (an ip netns name) and NODE_NETNS[i] (its path), each
+# with eth0 192.0.2.i/24 on the bridge and a default route via the lan.
+underlay_setup() {
+  local i
+  LAN_NS=ratchet-e2e-$CLIENT-lan-$$
+  new_netns "$LAN_NS"
+  ip -n "$LAN_NS" link add br0 type bridge
+  ip -n "$LAN_NS" addr add "$LAN_IP/24" dev br0
+  ip -n "$LAN_NS" link set br0 up
+  for ((i = 1; i <= $1; i++)); do
+    NODE_NS[i]=ratchet-e2e-$CLIENT-node$i-$$
+    NODE_NETNS[i]=/var/run/netns/${NODE_NS[i]}
+    new_netns "${NODE_NS[i]}"
+    # Both ends born where they belong: no move.
+    ip -n "$LAN_NS" link add "node$i" type veth peer name eth0 netns "${NODE_NS[i]}"
+    ip -n "$LAN_NS" link set "node$i" master br0 up
+    ip -n "${NODE_NS[i]}" addr add "192.0.2.$i/24" dev eth0
+    ip -n "${NODE_NS[i]}" link set eth0 up
+    ip -n "${NODE_NS[i]}" route add default via "$LAN_IP"
+  done
+  retry 10 ip netns exec "${NODE_NS[1]}" ping -c 1 -W 1 "$LAN_IP" || fail "node1 cannot reach the lan ($LAN_IP)"
+}
+# on_node I CMD...: run CMD on node I (in its netns; nsenter, not `ip netns
+# exec`: see ratchetd_start).
+on_node() { nsenter --net="${NODE_NETNS[$1]}" "${@:2}"; }
+
+# etcd_start: Debian's etcd (one member, fast ticks) in the lan netns on
+# $ETCD_URL, its data under $W/etcd; on a restart, the same data. $ETCD_PID
+# is etcd's own PID (setsid and nsenter exec); etcd_stop kills it.
+etcd_start() {
+  local t i
+  t=$(ts)
+  [ -x /usr/bin/etcd ] || fail "/usr/bin/etcd is missing (Debian package etcd-server)"
+  setsid nsenter --net="/var/run/netns/$LAN_NS" /usr/bin/etcd --name e2e --data-dir "$W/etcd" \
+    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster e2e=http://127.0.0.1:2380 --initial-cluster-state new \
+    --heartbeat-interval 10 --election-timeout 100 --logger zap --log-level warn >>"$W/logs/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  disown "$ETCD_PID" # no "Killed" notice from bash when we kill it
+  for i in $(seq 1 100); do
+    ETCDCTL_WAIT=200ms etcdctl endpoint health >/dev/null 2>&1 && { elapsed "etcd start" "$t"; return 0; }
+    kill -0 "$ETCD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  fail "etcd did not start (see $W/logs/etcd.log)"
+}
+# etcd_stop [SIGNAL]: stop our etcd by its PID (SIGTERM, or e.g. KILL).
+etcd_stop() {
+  [ -n "$ETCD_PID" ] || return 0
+  if [ "${1:-TERM}" = KILL ]; then
+    kill -9 "$ETCD_PID" 2>/dev/null || true
+    while kill -0 "$ETCD_PID" 2>/dev/null; do sleep 0.05; done
+  else
+    kill_pid "$ETCD_PID"
+  fi
+  ETCD_PID=""
+}
+# etcdctl ARGS...: etcdctl against our etcd, from the lan netns; each call
+# gives up after ETCDCTL_WAIT (default 1s) to connect.
+etcdctl() {
+  nsenter --net="/var/run/netns/$LAN_NS" env ETCDCTL_API=3 /usr/bin/etcdctl --endpoints "$ETCD_URL" \
+    --dial-timeout "${ETCDCTL_WAIT:-1s}" --command-timeout 2s "$@"
+}
+
+# parking_of_nodes N: ratchet's parking netns of nodes 1..N (one per store
+# dir, $W/nodeI/store) are removed on exit; one left by a killed earlier run
+# is removed now. Call it before starting what uses them, so that on_exit
+# removes them after.
+parking_of_nodes() {
+  local n park
+  for n in $(seq 1 "$1"); do
+    park=$(park_netns "$W/node$n/store")
+    if [ -e "/var/run/netns/$park" ]; then
+      echo "removing $park, left by an earlier run" >&2
+      ip netns del "$park"
+    fi
+    on_exit "ip netns del '$park'"
+  done
+}
+
+# ratchetd_start I CONF: node I's agent, from the ratchet network's config
+# file CONF (its store, node and vxlan settings), in node I's netns, with a
+# quick resync, started as an operator would (`ip netns exec`, which execs:
+# $! is ratchetd's own PID). Waits until its socket exists. AGENT_PID[I] is
+# its PID.
+# The agent may run under `ip netns exec` (a mount namespace of its own, a
+# slave of ours: it still sees the parking netns the plugin bind-mounts in
+# /var/run/netns later). The plugin may not: a parking netns it makes there
+# would live only as long as that private mount namespace, so the plugin
+# runs on a node with `nsenter --net` (on_node), as containerd runs there.
+ratchetd_start() {
+  local n=$1 conf=$2 t sock i
+  t=$(ts)
+  sock=$(jq -r '(.plugins // [.])[] | select(.type == "ratchet") | .store.agentSocket' "$conf")
+  setsid ip netns exec "${NODE_NS[$n]}" "$BIN/ratchetd" --config "$conf" --resync 2s --log-level debug \
+    >>"$W/logs/ratchetd-node$n.log" 2>&1 &
+  AGENT_PID[n]=$!
+  for i in $(seq 1 100); do
+    [ -S "$sock" ] && { elapsed "ratchetd start on node$n" "$t"; return 0; }
+    kill -0 "${AGENT_PID[n]}" 2>/dev/null || break
+    sleep 0.05
+  done
+  fail "ratchetd did not start on node$n (see $W/logs/ratchetd-node$n.log)"
+}
+# ratchetd_stop I: stop node I's agent by its PID.
+ratchetd_stop() {
+  [ -n "${AGENT_PID[$1]:-}" ] || return 0
+  kill_pid "${AGENT_PID[$1]}"
+  AGENT_PID[$1]=""
+}
+
+# node_conf I: node I's ratchet plugin entry for the cluster network: the
+# etcd store (its local part and agent socket under $W/nodeI), the node's
+# name, the pod-annotations capability, a short store timeout (so that an
+# outage fails an ADD in about 2 s).
+node_conf() {
+  jq -n --arg dir "$W/node$1/store" --arg sock "$W/node$1/ratchetd.sock" --arg ep "$ETCD_URL" \
+    --arg prefix "/ratchet-e2e-$CLIENT" --arg node "node$1" --arg log "$W/logs/ratchet-node$1.log" '{
+      type: "ratchet",
+      store: {type: "etcd", dir: $dir, endpoints: [$ep], prefix: $prefix, agentSocket: $sock, timeout: "2s"},
+      node: {name: $node}, logFile: $log, logLevel: "debug",
+      capabilities: {"io.kubernetes.cri.pod-annotations": true}}'
+}
+
+# parking_of I: the path of node I's parking netns (named after its store dir).
+parking_of() { echo "/var/run/netns/$(park_netns "$W/node$1/store")"; }
+# tunnels I: node I's tunnels, "name:ifindex" sorted (the vxlan netdevs in
+# its parking netns, named rvx<VNI>).
+tunnels() {
+  local p
+  p=$(parking_of "$1")
+  [ -e "$p" ] || return 0
+  nsenter --net="$p" ip -o link show type vxlan | awk -F': ' '{ split($2, n, "@"); print n[1] ":" $1 }' | sort | tr '\n' ' '
+}
+# tunnels_each N: nodes 1 and 2 have N tunnels each.
+tunnels_each() { [ "$(wc -w <<<"$(tunnels 1)") $(wc -w <<<"$(tunnels 2)")" = "$1 $1" ]; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh -- ratchet's end-to-end suite with real CNI clients.
 #
-#   bash test/e2e/run.sh                 # all clients: cnitool ctr cri cri-podlinks podman ratchetctl-docker
+#   bash test/e2e/run.sh                 # all clients: cnitool ctr cri cri-podlinks podman
+#                                        # ratchetctl-docker multinode cri-multinode
 #   bash test/e2e/run.sh cnitool cri     # a subset, in the order given
 #
 # As root. BIN (default <repo>/bin) must hold a built ratchet (make build).
@@ -13,7 +14,7 @@
 # The exit status is 0 iff M is 0.
 . "$(dirname "$0")/lib.sh"
 
-ALL_CLIENTS=(cnitool ctr cri cri-podlinks podman ratchetctl-docker)
+ALL_CLIENTS=(cnitool ctr cri cri-podlinks podman ratchetctl-docker multinode cri-multinode)
 clients=("$@")
 [ ${#clients[@]} -gt 0 ] || clients=("${ALL_CLIENTS[@]}")
 for c in "${clients[@]}"; do
@@ -70,18 +71,21 @@ done
 # Nothing left behind by any client.
 echo "=== leftovers"
 no_netns_left() {
-  local left c p
+  local left c p d
   left=$(ip netns list | grep -o '^ratchet-e2e-[^ ]*' | tr '\n' ' ' || true)
   [ -z "$left" ] || fail "netns left: $left"
   # Only new ones count: other users of this machine may have their own.
   left=$(runtime_netns | comm -13 <(echo "$netns_before") - | tr '\n' ' ')
   [ -z "$left" ] || fail "runtime netns left in /run/netns: $left"
   # ratchet's parking netns (one per store dir; ratchet never deletes it):
-  # the clients' stores are $BASE/CLIENT/store, so we know their names (and
-  # never mistake another user's parking netns for ours).
+  # the clients' stores are $BASE/CLIENT/store (and $BASE/CLIENT/nodeN/store
+  # for the simulated nodes of the multi-node clients), so we know their
+  # names (and never mistake another user's parking netns for ours).
   for c in "${clients[@]}"; do
-    p=$(park_netns "$BASE/$c/store")
-    if [ -e "/run/netns/$p" ]; then left+="$p "; fi
+    for d in "$BASE/$c/store" "$BASE/$c/node1/store" "$BASE/$c/node2/store"; do
+      p=$(park_netns "$d")
+      if [ -e "/run/netns/$p" ]; then left+="$p "; fi
+    done
   done
   [ -z "$left" ] || fail "ratchet parking netns left in /run/netns: $left"
   ok "no netns left (ours, the runtimes' cni-*/netns-* in /run/netns, ratchet's parking netns of our stores)"
