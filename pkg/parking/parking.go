@@ -11,6 +11,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
@@ -50,6 +53,12 @@ func Open(ctx context.Context, st store.Topology, storeDir string, create bool) 
 		if path, err = link.CreateNamedNetns(name); err != nil {
 			return nil, fmt.Errorf("create parking netns %s: %w", name, err)
 		}
+		if !visibleToParent(path) {
+			_ = link.DeleteNamedNetns(name)
+			return nil, fmt.Errorf("the parking netns pinned at %s is not visible to the process that ran ratchet: "+
+				"ratchet runs in a mount namespace of its own (as under `ip netns exec`), where the pin would vanish with it; "+
+				"run the plugin in the host's mount namespace (a runtime does; by hand, `nsenter --net=...`)", path)
+		}
 		if park, err = ns.GetNS(path); err != nil {
 			return nil, err
 		}
@@ -62,4 +71,29 @@ func Open(ctx context.Context, st store.Topology, storeDir string, create bool) 
 		return nil, err
 	}
 	return park, nil
+}
+
+// visibleToParent reports whether the bind mount at path shows in the mount
+// table of the process that ran this one (the runtime, for a plugin): the
+// pin must outlive this process and be found by the next one. Under
+// `ip netns exec` it does not, as that gives its command a mount namespace
+// of its own whose mounts do not propagate back. When the parent's table
+// cannot be read, it cannot tell, and says yes.
+func visibleToParent(path string) bool {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return true
+	}
+	want := filepath.Join(dir, filepath.Base(path))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", os.Getppid()))
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		// The fifth field is the mount point.
+		if f := strings.Fields(line); len(f) > 4 && f[4] == want {
+			return true
+		}
+	}
+	return false
 }

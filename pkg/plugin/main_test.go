@@ -59,6 +59,8 @@ type call struct {
 	conf        string
 	// node, when set, is the namespace the plugin runs in (a simulated node).
 	node ns.NetNS
+	// wrap, when set, is a command the plugin runs under (its last argument).
+	wrap []string
 	// env replaces the CNI environment entirely when set (bad-env tests).
 	env []string
 }
@@ -69,6 +71,9 @@ func run(t testing.TB, c call) ([]byte, *types.Error) {
 	name, argv := filepath.Join(binDir, "ratchet"), []string{}
 	if c.node != nil {
 		name, argv = "nsenter", []string{"--net=" + c.node.Path(), filepath.Join(binDir, "ratchet")}
+	}
+	if c.wrap != nil {
+		name, argv = c.wrap[0], append(append([]string{}, c.wrap[1:]...), append([]string{name}, argv...)...)
 	}
 	cmd := exec.Command(name, argv...)
 	if c.ifname == "" {

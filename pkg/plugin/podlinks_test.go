@@ -2,8 +2,11 @@ package plugin_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -186,6 +189,34 @@ func TestPodLinkLineEveryOrder(t *testing.T) {
 			e.expectEmpty()
 		})
 	}
+}
+
+// A plugin run in a mount namespace of its own (as `ip netns exec` runs
+// its command) cannot pin the parking namespace for the next run: the ADD
+// says so, and leaves nothing, rather than making interfaces that vanish
+// with the process.
+func TestParkingRefusedInPrivateMountNamespace(t *testing.T) {
+	e := newPodEnv(t)
+	e.starts["r1"]++
+	e.pods["r1"] = testutil.NewNS(t)
+	c := e.call("ADD", "r1", linksJSON(t, podLink("e1", "192.0.2.1/24", "r2", "w1")))
+	c.wrap = []string{"unshare", "--mount", "--propagation", "slave"}
+	_, cniErr := run(t, c)
+	if cniErr == nil || cniErr.Code != 101 || !strings.Contains(cniErr.Msg, "mount namespace of its own") {
+		t.Fatalf("ADD in a private mount namespace: %v, want code 101 saying why", cniErr)
+	}
+	noLinks(t, e.pods["r1"])
+	name := "ratchet-park-" + parkingHash(e.dir)
+	if _, err := os.Stat(filepath.Join("/var/run/netns", name)); err == nil {
+		t.Fatalf("%s left behind", name)
+	}
+	// The same ADD from the host's mount namespace works.
+	mustRun(t, e.call("ADD", "r1", linksJSON(t, podLink("e1", "192.0.2.1/24", "r2", "w1"))))
+}
+
+func parkingHash(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return hex.EncodeToString(sum[:4])
 }
 
 func TestPodLinkNeedsBothSides(t *testing.T) {
