@@ -89,6 +89,9 @@ func TestCrossNodeLink(t *testing.T) {
 	if err != nil || len(ends) != 0 {
 		t.Fatalf("ends left: %v, %v", ends, err)
 	}
+	if vnis, err := n1.reg.VNIs(context.Background()); err != nil || len(vnis) != 0 {
+		t.Fatalf("VNIs left once both pods are gone: %v, %v", vnis, err)
+	}
 }
 
 func TestCrossNodePeerRestartsAndMoves(t *testing.T) {

@@ -53,6 +53,9 @@ func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty
 		if err := a.repairRegistry(ctx, p, view); err != nil {
 			return err
 		}
+		if err := a.releaseUnused(ctx, view); err != nil {
+			return err
+		}
 	}
 	return a.apply(ctx, under, view, full, dirty)
 }
@@ -268,6 +271,27 @@ func (a *Agent) repairRegistry(ctx context.Context, p *plan, view *registryView)
 	return nil
 }
 
+// releaseUnused frees the VNIs of links that no registered end declares
+// any more: both pods are gone. If one comes back meanwhile, its link gets
+// a VNI again (most likely the same one: the search starts from a hash of
+// the link id), and the tunnels follow it.
+func (a *Agent) releaseUnused(ctx context.Context, view *registryView) error {
+	live := map[string]bool{}
+	for _, e := range view.ends {
+		live[e.LinkID()] = true
+	}
+	for id := range view.vnis {
+		if live[id] {
+			continue
+		}
+		if err := a.reg.ReleaseVNI(ctx, id); err != nil {
+			return err
+		}
+		delete(view.vnis, id)
+	}
+	return nil
+}
+
 // registryView is the agent's copy of the registry's ends, nodes and VNIs
 // (by link id).
 type registryView struct {
@@ -292,11 +316,14 @@ func (v *registryView) node(ctx context.Context, reg store.Registry, name string
 // dirty ends and their peers' records as the copy knows them.
 func (a *Agent) readRegistry(ctx context.Context, full bool, dirty map[endID]bool) (*registryView, error) {
 	if full || a.view == nil {
-		ends, err := a.reg.Ends(ctx)
+		// VNIs first: a link gets one only once both its ends are
+		// registered, so every VNI read here has its ends in the read
+		// that follows, unless they have gone since (see releaseUnused).
+		vnis, err := a.reg.VNIs(ctx)
 		if err != nil {
 			return nil, err
 		}
-		vnis, err := a.reg.VNIs(ctx)
+		ends, err := a.reg.Ends(ctx)
 		if err != nil {
 			return nil, err
 		}
