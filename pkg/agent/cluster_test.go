@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func startEtcd(t *testing.T) []string { return etcdtest.StartEmbeddedEtcd(t) }
+func startEtcd(t testing.TB) []string { return etcdtest.StartEmbeddedEtcd(t) }
 
 // etcdProcess is Debian's etcd as a child process that a test stops and
 // starts again on the same data and port.
@@ -93,7 +93,7 @@ type storeKey = store.AttachmentKey
 // cluster is simulated nodes on one underlay (192.0.2.0/24), each with its
 // own local store and a node agent, sharing an etcd.
 type cluster struct {
-	t         *testing.T
+	t         testing.TB
 	endpoints []string
 	prefix    string
 	nodes     []*node
@@ -130,7 +130,7 @@ type clusterOpts struct {
 }
 
 // newCluster starts nodes on etcd at endpoints.
-func newCluster(t *testing.T, nodes int, endpoints []string, opts ...clusterOpts) *cluster {
+func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts) *cluster {
 	t.Helper()
 	c := &cluster{t: t, endpoints: endpoints, prefix: "/" + strings.ReplaceAll(t.Name(), "/", "_"), pods: map[string]*pod{}, timeout: 2 * time.Second, port: 4789}
 	for _, o := range opts {
@@ -358,7 +358,7 @@ func ifindex(t *testing.T, p *pod, name string) (index, mtu int, up bool) {
 
 // testWriter sends an agent's log to the test's log.
 type testWriter struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 }
 

@@ -180,6 +180,10 @@ func (a *Agent) apply(ctx context.Context, under *underlay, view *registryView, 
 				continue
 			}
 			if !full && !dirty[endKey(mine.Pod, mine.IfName)] && !dirty[endKey(other.Pod, other.IfName)] {
+				// Not looked at this time: its tunnel stays if it has one.
+				if a.remotePeer(view, mine, other) != nil {
+					wanted[tunnelAlias(rec.ID)] = true
+				}
 				continue
 			}
 			want, err := a.reconcileEnd(ctx, t, view, rec.ID, mine, other)
@@ -191,8 +195,9 @@ func (a *Agent) apply(ctx context.Context, under *underlay, view *registryView, 
 			}
 		}
 	}
-	if full && len(errs) == 0 {
-		// Tunnels of links that are gone from this node.
+	if len(errs) == 0 {
+		// Tunnels whose local end is gone (its pod's DEL took the parked
+		// end with it) or that no link wants any more.
 		if err := t.removeUnwanted(wanted); err != nil {
 			errs = append(errs, err)
 		}

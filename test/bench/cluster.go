@@ -200,7 +200,7 @@ func (b *bench) crossNode(iters int) error {
 		return invocation{bin: b.bins.ratchet, command: "ADD", containerID: "sandbox-" + pod, netns: podNS.Path,
 			args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=" + pod, path: b.bins.dir, conf: conf, node: n}
 	}
-	pair := func(it *iteration, prefix string, ia, ib invocation, checkTunnel bool) error {
+	pair := func(prefix string, ia, ib invocation, crossNode bool) error {
 		out, err := b.timed(prefix+"ADD first", ia)
 		if err != nil {
 			return err
@@ -214,8 +214,9 @@ func (b *bench) crossNode(iters int) error {
 		if err := expect(out, 1, prefix+"ADD (second pod)"); err != nil {
 			return err
 		}
-		if checkTunnel {
-			// The agents complete the tunnel after ADD: wait for carrier.
+		if crossNode {
+			// The agents complete the tunnel after ADD: wait for carrier,
+			// untimed, so that their work does not run into the DELs.
 			if err := waitCarrier(ia.netns, spec.ifname(0, 0), 10*time.Second); err != nil {
 				return err
 			}
@@ -224,8 +225,16 @@ func (b *bench) crossNode(iters int) error {
 		if _, err := b.timed(prefix+"DEL first", ia); err != nil {
 			return err
 		}
-		_, err = b.timed(prefix+"DEL last", ib)
-		return err
+		if _, err = b.timed(prefix+"DEL last", ib); err != nil {
+			return err
+		}
+		if crossNode {
+			// And they remove the tunnels after DEL: wait for that too, so
+			// that the next iteration starts from a quiet node, as the
+			// one-node variant does (its DEL removes all it made itself).
+			return c.waitNoTunnels(b, 10*time.Second)
+		}
+		return nil
 	}
 	return b.runIterations("cross-node pod link", iters, func(iter int) error {
 		it := b.newIteration(iter)
@@ -241,8 +250,8 @@ func (b *bench) crossNode(iters int) error {
 				if err != nil {
 					return err
 				}
-				return pair(it, "cross/ratchet ", inv(podA, c.nodes[0], a, c.conf(0, spec, 0, podB)),
-					inv(podB, c.nodes[1], bb, c.conf(1, spec, 1, podA)), b.cfg.smoke || iter == 0)
+				return pair("cross/ratchet ", inv(podA, c.nodes[0], a, c.conf(0, spec, 0, podB)),
+					inv(podB, c.nodes[1], bb, c.conf(1, spec, 1, podA)), true)
 			},
 			func() error {
 				a, err := it.netns("la")
@@ -254,10 +263,50 @@ func (b *bench) crossNode(iters int) error {
 					return err
 				}
 				la, lb := "l"+podA, "l"+podB
-				return pair(it, "cross/local ", inv(la, b.node, a, localConf(0, lb)), inv(lb, b.node, bb, localConf(1, la)), false)
+				return pair("cross/local ", inv(la, b.node, a, localConf(0, lb)), inv(lb, b.node, bb, localConf(1, la)), false)
 			},
 		)
 	})
+}
+
+// waitNoTunnels waits until neither node's parking namespace holds a
+// tunnel.
+func (c *clusterEnv) waitNoTunnels(b *bench, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, dir := range c.stores {
+		park, err := openPath(filepath.Join(netnsDir, parkingName(dir)))
+		if err != nil {
+			continue // no pod link made there yet
+		}
+		h, err := handleIn(park)
+		park.h.Close()
+		if err != nil {
+			return err
+		}
+		for {
+			links, err := h.LinkList()
+			if err != nil {
+				h.Close()
+				return err
+			}
+			tunnels := 0
+			for _, l := range links {
+				if l.Type() == "vxlan" {
+					tunnels++
+				}
+			}
+			if tunnels == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				h.Close()
+				return fmt.Errorf("cross-node link: %d tunnels left %v after both DELs: the agents did not remove them", tunnels, timeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		h.Close()
+	}
+	return nil
 }
 
 // waitCarrier waits until ifName in the namespace at path has a carrier.

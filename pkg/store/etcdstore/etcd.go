@@ -34,6 +34,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/ratchet-cni/ratchet/pkg/store"
@@ -147,6 +148,13 @@ func (e *Etcd) Close() error { return e.cli.Close() }
 
 // Client is the underlying client, for what the Registry does not cover.
 func (e *Etcd) Client() *clientv3.Client { return e.cli }
+
+// Connected reports whether the client holds a ready connection to a
+// member now: no round trip, so a cheap guess at whether a write would go
+// through.
+func (e *Etcd) Connected() bool {
+	return e.cli.ActiveConnection().GetState() == connectivity.Ready
+}
 
 // Prefix is the root of the store's keys.
 func (e *Etcd) Prefix() string { return e.prefix }
