@@ -178,7 +178,7 @@ func parseLegacy(a map[string]string, self PodID) (*Link, bool, error) {
 		return nil, false, err
 	}
 	peer := PodID{Namespace: self.Namespace, Name: a[legacyPairName]}
-	if !dnsSubdomain.MatchString(peer.Name) || peer.Name == self.Name {
+	if !netconf.IsDNSName(peer.Name) || peer.Name == self.Name {
 		return nil, false, invalid(legacyPairName, peer.Name, "not another pod's name")
 	}
 	local.Peer = &netconf.Peer{Pod: peer.Name, Name: pair.Name}

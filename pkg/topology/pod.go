@@ -5,10 +5,11 @@ package topology
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/ratchet-cni/ratchet/pkg/netconf"
 )
 
 // PodID identifies a pod: its Kubernetes namespace and name. Outside
@@ -31,11 +32,19 @@ func (p PodID) String() string {
 // maxCNIArgs bounds CNI_ARGS: runtimes send a few short pairs.
 const maxCNIArgs = 64 << 10
 
-var (
-	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
-	// Container IDs: runtimes use hex ids or names ("default-e2e-ctr1").
-	containerID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]*$`)
-)
+// isContainerID reports whether s matches ^[A-Za-z0-9][A-Za-z0-9_.\-]*$:
+// runtimes use hex ids or names ("default-e2e-ctr1"). Written out rather
+// than a package-level regexp, which every process start would compile.
+func isContainerID(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // PodFromArgs reads the pod's identity from CNI_ARGS
 // (K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_UID), falling back to the
@@ -66,15 +75,15 @@ func PodFromArgs(cniArgs, container string) (PodID, error) {
 	// K8S_POD_NAME alone, with the container's name): the container is the
 	// pod.
 	if pod.Name == "" || pod.Namespace == "" {
-		if !containerID.MatchString(container) || len(container) > 253 {
+		if !isContainerID(container) || len(container) > 253 {
 			return PodID{}, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_CONTAINERID %q cannot name a pod", container), "")
 		}
 		return PodID{Name: container, UID: pod.UID}, nil
 	}
-	if !dnsSubdomain.MatchString(pod.Name) || len(pod.Name) > 253 {
+	if !netconf.IsDNSName(pod.Name) || len(pod.Name) > 253 {
 		return PodID{}, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS K8S_POD_NAME %q is not a Kubernetes object name", pod.Name), "")
 	}
-	if !dnsSubdomain.MatchString(pod.Namespace) || len(pod.Namespace) > 63 {
+	if !netconf.IsDNSName(pod.Namespace) || len(pod.Namespace) > 63 {
 		return PodID{}, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS K8S_POD_NAMESPACE %q is not a Kubernetes namespace name", pod.Namespace), "")
 	}
 	return pod, nil
