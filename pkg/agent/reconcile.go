@@ -145,31 +145,44 @@ func (a *Agent) remotePeer(view *registryView, mine, other *store.LinkEnd) *stor
 	return nil
 }
 
-// apply makes and removes tunnels, under the lock, from the local ends as
-// they are now.
+// apply makes and removes tunnels from the local ends as they are now,
+// under the lock; the netdevs of removed tunnels are deleted after it is
+// released, as each deletion waits for an RCU grace period (about 20 ms
+// here) that a DEL on the node need not wait for too.
 func (a *Agent) apply(ctx context.Context, under *underlay, view *registryView, full bool, dirty map[endID]bool) error {
 	st, err := store.OpenLocal(a.cfg.StoreDir)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	recs, err := st.Links(ctx)
-	if err != nil {
-		return err
-	}
-	parkNS, err := parking.Open(ctx, st, a.cfg.StoreDir, false)
-	if errors.Is(err, parking.ErrNone) {
-		return nil // no pod link was ever made on this node
-	}
-	if err != nil {
-		return err
-	}
-	defer parkNS.Close()
-	t, err := openTunnels(parkNS, under, a.cfg)
-	if err != nil {
+	t, err := a.applyLocked(ctx, st, under, view, full, dirty)
+	st.Close()
+	if t == nil {
 		return err
 	}
 	defer t.close()
+	return errors.Join(err, t.deleteRemoved())
+}
+
+// applyLocked is apply's work under the lock. It returns the tunnels it
+// worked on (nil when the node has no parking namespace yet), for their
+// removed netdevs to be deleted.
+func (a *Agent) applyLocked(ctx context.Context, st *store.Local, under *underlay, view *registryView, full bool, dirty map[endID]bool) (*tunnels, error) {
+	recs, err := st.Links(ctx)
+	if err != nil {
+		return nil, err
+	}
+	parkNS, err := parking.Open(ctx, st, a.cfg.StoreDir, false)
+	if errors.Is(err, parking.ErrNone) {
+		return nil, nil // no pod link was ever made on this node
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := openTunnels(parkNS, under, a.cfg)
+	if err != nil {
+		parkNS.Close()
+		return nil, err
+	}
 
 	wanted := map[string]bool{}
 	var errs []error
@@ -198,11 +211,9 @@ func (a *Agent) apply(ctx context.Context, under *underlay, view *registryView, 
 	if len(errs) == 0 {
 		// Tunnels whose local end is gone (its pod's DEL took the parked
 		// end with it) or that no link wants any more.
-		if err := t.removeUnwanted(wanted); err != nil {
-			errs = append(errs, err)
-		}
+		t.removeUnwanted(wanted)
 	}
-	return errors.Join(errs...)
+	return t, errors.Join(errs...)
 }
 
 // reconcileEnd makes or removes the tunnel of one local end. It reports
@@ -224,11 +235,7 @@ func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView
 			return true, t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
 		}
 	}
-	had, err := t.remove(alias)
-	if err != nil {
-		return false, err
-	}
-	if had && !other.Present() {
+	if t.remove(alias) && !other.Present() {
 		// The remote peer went away: unplug the cable.
 		return false, t.park.SetUp(mine.ParkedIndex, false)
 	}

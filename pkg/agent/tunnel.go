@@ -115,8 +115,12 @@ type tunnels struct {
 	under   *underlay
 	port    int
 	byAlias map[string]*netlink.Vxlan
+	// removed are tunnels taken out of service, to delete.
+	removed []netlink.Link
 }
 
+// openTunnels reads the tunnels of the parking namespace, which it then
+// owns (close closes it); on an error the caller still does.
 func openTunnels(parkNS ns.NetNS, under *underlay, cfg Config) (*tunnels, error) {
 	park, err := link.OpenParking(parkNS)
 	if err != nil {
@@ -130,7 +134,8 @@ func openTunnels(parkNS ns.NetNS, under *underlay, cfg Config) (*tunnels, error)
 	t := &tunnels{park: park, h: h, under: under, port: cfg.Port, byAlias: map[string]*netlink.Vxlan{}}
 	all, err := h.LinkList()
 	if err != nil {
-		t.close()
+		h.Close()
+		park.Close()
 		return nil, err
 	}
 	for _, l := range all {
@@ -141,9 +146,11 @@ func openTunnels(parkNS ns.NetNS, under *underlay, cfg Config) (*tunnels, error)
 	return t, nil
 }
 
+// close releases the handles and the parking namespace.
 func (t *tunnels) close() {
 	t.h.Close()
 	t.park.Close()
+	t.park.NS.Close()
 }
 
 // ensure makes the tunnel of alias go to node with vni, stitched to the
@@ -156,8 +163,10 @@ func (t *tunnels) ensure(ctx context.Context, alias string, vni uint32, node *st
 	}
 	cur := t.byAlias[alias]
 	if cur != nil && (cur.VxlanId != int(vni) || !cur.Group.Equal(remote) || cur.Port != t.port) {
-		// The peer moved to another node (or the VNI changed): replace it.
-		if _, err := t.remove(alias); err != nil {
+		// The peer moved to another node (or the VNI changed): replace it,
+		// now, as the new one may take its name.
+		delete(t.byAlias, alias)
+		if err := t.delete(cur); err != nil {
 			return err
 		}
 		cur = nil
@@ -169,10 +178,10 @@ func (t *tunnels) ensure(ctx context.Context, alias string, vni uint32, node *st
 		name := tunnelName(vni)
 		// A tunnel left from a link that had this VNI before it was freed.
 		if old, err := t.h.LinkByName(name); err == nil && strings.HasPrefix(old.Attrs().Alias, tunnelAliasPrefix) {
-			if err := t.h.LinkDel(old); err != nil {
+			delete(t.byAlias, old.Attrs().Alias)
+			if err := t.delete(old); err != nil {
 				return err
 			}
-			delete(t.byAlias, old.Attrs().Alias)
 		}
 		v := &link.Vxlan{
 			End:      link.Endpoint{NS: t.park.NS, Name: name, MTU: t.under.mtu},
@@ -203,31 +212,45 @@ func (t *tunnels) stitched(a, b int) bool {
 	return err == nil && toA == a
 }
 
-// remove deletes the tunnel of alias, reporting whether there was one.
-func (t *tunnels) remove(alias string) (bool, error) {
+// remove takes the tunnel of alias out of service, reporting whether there
+// was one; its netdev is deleted by deleteRemoved.
+func (t *tunnels) remove(alias string) bool {
 	cur := t.byAlias[alias]
 	if cur == nil {
-		return false, nil
+		return false
 	}
 	delete(t.byAlias, alias)
-	if err := t.h.LinkDel(cur); err != nil {
-		var gone netlink.LinkNotFoundError
-		if errors.As(err, &gone) || errors.Is(err, unix.ENODEV) {
-			return true, nil
-		}
-		return true, fmt.Errorf("remove tunnel %s: %w", cur.Name, err)
-	}
-	return true, nil
+	t.removed = append(t.removed, cur)
+	return true
 }
 
-// removeUnwanted deletes every tunnel not in wanted.
-func (t *tunnels) removeUnwanted(wanted map[string]bool) error {
+// removeUnwanted takes every tunnel not in wanted out of service.
+func (t *tunnels) removeUnwanted(wanted map[string]bool) {
 	for alias := range t.byAlias {
 		if !wanted[alias] {
-			if _, err := t.remove(alias); err != nil {
-				return err
-			}
+			t.remove(alias)
 		}
+	}
+}
+
+// deleteRemoved deletes the netdevs of the tunnels taken out of service.
+func (t *tunnels) deleteRemoved() error {
+	var errs []error
+	for _, l := range t.removed {
+		errs = append(errs, t.delete(l))
+	}
+	t.removed = nil
+	return errors.Join(errs...)
+}
+
+// delete deletes a tunnel's netdev; one already gone is fine.
+func (t *tunnels) delete(l netlink.Link) error {
+	if err := t.h.LinkDel(l); err != nil {
+		var gone netlink.LinkNotFoundError
+		if errors.As(err, &gone) || errors.Is(err, unix.ENODEV) {
+			return nil
+		}
+		return fmt.Errorf("remove tunnel %s: %w", l.Attrs().Name, err)
 	}
 	return nil
 }
