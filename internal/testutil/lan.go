@@ -12,7 +12,8 @@ import (
 // LAN joins simulated nodes on one underlay: a bridge in a namespace of
 // its own, and in each node an interface eth0 plugged into it, addressed
 // 192.0.2.<i+1>/24 for nodes[i], with a default route through it (so
-// that "the default route's device" means what it does on a real node).
+// that "the default route's device" means what it does on a real node),
+// and 2001:db8:ffff::<i+1>/64 for an IPv6 underlay.
 // Everything goes with the namespaces when the test ends.
 func LAN(t testing.TB, nodes ...ns.NetNS) {
 	t.Helper()
@@ -41,9 +42,10 @@ func LAN(t testing.TB, nodes ...ns.NetNS) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := &netlink.Addr{IPNet: MustCIDR(fmt.Sprintf("192.0.2.%d/24", i+1)), Flags: unix.IFA_F_NODAD}
-		if err := hn.AddrAdd(eth, addr); err != nil {
-			t.Fatal(err)
+		for _, cidr := range []string{fmt.Sprintf("192.0.2.%d/24", i+1), fmt.Sprintf("2001:db8:ffff::%d/64", i+1)} {
+			if err := hn.AddrAdd(eth, &netlink.Addr{IPNet: MustCIDR(cidr), Flags: unix.IFA_F_NODAD}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		lo, err := hn.LinkByName("lo")
 		if err != nil {

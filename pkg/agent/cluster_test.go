@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,7 @@ type cluster struct {
 	// timeout is store.timeout: how long one call to etcd may take.
 	timeout time.Duration
 	port    int
+	ipv6    bool
 }
 
 type node struct {
@@ -127,6 +129,8 @@ type clusterOpts struct {
 	timeout time.Duration
 	// port is the VXLAN port: 4789 by default.
 	port int
+	// ipv6 puts the tunnels on the LAN's IPv6 addresses.
+	ipv6 bool
 }
 
 // newCluster starts nodes on etcd at endpoints.
@@ -140,6 +144,7 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 		if o.port != 0 {
 			c.port = o.port
 		}
+		c.ipv6 = c.ipv6 || o.ipv6
 	}
 	var all []ns.NetNS
 	for i := range nodes {
@@ -176,8 +181,12 @@ func (c *cluster) startAgent(n *node) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	var vtep net.IP
+	if c.ipv6 {
+		vtep = net.ParseIP(strings.Replace(n.ip, "192.0.2.", "2001:db8:ffff::", 1))
+	}
 	a, err := agent.New(agent.Config{
-		Node: n.name, Prefix: c.prefix, NodeNS: n.ns, Port: c.port,
+		Node: n.name, Prefix: c.prefix, NodeNS: n.ns, Port: c.port, VtepIP: vtep,
 		StoreDir: n.dir, Socket: n.socket, Resync: 2 * time.Second, CallTimeout: c.timeout,
 		Log: slog.New(slog.NewTextHandler(testWriter{c.t, n.name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, reg)

@@ -316,3 +316,27 @@ func TestIdleAgentsWriteNothing(t *testing.T) {
 		t.Fatalf("etcd revision %d -> %d while nothing happened: the agents keep writing", before, after)
 	}
 }
+
+// Tunnels over an IPv6 underlay: the pod links' MTU leaves room for the
+// larger encapsulation (1500 - 70).
+func TestCrossNodeLinkOverIPv6(t *testing.T) {
+	c := newCluster(t, 2, startEtcd(t), clusterOpts{ipv6: true})
+	annA, annB := pair()
+	a := c.add("a", c.nodes[0], annA)
+	b := c.add("b", c.nodes[1], annB)
+	c.settle()
+	if _, mtu, _ := ifindex(t, a, "e1"); mtu != 1430 {
+		t.Fatalf("a's e1 MTU %d over an IPv6 underlay, want 1500-70", mtu)
+	}
+	testutil.MustPing(t, a.ns, "198.51.100.2")
+	testutil.MustPing(t, b.ns, "198.51.100.1")
+	for name := range c.tunnels(c.nodes[0]) {
+		l, err := testutil.Handle(t, parkingOf(t, c.nodes[0])).LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if remote := l.(*netlink.Vxlan).Group; remote.String() != "2001:db8:ffff::2" {
+			t.Fatalf("tunnel %s remote %v, want node2's IPv6 VTEP", name, remote)
+		}
+	}
+}
