@@ -211,7 +211,15 @@ func (l *Local) VNIs(_ context.Context) (map[uint32]string, error) {
 
 // ReleaseVNI implements Registry.
 func (l *Local) ReleaseVNI(_ context.Context, id string) error {
+	podA, ifA, podB, ifB, ok := ParseLinkID(id)
+	if !ok {
+		return nil // which ends to check cannot be told: keep it
+	}
 	return l.update(func(tx *bolt.Tx) error {
+		ends := tx.Bucket(endsBucket)
+		if ends.Get(endKey(podA, ifA)) != nil || ends.Get(endKey(podB, ifB)) != nil {
+			return nil // an end is registered: the link keeps its VNI
+		}
 		links, vnis := tx.Bucket(linkVNIsBucket), tx.Bucket(vniBucket)
 		var n uint32
 		if found, err := getJSON(links, []byte(id), &n); !found || err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"strings"
 )
 
 // The registry is the cluster-wide part of the state: which node each pod
@@ -57,12 +58,29 @@ func LinkID(podA, ifA, podB, ifB string) (id string, aFirst bool) {
 	return b + "~" + a, false
 }
 
+// ParseLinkID returns the two ends of a link id. Pod names (Kubernetes
+// names, container ids) hold neither "|" nor "~"; an interface name may,
+// and then the id may not tell its ends apart: ok is false.
+func ParseLinkID(id string) (podA, ifA, podB, ifB string, ok bool) {
+	a, b, found := strings.Cut(id, "~")
+	if !found || strings.Contains(b, "~") {
+		return "", "", "", "", false
+	}
+	podA, ifA, okA := strings.Cut(a, "|")
+	podB, ifB, okB := strings.Cut(b, "|")
+	if !okA || !okB || podA == "" || podB == "" {
+		return "", "", "", "", false
+	}
+	return podA, ifA, podB, ifB, true
+}
+
 // Registry is the cluster-wide state. Every method is one atomic
 // transaction and safe to repeat.
 type Registry interface {
-	// RegisterEnds records one attachment's ends in one transaction,
-	// replacing earlier registrations of the same pod interfaces (a pod
-	// that came back, possibly on another node).
+	// RegisterEnds records one attachment's ends, replacing earlier
+	// registrations of the same pod interfaces (a pod that came back,
+	// possibly on another node). Each end's record stands alone: they may
+	// be written in several transactions (etcd bounds a transaction's size).
 	RegisterEnds(ctx context.Context, ends []*EndRecord) error
 	// UnregisterEnds removes the ends of pod's interfaces ifNames that the
 	// attachment key made on node. An end that a later registration
@@ -87,7 +105,10 @@ type Registry interface {
 	VNI(ctx context.Context, id string) (uint32, error)
 	// VNIs maps every allocated VNI to its link id.
 	VNIs(ctx context.Context) (map[uint32]string, error)
-	// ReleaseVNI frees link id's VNI; a link with none is not an error.
+	// ReleaseVNI frees link id's VNI unless an end of the link is
+	// registered (its pods came back), in one transaction with that check;
+	// a link with no VNI, or one whose id does not tell its ends (see
+	// ParseLinkID), is left alone, with no error.
 	ReleaseVNI(ctx context.Context, id string) error
 
 	Close() error

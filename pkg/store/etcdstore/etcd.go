@@ -248,12 +248,27 @@ func (e *Etcd) nodeKey(name string) string       { return e.nodesDir() + seg(nam
 func (e *Etcd) vniKey(n uint32) string           { return e.vniDir() + strconv.FormatUint(uint64(n), 10) }
 func (e *Etcd) linkVNIKey(id string) string      { return e.linksDir() + seg(id) + "/vni" }
 
-func mustJSON(v any) string {
+func jsonString(v any) (string, error) {
 	raw, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // the records are plain structs, strings and numbers
+	return string(raw), err
+}
+
+// maxTxnEnds bounds the ends one transaction touches: etcd refuses a
+// transaction of more than --max-txn-ops operations (128 by default), and
+// a pod may have up to maxLinksPerPod (1024) ends. Each end's record stands
+// on its own, so a pod's ends may go in several transactions.
+const maxTxnEnds = 64
+
+// chunks calls f on consecutive slices of at most maxTxnEnds elements.
+func chunks[T any](all []T, f func([]T) error) error {
+	for len(all) > 0 {
+		n := min(len(all), maxTxnEnds)
+		if err := f(all[:n]); err != nil {
+			return err
+		}
+		all = all[n:]
 	}
-	return string(raw)
+	return nil
 }
 
 func decode(kv []byte, key []byte, v any) error {
@@ -262,6 +277,10 @@ func decode(kv []byte, key []byte, v any) error {
 	}
 	return nil
 }
+
+// maxCandidates is how many free VNIs one read of the taken ones offers
+// to try.
+const maxCandidates = 64
 
 // maxRetries bounds the retries of a transaction whose compares failed
 // because another agent changed the keys in between.
@@ -272,22 +291,29 @@ var errContended = fmt.Errorf("%w: etcd transaction kept conflicting with concur
 
 // registerEnds is RegisterEnds without retries.
 func (e *Etcd) registerEnds(ctx context.Context, ends []*store.EndRecord) error {
-	if len(ends) == 0 {
-		return nil
-	}
-	ops := make([]clientv3.Op, 0, len(ends))
-	for _, end := range ends {
-		ops = append(ops, clientv3.OpPut(e.endKey(end.Pod, end.IfName), mustJSON(end)))
-	}
-	_, err := e.cli.Txn(ctx).Then(ops...).Commit()
-	return wrap("register ends", err)
+	return chunks(ends, func(ends []*store.EndRecord) error {
+		ops := make([]clientv3.Op, 0, len(ends))
+		for _, end := range ends {
+			if end == nil {
+				return errors.New("register ends: a nil end")
+			}
+			val, err := jsonString(end)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpPut(e.endKey(end.Pod, end.IfName), val))
+		}
+		_, err := e.cli.Txn(ctx).Then(ops...).Commit()
+		return wrap("register ends", err)
+	})
 }
 
 // unregisterEnds is UnregisterEnds without retries.
 func (e *Etcd) unregisterEnds(ctx context.Context, node string, key store.AttachmentKey, pod string, ifNames []string) error {
-	if len(ifNames) == 0 {
-		return nil
-	}
+	return chunks(ifNames, func(ifNames []string) error { return e.unregisterSome(ctx, node, key, pod, ifNames) })
+}
+
+func (e *Etcd) unregisterSome(ctx context.Context, node string, key store.AttachmentKey, pod string, ifNames []string) error {
 	keys := make([]string, len(ifNames))
 	gets := make([]clientv3.Op, len(ifNames))
 	for i, ifName := range ifNames {
@@ -359,7 +385,11 @@ func (e *Etcd) ends(ctx context.Context) ([]*store.EndRecord, error) {
 
 // putNode is PutNode without retries.
 func (e *Etcd) putNode(ctx context.Context, n *store.NodeRecord) error {
-	_, err := e.cli.Put(ctx, e.nodeKey(n.Name), mustJSON(n))
+	val, err := jsonString(n)
+	if err != nil {
+		return err
+	}
+	_, err = e.cli.Put(ctx, e.nodeKey(n.Name), val)
 	return wrap("put node", err)
 }
 
@@ -389,7 +419,11 @@ func (e *Etcd) allocateVNI(ctx context.Context, id string, first, last uint32) (
 	if err := store.CheckVNIRange(first, last); err != nil {
 		return 0, err
 	}
-	linkKey, idJSON := e.linkVNIKey(id), mustJSON(id)
+	linkKey := e.linkVNIKey(id)
+	idJSON, err := jsonString(id)
+	if err != nil {
+		return 0, err
+	}
 	start := store.FirstCandidateVNI(id, first, last)
 	candidates := []uint32{start}
 	for reads := 0; ; {
@@ -424,9 +458,11 @@ func (e *Etcd) allocateVNI(ctx context.Context, id string, first, last uint32) (
 		if err != nil {
 			return 0, err
 		}
+		// The next few free ones, from start on, wrapping: a default range
+		// has 16.7 M VNIs, too many to list.
 		candidates = candidates[:0]
 		size := uint64(last-first) + 1
-		for i := range size {
+		for i := uint64(0); i < size && len(candidates) < maxCandidates; i++ {
 			n := first + uint32((uint64(start-first)+i)%size)
 			if !taken[n] {
 				candidates = append(candidates, n)
@@ -487,7 +523,21 @@ func (e *Etcd) vnis(ctx context.Context) (map[uint32]string, error) {
 
 // releaseVNI is ReleaseVNI without retries.
 func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
-	linkKey, idJSON := e.linkVNIKey(id), mustJSON(id)
+	podA, ifA, podB, ifB, ok := store.ParseLinkID(id)
+	if !ok {
+		return nil // which ends to check cannot be told: keep it
+	}
+	linkKey := e.linkVNIKey(id)
+	idJSON, err := jsonString(id)
+	if err != nil {
+		return err
+	}
+	// Only while neither end is registered: an agent that read the ends
+	// before the pods came back must not free a VNI their tunnels use.
+	unused := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(e.endKey(podA, ifA)), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(e.endKey(podB, ifB)), "=", 0),
+	}
 	for range maxRetries {
 		resp, err := e.cli.Get(ctx, linkKey)
 		if err != nil {
@@ -505,7 +555,7 @@ func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
 		if err != nil {
 			return wrap("release VNI", err)
 		}
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(linkKey), "=", resp.Kvs[0].ModRevision)}
+		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(linkKey), "=", resp.Kvs[0].ModRevision)}, unused...)
 		ops := []clientv3.Op{clientv3.OpDelete(linkKey)}
 		if len(vresp.Kvs) > 0 {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vk), "=", vresp.Kvs[0].ModRevision))
@@ -522,8 +572,25 @@ func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
 		if tr.Succeeded {
 			return nil
 		}
+		if used, err := e.anyEnd(ctx, podA, ifA, podB, ifB); err != nil || used {
+			return err // an end is back: the link keeps its VNI
+		}
 	}
 	return errContended
+}
+
+// anyEnd reports whether either end is registered.
+func (e *Etcd) anyEnd(ctx context.Context, podA, ifA, podB, ifB string) (bool, error) {
+	for _, end := range [][2]string{{podA, ifA}, {podB, ifB}} {
+		resp, err := e.cli.Get(ctx, e.endKey(end[0], end[1]), clientv3.WithCountOnly())
+		if err != nil {
+			return false, wrap("release VNI", err)
+		}
+		if resp.Count > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Health reads from the cluster through its leader (a linearizable read),

@@ -144,7 +144,7 @@ func TestUnreachable(t *testing.T) {
 		"AllocateVNI": func() error { _, err := e.AllocateVNI(ctx, "L", 1, 100); return err },
 		"VNI":         func() error { _, err := e.VNI(ctx, "L"); return err },
 		"VNIs":        func() error { _, err := e.VNIs(ctx); return err },
-		"ReleaseVNI":  func() error { return e.ReleaseVNI(ctx, "L") },
+		"ReleaseVNI":  func() error { return e.ReleaseVNI(ctx, "lab/a|e1~lab/b|w1") },
 	}
 	var wg sync.WaitGroup
 	for name, call := range calls {

@@ -37,6 +37,8 @@ func RunRegistry(t *testing.T, open Opener) {
 		{"InvalidRange", testInvalidRange},
 		{"Exhaustion", testExhaustion},
 		{"ReleaseVNI", testRelease},
+		{"ReleaseKeepsAVNIInUse", testReleaseKeepsInUse},
+		{"ManyEnds", testManyEnds},
 		{"Concurrent", testConcurrent},
 	}
 	for _, c := range cases {
@@ -206,9 +208,9 @@ func testShared(t *testing.T, open Opener) {
 	if n, err := a.Node(ctx, "node1"); err != nil || n == nil || n.VTEP != "192.0.2.1" {
 		t.Fatalf("Node via another instance = %+v, %v", n, err)
 	}
-	va, err := a.AllocateVNI(ctx, "L1", 100, 199)
+	va, err := a.AllocateVNI(ctx, lid("L1"), 100, 199)
 	must(t, err)
-	vb, err := b.AllocateVNI(ctx, "L1", 100, 199)
+	vb, err := b.AllocateVNI(ctx, lid("L1"), 100, 199)
 	must(t, err)
 	if va != vb {
 		t.Fatalf("the two ends' agents got VNIs %d and %d for one link", va, vb)
@@ -291,7 +293,7 @@ func testAllocate(t *testing.T, open Opener) {
 func testInvalidRange(t *testing.T, open Opener) {
 	r, ctx := opened(t, open), ctxFor(t)
 	for _, rg := range [][2]uint32{{0, 10}, {20, 10}, {1, 1 << 24}} {
-		if v, err := r.AllocateVNI(ctx, "L", rg[0], rg[1]); err == nil || errors.Is(err, store.ErrVNIExhausted) {
+		if v, err := r.AllocateVNI(ctx, lid("L"), rg[0], rg[1]); err == nil || errors.Is(err, store.ErrVNIExhausted) {
 			t.Errorf("AllocateVNI in [%d, %d] = %d, %v; want an invalid-range error", rg[0], rg[1], v, err)
 		}
 	}
@@ -301,7 +303,7 @@ func testExhaustion(t *testing.T, open Opener) {
 	r, ctx := opened(t, open), ctxFor(t)
 	const first, last = 10, 12
 	got := map[uint32]string{}
-	for _, id := range []string{"L1", "L2", "L3"} {
+	for _, id := range []string{lid("L1"), lid("L2"), lid("L3")} {
 		v, err := r.AllocateVNI(ctx, id, first, last)
 		must(t, err)
 		if other, dup := got[v]; dup {
@@ -309,10 +311,10 @@ func testExhaustion(t *testing.T, open Opener) {
 		}
 		got[v] = id
 	}
-	if v, err := r.AllocateVNI(ctx, "L4", first, last); !errors.Is(err, store.ErrVNIExhausted) {
+	if v, err := r.AllocateVNI(ctx, lid("L4"), first, last); !errors.Is(err, store.ErrVNIExhausted) {
 		t.Fatalf("AllocateVNI in a full range = %d, %v; want ErrVNIExhausted", v, err)
 	}
-	if v, err := r.VNI(ctx, "L4"); v != 0 || err != nil {
+	if v, err := r.VNI(ctx, lid("L4")); v != 0 || err != nil {
 		t.Fatalf("a failed allocation left VNI %d, %v", v, err)
 	}
 	// A link that has one still gets it in a full range.
@@ -322,44 +324,44 @@ func testExhaustion(t *testing.T, open Opener) {
 		}
 	}
 	// Releasing one frees it for the next link.
-	v2, err := r.VNI(ctx, "L2")
+	v2, err := r.VNI(ctx, lid("L2"))
 	must(t, err)
-	must(t, r.ReleaseVNI(ctx, "L2"))
-	if v, err := r.AllocateVNI(ctx, "L4", first, last); err != nil || v != v2 {
+	must(t, r.ReleaseVNI(ctx, lid("L2")))
+	if v, err := r.AllocateVNI(ctx, lid("L4"), first, last); err != nil || v != v2 {
 		t.Fatalf("AllocateVNI after a release = %d, %v; want the released %d", v, err, v2)
 	}
-	if m, err := r.VNIs(ctx); err != nil || len(m) != 3 || m[v2] != "L4" {
+	if m, err := r.VNIs(ctx); err != nil || len(m) != 3 || m[v2] != lid("L4") {
 		t.Fatalf("VNIs = %v, %v", m, err)
 	}
 }
 
 func testRelease(t *testing.T, open Opener) {
 	r, ctx := opened(t, open), ctxFor(t)
-	v, err := r.AllocateVNI(ctx, "L1", 42, 42)
+	v, err := r.AllocateVNI(ctx, lid("L1"), 42, 42)
 	must(t, err)
 	if v != 42 {
 		t.Fatalf("the only VNI of [42, 42] is %d", v)
 	}
-	if _, err := r.AllocateVNI(ctx, "L2", 42, 42); !errors.Is(err, store.ErrVNIExhausted) {
+	if _, err := r.AllocateVNI(ctx, lid("L2"), 42, 42); !errors.Is(err, store.ErrVNIExhausted) {
 		t.Fatalf("second link in a one-VNI range: %v; want ErrVNIExhausted", err)
 	}
-	must(t, r.ReleaseVNI(ctx, "L1"))
-	must(t, r.ReleaseVNI(ctx, "L1")) // safe to repeat
-	if v, err := r.VNI(ctx, "L1"); v != 0 || err != nil {
+	must(t, r.ReleaseVNI(ctx, lid("L1")))
+	must(t, r.ReleaseVNI(ctx, lid("L1"))) // safe to repeat
+	if v, err := r.VNI(ctx, lid("L1")); v != 0 || err != nil {
 		t.Fatalf("VNI after release = %d, %v", v, err)
 	}
 	if m, err := r.VNIs(ctx); len(m) != 0 || err != nil {
 		t.Fatalf("VNIs after release = %v, %v", m, err)
 	}
-	if v, err := r.AllocateVNI(ctx, "L2", 42, 42); err != nil || v != 42 {
+	if v, err := r.AllocateVNI(ctx, lid("L2"), 42, 42); err != nil || v != 42 {
 		t.Fatalf("another link after the release = %d, %v; want 42", v, err)
 	}
 	// Releasing a link that has none leaves the others' VNIs.
-	must(t, r.ReleaseVNI(ctx, "L1"))
-	if v, err := r.VNI(ctx, "L2"); v != 42 || err != nil {
+	must(t, r.ReleaseVNI(ctx, lid("L1")))
+	if v, err := r.VNI(ctx, lid("L2")); v != 42 || err != nil {
 		t.Fatalf("VNI(L2) = %d, %v; want 42", v, err)
 	}
-	if v, err := r.AllocateVNI(ctx, "L1", 42, 42); !errors.Is(err, store.ErrVNIExhausted) {
+	if v, err := r.AllocateVNI(ctx, lid("L1"), 42, 42); !errors.Is(err, store.ErrVNIExhausted) {
 		t.Fatalf("L1 again = %d, %v; want ErrVNIExhausted", v, err)
 	}
 }
@@ -438,5 +440,64 @@ func testConcurrent(t *testing.T, open Opener) {
 	}
 	if n := len(endNames(t, rs[1])); n != workers {
 		t.Errorf("%d ends registered, want %d", n, workers)
+	}
+}
+
+// lid is a link id as the plugin makes them (store.LinkID), between
+// name-a's e1 and name-b's w1: ReleaseVNI reads the ends from it.
+func lid(name string) string {
+	id, _ := store.LinkID("lab/"+name+"-a", "e1", "lab/"+name+"-b", "w1")
+	return id
+}
+
+// A link whose pods came back keeps its VNI, whatever an agent that read
+// the ends before decides; an id that does not tell its ends keeps it too.
+func testReleaseKeepsInUse(t *testing.T, open Opener) {
+	r := open(t)
+	ctx := context.Background()
+	id := lid("L9")
+	v, err := r.AllocateVNI(ctx, id, 100, 199)
+	must(t, err)
+	end := &store.EndRecord{Pod: "lab/L9-b", IfName: "w1", PeerPod: "lab/L9-a", PeerIfName: "e1", Node: "n2",
+		Attachment: store.AttachmentKey{Network: "lab", ContainerID: "c9", IfName: "eth0"}}
+	must(t, r.RegisterEnds(ctx, []*store.EndRecord{end}))
+	must(t, r.ReleaseVNI(ctx, id))
+	if got, err := r.VNI(ctx, id); err != nil || got != v {
+		t.Fatalf("VNI after a release with an end registered: %d, %v; want %d kept", got, err, v)
+	}
+	must(t, r.UnregisterEnds(ctx, "n2", end.Attachment, end.Pod, []string{end.IfName}))
+	must(t, r.ReleaseVNI(ctx, id))
+	if got, err := r.VNI(ctx, id); err != nil || got != 0 {
+		t.Fatalf("VNI after the last end went and a release: %d, %v; want none", got, err)
+	}
+	odd, _ := store.LinkID("lab/x", "e~1", "lab/y", "w1")
+	_, err = r.AllocateVNI(ctx, odd, 100, 199)
+	must(t, err)
+	must(t, r.ReleaseVNI(ctx, odd))
+	if got, err := r.VNI(ctx, odd); err != nil || got == 0 {
+		t.Fatalf("an id that does not tell its ends lost its VNI: %d, %v", got, err)
+	}
+}
+
+// A pod with more links than etcd takes operations in one transaction
+// (128 by default) registers and withdraws them all.
+func testManyEnds(t *testing.T, open Opener) {
+	r := open(t)
+	ctx := context.Background()
+	key := store.AttachmentKey{Network: "lab", ContainerID: "big", IfName: "eth0"}
+	var ends []*store.EndRecord
+	var names []string
+	for i := range 300 {
+		name := fmt.Sprintf("e%d", i)
+		names = append(names, name)
+		ends = append(ends, &store.EndRecord{Pod: "lab/big", IfName: name, PeerPod: "lab/peer", PeerIfName: name, Node: "n1", Attachment: key})
+	}
+	must(t, r.RegisterEnds(ctx, ends))
+	if all, err := r.Ends(ctx); err != nil || len(all) != 300 {
+		t.Fatalf("Ends after registering 300: %d, %v", len(all), err)
+	}
+	must(t, r.UnregisterEnds(ctx, "n1", key, "lab/big", names))
+	if all, err := r.Ends(ctx); err != nil || len(all) != 0 {
+		t.Fatalf("Ends after withdrawing 300: %d, %v", len(all), err)
 	}
 }
