@@ -118,11 +118,11 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	ln, err := listen(a.cfg.Socket)
+	ln, sock, err := listen(a.cfg.Socket)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(a.cfg.Socket)
+	defer removeSocket(a.cfg.Socket, sock)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
@@ -155,23 +155,43 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 
 // listen opens the socket: its directory is 0700, the socket 0600, as only
 // the plugin (root) may talk to the agent.
-func listen(path string) (net.Listener, error) {
+func listen(path string) (net.Listener, os.FileInfo, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// A socket left by an agent that died is in the way.
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		// Another agent that still answers keeps its socket; one left by
+		// an agent that died is in the way.
+		if c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"}); err == nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("another ratchetd serves %s", path)
+		}
 		_ = os.Remove(path)
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// Listen leaves the file to us: removing it is ours to do.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return ln, nil
+	fi, err := os.Stat(path)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return ln, fi, nil
+}
+
+// removeSocket removes the agent's socket, unless another agent has put
+// its own in its place since.
+func removeSocket(path string, ours os.FileInfo) {
+	if fi, err := os.Stat(path); err == nil && os.SameFile(fi, ours) {
+		_ = os.Remove(path)
+	}
 }
 
 func (a *Agent) serve(ctx context.Context, ln net.Listener, under *underlay) {
@@ -203,18 +223,30 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 		err = retry(ctx, a.cfg.CallTimeout, a.reg.Health)
 	case agentapi.OpRegister:
 		for _, e := range req.Ends {
+			if e == nil {
+				return failed(types.ErrDecodingFailure, "register: an end is null")
+			}
 			if e.Node != a.cfg.Node {
 				return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("end %s|%s is for node %q", e.Pod, e.IfName, e.Node))
 			}
 		}
-		done := a.writes.enqueue(func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, req.Ends) })
+		w := a.writes.enqueue(func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, req.Ends) })
 		if !a.reg.Connected() {
 			// Not known to be reachable: the ADD waits for the write (see
 			// writer.go), and fails if it does not go through.
 			select {
-			case err = <-done:
+			case err = <-w.done:
 			case <-time.After(a.cfg.CallTimeout):
 				err = fmt.Errorf("%w: no answer within %v", store.ErrUnavailable, a.cfg.CallTimeout)
+			}
+			if err != nil && len(req.Ends) > 0 {
+				// The ADD fails and undoes itself: its registration must
+				// not be made later. Dropped if not made yet; withdrawn
+				// behind it if it was.
+				w.abandoned.Store(true)
+				a.writes.enqueue(func(ctx context.Context) error {
+					return a.reg.UnregisterEnds(ctx, a.cfg.Node, req.Ends[0].Attachment, req.Ends[0].Pod, endNames(req.Ends))
+				})
 			}
 		}
 	case agentapi.OpUnregister:
@@ -251,6 +283,15 @@ func retry(ctx context.Context, timeout time.Duration, op func(context.Context) 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// endNames returns the interface names of ends.
+func endNames(ends []*store.EndRecord) []string {
+	names := make([]string, len(ends))
+	for i, e := range ends {
+		names[i] = e.IfName
+	}
+	return names
 }
 
 func failed(code uint, msg string) *agentapi.Response {
@@ -312,6 +353,7 @@ func (a *Agent) loop(ctx context.Context, under *underlay) {
 	defer tick.Stop()
 	retry := time.NewTimer(0)
 	<-retry.C
+	backoff := time.Second
 	for {
 		select {
 		case <-ctx.Done():
@@ -331,14 +373,17 @@ func (a *Agent) loop(ctx context.Context, under *underlay) {
 			if ctx.Err() != nil {
 				return
 			}
-			a.log.Warn("reconcile failed; retrying", "error", err)
+			a.log.Warn("reconcile failed; retrying", "error", err, "in", backoff)
 			a.mu.Lock()
 			a.full = a.full || full
 			for k := range dirty {
 				a.dirty[k] = true
 			}
 			a.mu.Unlock()
-			retry.Reset(time.Second)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, a.cfg.Resync)
+		} else {
+			backoff = time.Second
 		}
 		a.mu.Lock()
 		a.reconciled++

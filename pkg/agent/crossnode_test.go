@@ -2,15 +2,21 @@ package agent_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/testutil"
+	"github.com/ratchet-cni/ratchet/pkg/agent"
 	"github.com/ratchet-cni/ratchet/pkg/plugin"
 	"github.com/ratchet-cni/ratchet/pkg/store"
+	"github.com/ratchet-cni/ratchet/pkg/store/etcdstore"
 )
 
 // linkStates is what ratchetctl links shows on node n.
@@ -338,5 +344,64 @@ func TestCrossNodeLinkOverIPv6(t *testing.T) {
 		if remote := l.(*netlink.Vxlan).Group; remote.String() != "2001:db8:ffff::2" {
 			t.Fatalf("tunnel %s remote %v, want node2's IPv6 VTEP", name, remote)
 		}
+	}
+}
+
+// The peer comes to this node while the registry still says it is on its
+// old one (that node died, or its registration is not replaced yet): the
+// local stitch the plugin made holds, no tunnel takes its place.
+func TestPeerOnThisNodeWinsOverAStaleRegistry(t *testing.T) {
+	c := newCluster(t, 2, startEtcd(t))
+	n1, n2 := c.nodes[0], c.nodes[1]
+	annA, annB := pair()
+	a := c.add("a", n1, annA)
+	c.add("b", n2, annB)
+	c.settle()
+	stale, err := n2.reg.End(context.Background(), "lab/b", "w1")
+	if err != nil || stale == nil {
+		t.Fatalf("b's end: %v, %v", stale, err)
+	}
+	// node2 dies: its agent, and b's sandbox there, with no DEL.
+	n2.stop()
+	old := c.pods["b"].ns
+	old.Close()
+	_ = testutils.UnmountNS(old)
+	b := c.add("b", n1, annB)
+	// The registry lags: it still has b on node2.
+	if err := n1.reg.RegisterEnds(context.Background(), []*store.EndRecord{stale}); err != nil {
+		t.Fatal(err)
+	}
+	c.settle()
+	if tn := c.tunnels(n1); len(tn) != 0 {
+		t.Fatalf("node1 made a tunnel to where the registry says b is: %v", tn)
+	}
+	if got := linkStates(t, n1); len(got) != 1 || got[0] != plugin.StateUp {
+		t.Fatalf("node1's link states %v, want [up]: a and b stitched to each other", got)
+	}
+	testutil.MustPing(t, a.ns, "198.51.100.2")
+	testutil.MustPing(t, b.ns, "198.51.100.1")
+}
+
+// A second agent for the same socket refuses to start, and leaves the
+// first one's socket alone.
+func TestSecondAgentRefusesTheSocket(t *testing.T) {
+	c := newCluster(t, 1, startEtcd(t))
+	n := c.nodes[0]
+	reg, err := etcdstore.Open(etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	second, err := agent.New(agent.Config{Node: n.name, Prefix: c.prefix, NodeNS: n.ns, Port: c.port,
+		StoreDir: n.dir, Socket: n.socket, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Run(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "another ratchetd") {
+		t.Fatalf("second agent on %s: %v, want a refusal", n.socket, err)
+	}
+	p := c.start("a", n)
+	if _, err := c.exec("STATUS", n, p, nil); err != nil {
+		t.Fatalf("the first agent's socket is gone: STATUS %v", err)
 	}
 }

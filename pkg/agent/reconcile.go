@@ -136,6 +136,12 @@ func (a *Agent) plan(ctx context.Context, view *registryView, full bool, dirty m
 // node and the two ends declare each other; mine must be registered here
 // by the attachment that made it.
 func (a *Agent) remotePeer(view *registryView, mine, other *store.LinkEnd) *store.EndRecord {
+	if other.Present() {
+		// The peer is on this node, whatever the registry still says (its
+		// old node's registration may not be replaced yet): the plugin
+		// stitched the two ends here.
+		return nil
+	}
 	myReg := view.ends[endKey(mine.Pod, mine.IfName)]
 	peer := view.ends[endKey(other.Pod, other.IfName)]
 	if myReg != nil && myReg.Node == a.cfg.Node && myReg.Attachment == *mine.Attachment &&
@@ -202,17 +208,16 @@ func (a *Agent) applyLocked(ctx context.Context, st *store.Local, under *underla
 			want, err := a.reconcileEnd(ctx, t, view, rec.ID, mine, other)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("link %s: %w", rec.ID, err))
+				want = true // leave it as it is until the next pass
 			}
 			if want {
 				wanted[tunnelAlias(rec.ID)] = true
 			}
 		}
 	}
-	if len(errs) == 0 {
-		// Tunnels whose local end is gone (its pod's DEL took the parked
-		// end with it) or that no link wants any more.
-		t.removeUnwanted(wanted)
-	}
+	// Tunnels whose local end is gone (its pod's DEL took the parked end
+	// with it) or that no link wants any more.
+	t.removeUnwanted(wanted)
 	return t, errors.Join(errs...)
 }
 
@@ -235,52 +240,83 @@ func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView
 			return true, t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
 		}
 	}
-	if t.remove(alias) && !other.Present() {
+	if !t.remove(alias) {
+		return false, nil
+	}
+	if !other.Present() {
 		// The remote peer went away: unplug the cable.
 		return false, t.park.SetUp(mine.ParkedIndex, false)
+	}
+	// The peer came to this node: its ends are stitched here. Make sure
+	// the tunnel did not take this end's side of the stitch.
+	if !t.stitched(mine.ParkedIndex, other.ParkedIndex) {
+		return false, t.park.Stitch(mine.ParkedIndex, other.ParkedIndex)
 	}
 	return false, nil
 }
 
 // repairRegistry re-registers this node's ends the registry lost, and
 // withdraws ends it holds for this node whose attachment is gone (a DEL
-// that could not reach the agent, a node that rebooted). It runs without
-// the local lock, so it checks again first: an ADD may have registered an
-// end since the registry was read, and a withdrawal names the attachment,
-// so it never removes a later registration.
+// that could not reach the agent, a node that rebooted). Its writes go
+// through the queue, behind the plugin's, and each checks again when its
+// turn comes: an ADD may have registered the end since the registry was
+// read, a DEL may have removed its attachment, and a withdrawal names the
+// attachment, so it never removes a later registration.
 func (a *Agent) repairRegistry(ctx context.Context, p *plan, view *registryView) error {
 	for _, end := range p.lost {
-		cur, err := a.reg.End(ctx, end.Pod, end.IfName)
+		err := a.write(ctx, func(ctx context.Context) error {
+			if cur, err := a.reg.End(ctx, end.Pod, end.IfName); err != nil || cur != nil {
+				return err
+			}
+			here, err := a.attachmentHere(ctx, end.Attachment)
+			if err != nil || !here {
+				return err
+			}
+			a.log.Info("re-registering an end the registry had lost", "pod", end.Pod, "interface", end.IfName)
+			return a.reg.RegisterEnds(ctx, []*store.EndRecord{end})
+		})
 		if err != nil {
 			return err
 		}
-		if cur != nil {
-			view.ends[endKey(end.Pod, end.IfName)] = cur
-			continue
-		}
-		if err := a.reg.RegisterEnds(ctx, []*store.EndRecord{end}); err != nil {
-			return err
-		}
-		view.ends[endKey(end.Pod, end.IfName)] = end
-		a.log.Info("re-registered an end the registry had lost", "pod", end.Pod, "interface", end.IfName)
 	}
 	for _, e := range p.stale {
-		cur, err := a.reg.End(ctx, e.Pod, e.IfName)
+		err := a.write(ctx, func(ctx context.Context) error {
+			cur, err := a.reg.End(ctx, e.Pod, e.IfName)
+			if err != nil || cur == nil || cur.Node != a.cfg.Node || cur.Attachment != e.Attachment {
+				// Withdrawn already (by the DEL that made it stale) or
+				// replaced since the registry was read.
+				return err
+			}
+			a.log.Info("withdrawing an end whose attachment is gone", "pod", e.Pod, "interface", e.IfName)
+			return a.reg.UnregisterEnds(ctx, a.cfg.Node, e.Attachment, e.Pod, []string{e.IfName})
+		})
 		if err != nil {
-			return err
-		}
-		if cur == nil || cur.Node != a.cfg.Node || cur.Attachment != e.Attachment {
-			// Withdrawn already (by the DEL that made it stale) or
-			// replaced since the registry was read.
-			continue
-		}
-		if err := a.reg.UnregisterEnds(ctx, a.cfg.Node, e.Attachment, e.Pod, []string{e.IfName}); err != nil {
 			return err
 		}
 		delete(view.ends, endKey(e.Pod, e.IfName))
-		a.log.Info("withdrew an end whose attachment is gone", "pod", e.Pod, "interface", e.IfName)
 	}
 	return nil
+}
+
+// write queues op behind the plugin's writes and waits for its outcome.
+func (a *Agent) write(ctx context.Context, op func(context.Context) error) error {
+	select {
+	case err := <-a.writes.enqueue(op).done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// attachmentHere reports whether the local store still records key.
+func (a *Agent) attachmentHere(ctx context.Context, key store.AttachmentKey) (bool, error) {
+	st, err := store.OpenLocal(a.cfg.StoreDir)
+	if err != nil {
+		return false, err
+	}
+	defer st.Close()
+	att, err := st.Attachment(ctx, key)
+	return att != nil, err
 }
 
 // releaseUnused frees the VNIs of links that no registered end declares

@@ -35,10 +35,11 @@ func tunnelName(vni uint32) string { return "rvx" + strconv.FormatUint(uint64(vn
 
 // underlay is where this node's tunnels send from.
 type underlay struct {
-	ns  ns.NetNS
-	dev string
-	ip  net.IP
-	mtu int
+	ns    ns.NetNS
+	dev   string
+	index int // dev's ifindex
+	ip    net.IP
+	mtu   int
 }
 
 // underlay resolves the node's VTEP: the configured device and address, or
@@ -75,7 +76,7 @@ func (a *Agent) underlay() (*underlay, error) {
 	if mtu == 0 {
 		mtu = dev.Attrs().MTU - link.Overhead(ip)
 	}
-	return &underlay{ns: nodeNS, dev: dev.Attrs().Name, ip: ip, mtu: mtu}, nil
+	return &underlay{ns: nodeNS, dev: dev.Attrs().Name, index: dev.Attrs().Index, ip: ip, mtu: mtu}, nil
 }
 
 func defaultRouteDev(h *netlink.Handle) (netlink.Link, error) {
@@ -162,9 +163,11 @@ func (t *tunnels) ensure(ctx context.Context, alias string, vni uint32, node *st
 		return fmt.Errorf("node %s has no valid VTEP (%q)", node.Name, node.VTEP)
 	}
 	cur := t.byAlias[alias]
-	if cur != nil && (cur.VxlanId != int(vni) || !cur.Group.Equal(remote) || cur.Port != t.port) {
-		// The peer moved to another node (or the VNI changed): replace it,
-		// now, as the new one may take its name.
+	if cur != nil && (cur.VxlanId != int(vni) || !cur.Group.Equal(remote) || cur.Port != t.port ||
+		!cur.SrcAddr.Equal(t.under.ip) || cur.VtepDevIndex != t.under.index) {
+		// The peer moved to another node, the VNI changed, or this node's
+		// underlay did (the agent restarted with another --vtep-ip):
+		// replace it, now, as the new one may take its name.
 		delete(t.byAlias, alias)
 		if err := t.delete(cur); err != nil {
 			return err
@@ -193,7 +196,8 @@ func (t *tunnels) ensure(ctx context.Context, alias string, vni uint32, node *st
 			return err
 		}
 		index = v.End.Index
-		t.byAlias[alias] = &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name, Alias: alias}, VxlanId: int(vni), Group: remote, Port: t.port}
+		t.byAlias[alias] = &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name, Alias: alias},
+			VxlanId: int(vni), Group: remote, Port: t.port, SrcAddr: t.under.ip, VtepDevIndex: t.under.index}
 	}
 	if !t.stitched(parked, index) {
 		if err := t.park.Stitch(parked, index); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ratchet-cni/ratchet/pkg/store"
@@ -22,6 +23,9 @@ import (
 type write struct {
 	op   func(context.Context) error
 	done chan error
+	// abandoned: whoever queued it no longer wants it made (an ADD that
+	// gave up); it is dropped unless it went through already.
+	abandoned atomic.Bool
 }
 
 // report sends an outcome to whoever waits for it, if anyone still does.
@@ -44,8 +48,8 @@ func newWriter(timeout time.Duration) *writer {
 	return &writer{kick: make(chan struct{}, 1), timeout: timeout}
 }
 
-// enqueue adds op and returns where its outcome will be sent.
-func (w *writer) enqueue(op func(context.Context) error) <-chan error {
+// enqueue adds op and returns it; its outcome is sent on its done.
+func (w *writer) enqueue(op func(context.Context) error) *write {
 	wr := &write{op: op, done: make(chan error, 1)}
 	w.mu.Lock()
 	w.queue = append(w.queue, wr)
@@ -54,7 +58,7 @@ func (w *writer) enqueue(op func(context.Context) error) <-chan error {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	return wr.done
+	return wr
 }
 
 // pending reports how many writes wait.
@@ -84,9 +88,12 @@ func (w *writer) run(ctx context.Context, onErr func(error)) {
 			}
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, w.timeout)
-		err := head.op(cctx)
-		cancel()
+		var err error
+		if !head.abandoned.Load() {
+			cctx, cancel := context.WithTimeout(ctx, w.timeout)
+			err = head.op(cctx)
+			cancel()
+		}
 		if err != nil && errors.Is(err, store.ErrUnavailable) {
 			head.report(err) // the waiting ADD, if any, gives up; the write stays
 			select {

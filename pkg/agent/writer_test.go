@@ -37,10 +37,10 @@ func TestWriterKeepsOrderAndRetries(t *testing.T) {
 		return nil
 	}
 	bad := errors.New("value too large")
-	first := w.enqueue(record("first"))
-	retried := w.enqueue(flaky)
+	first := w.enqueue(record("first")).done
+	retried := w.enqueue(flaky).done
 	w.enqueue(func(context.Context) error { return bad })
-	last := w.enqueue(record("last"))
+	last := w.enqueue(record("last")).done
 
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -62,5 +62,41 @@ func TestWriterKeepsOrderAndRetries(t *testing.T) {
 	}
 	if n := w.pending(); n != 0 {
 		t.Fatalf("%d writes still pending", n)
+	}
+}
+
+// A write abandoned by whoever queued it (an ADD that gave up) is not made
+// once etcd is back.
+func TestWriterDropsAbandonedWrites(t *testing.T) {
+	w := newWriter(time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.run(ctx, func(error) {})
+	var mu sync.Mutex
+	made := false
+	down := true
+	wr := w.enqueue(func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return fmt.Errorf("%w: etcd down", store.ErrUnavailable)
+		}
+		made = true
+		return nil
+	})
+	if err := <-wr.done; !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("first outcome %v, want unavailable", err)
+	}
+	wr.abandoned.Store(true)
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	if err := <-w.enqueue(func(context.Context) error { return nil }).done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if made {
+		t.Fatal("an abandoned write was made once etcd was back")
 	}
 }

@@ -38,8 +38,15 @@ func Open(ctx context.Context, st store.Topology, storeDir string, create bool) 
 	}
 	if path != "" {
 		park, err := ns.GetNS(path)
-		if err == nil || !create {
-			return park, err
+		if err == nil {
+			return park, nil
+		}
+		var gone ns.NSPathNotExistErr
+		if !create && errors.As(err, &gone) {
+			return nil, ErrNone // recorded before a reboot: gone with it
+		}
+		if !create {
+			return nil, err
 		}
 	}
 	if !create {
