@@ -22,7 +22,6 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 	"github.com/ratchet-cni/ratchet/internal/testutil/etcdtest"
 	"github.com/ratchet-cni/ratchet/pkg/agent"
-	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 	"github.com/ratchet-cni/ratchet/pkg/store/etcdstore"
 )
@@ -75,13 +74,7 @@ func (e *etcdProcess) start() { e.m.Restart(e.t, true) }
 // parkingOf opens node n's parking namespace.
 func parkingOf(t *testing.T, n *node) ns.NetNS {
 	t.Helper()
-	st, err := store.OpenLocal(n.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path, _ := st.Meta(context.Background(), "parking-netns")
-	st.Close()
-	park, err := ns.GetNS(path)
+	park, err := ns.GetNS(testutil.ParkingPath(n.dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,26 +145,13 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 			dir: t.TempDir(), socket: filepath.Join(t.TempDir(), "ratchetd.sock")}
 		all = append(all, n.ns)
 		c.nodes = append(c.nodes, n)
-		t.Cleanup(func() { removeParking(n.dir) })
+		t.Cleanup(func() { testutil.RemoveParking(n.dir) })
 	}
 	testutil.LAN(t, all...)
 	for _, n := range c.nodes {
 		c.startAgent(n)
 	}
 	return c
-}
-
-// removeParking deletes the parking netns a node's store created.
-func removeParking(dir string) {
-	st, err := store.OpenLocal(dir)
-	if err != nil {
-		return
-	}
-	path, _ := st.Meta(context.Background(), "parking-netns")
-	st.Close()
-	if path != "" {
-		_ = link.DeleteNamedNetns(filepath.Base(path))
-	}
 }
 
 // startAgent runs n's agent in this process, acting on n's namespace.
@@ -328,12 +308,7 @@ func podLink(name, ip, peer, peerIf string) map[string]any {
 // tunnels lists the tunnel netdevs in node n's parking namespace.
 func (c *cluster) tunnels(n *node) map[string]int {
 	c.t.Helper()
-	st, err := store.OpenLocal(n.dir)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	path, _ := st.Meta(context.Background(), "parking-netns")
-	st.Close()
+	path := testutil.ParkingPath(n.dir)
 	out := map[string]int{}
 	if path == "" {
 		return out

@@ -11,7 +11,6 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/ratchet-cni/ratchet/internal/testutil"
-	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 )
 
@@ -32,15 +31,7 @@ func plugin(t *testing.T, cmd, dir, pod string, n ns.NetNS, annotation string) {
 
 func TestLinksShowsStates(t *testing.T) {
 	dir := t.TempDir()
-	t.Cleanup(func() {
-		if st, err := store.OpenLocal(dir); err == nil {
-			path, _ := st.Meta(context.Background(), "parking-netns")
-			st.Close()
-			if path != "" {
-				_ = link.DeleteNamedNetns(filepath.Base(path))
-			}
-		}
-	})
+	t.Cleanup(func() { testutil.RemoveParking(dir) })
 	r1, r2 := testutil.NewNS(t), testutil.NewNS(t)
 	plugin(t, "ADD", dir, "r1", r1, `[{"name":"e1","peer":{"pod":"r2","name":"w1"}}]`)
 	plugin(t, "ADD", dir, "r2", r2, `[{"name":"w1","peer":{"pod":"r1","name":"e1"}},{"name":"e2","peer":{"pod":"r3","name":"w1"}}]`)
@@ -64,8 +55,8 @@ func TestLinksShowsStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs, _ := st.LinksOf(context.Background(), "lab/r1")
-	path, _ := st.Meta(context.Background(), "parking-netns")
 	st.Close()
+	path := testutil.ParkingPath(dir)
 	parked := recs[0].Ends[0].Parked
 	if recs[0].Ends[1].Pod == "lab/r1" {
 		parked = recs[0].Ends[1].Parked

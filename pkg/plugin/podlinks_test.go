@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ratchet-cni/ratchet/internal/testutil"
-	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 )
 
@@ -35,30 +34,12 @@ type podEnv struct {
 
 func newPodEnv(t *testing.T) *podEnv {
 	e := &podEnv{t: t, dir: t.TempDir(), pods: map[string]ns.NetNS{}, starts: map[string]int{}}
-	t.Cleanup(func() { removeParking(t, e.dir) })
+	t.Cleanup(func() { testutil.RemoveParking(e.dir) })
 	return e
 }
 
-// removeParking deletes the parking netns a test's store created.
-func removeParking(t testing.TB, dir string) {
-	st, err := store.OpenLocal(dir)
-	if err != nil {
-		return
-	}
-	path, _ := st.Meta(context.Background(), "parking-netns")
-	st.Close()
-	if path != "" {
-		_ = link.DeleteNamedNetns(filepath.Base(path))
-	}
-}
-
 func (e *podEnv) parking() ns.NetNS {
-	st, err := store.OpenLocal(e.dir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	path, _ := st.Meta(context.Background(), "parking-netns")
-	st.Close()
+	path := testutil.ParkingPath(e.dir)
 	n, err := ns.GetNS(path)
 	if err != nil {
 		e.t.Fatalf("parking netns %q: %v", path, err)

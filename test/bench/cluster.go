@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/pkg/agentapi"
+	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // etcdBinary is Debian's etcd (package etcd-server), which make deps
@@ -59,7 +60,7 @@ func (b *bench) startCluster() (*clusterEnv, error) {
 	// Node A's agent reaches etcd at node A's own address, which goes
 	// through lo.
 	for _, n := range c.nodes {
-		if err := loUp(n); err != nil {
+		if err := link.SetLoopbackUp(n.Path); err != nil {
 			return nil, err
 		}
 	}
@@ -115,19 +116,6 @@ func (c *clusterEnv) start(b *bench, n *nsRef, logFile, bin string, args ...stri
 	}
 	c.procs = append(c.procs, cmd)
 	return nil
-}
-
-func loUp(n *nsRef) error {
-	h, err := handleIn(n)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	return h.LinkSetUp(lo)
 }
 
 // waitHealthy waits until the agent at socket answers and reaches etcd.
