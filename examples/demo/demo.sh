@@ -200,6 +200,8 @@ echo "-- ADD m1 on node-a, m2 on node-b: m1's e1 $(ip -n "${MN[0]}" -o link show
 wait_carrier "${MN[0]}" e1
 echo "-- node-a's parking netns holds the tunnel: $(ip -n "$PARK_A" -d -o link show type vxlan | grep -o 'rvx[0-9]*\|vxlan id [0-9]* remote [0-9.]*' | tr '\n' ' ')"
 ping_from "${MN[0]}" 203.0.113.66 "m1 (node-a) -> m2 (node-b) (pod link over VXLAN)"
+echo "-- ratchetctl links on node-a:"
+"$RATCHETCTL" links --store "$STATE/node-a-pods" | sed -n '/^STATE/,$p' | sed 's/^/     /'
 idx_m1=$(ip -n "${MN[0]}" -o link show e1 | cut -d: -f1)
 mn_pod DEL b 2
 ip netns del "${MN[1]}"; ip netns add "${MN[1]}"
