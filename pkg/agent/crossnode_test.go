@@ -19,6 +19,26 @@ import (
 	"github.com/ratchet-cni/ratchet/pkg/store/etcdstore"
 )
 
+// linkedPair starts pods a on na and b on nb, linked by pair(), and waits
+// for the agents.
+func (c *cluster) linkedPair(na, nb *node) (a, b *pod) {
+	c.t.Helper()
+	annA, annB := pair()
+	a, b = c.add("a", na, annA), c.add("b", nb, annB)
+	c.settle()
+	return a, b
+}
+
+// tunnel returns node n's tunnel netdev called name.
+func (c *cluster) tunnel(t *testing.T, n *node, name string) *netlink.Vxlan {
+	t.Helper()
+	l, err := testutil.Handle(t, parkingOf(t, n)).LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.(*netlink.Vxlan)
+}
+
 // linkStates is what ratchetctl links shows on node n.
 func linkStates(t *testing.T, n *node) []string {
 	t.Helper()
@@ -103,10 +123,8 @@ func TestCrossNodeLink(t *testing.T) {
 func TestCrossNodePeerRestartsAndMoves(t *testing.T) {
 	c := newCluster(t, 3, startEtcd(t))
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
-	annA, annB := pair()
-	a := c.add("a", n1, annA)
-	c.add("b", n2, annB)
-	c.settle()
+	_, annB := pair()
+	a, _ := c.linkedPair(n1, n2)
 	testutil.MustPing(t, a.ns, "198.51.100.2")
 	index, _, _ := ifindex(t, a, "e1")
 
@@ -157,10 +175,8 @@ func TestCrossNodePeerRestartsAndMoves(t *testing.T) {
 func TestCrossNodeLateDelFromOldNode(t *testing.T) {
 	c := newCluster(t, 3, startEtcd(t))
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
-	annA, annB := pair()
-	a := c.add("a", n1, annA)
-	c.add("b", n2, annB)
-	c.settle()
+	_, annB := pair()
+	a, _ := c.linkedPair(n1, n2)
 	old := *c.pods["b"]
 	b := c.add("b", n3, annB) // b's new sandbox, before node2's DEL
 	c.settle()
@@ -180,17 +196,10 @@ func TestAgentRestartDisturbsNothing(t *testing.T) {
 	// On the kernel's old VXLAN port, to show vxlan.port is honoured.
 	c := newCluster(t, 2, startEtcd(t), clusterOpts{port: 8472})
 	n1, n2 := c.nodes[0], c.nodes[1]
-	annA, annB := pair()
-	a := c.add("a", n1, annA)
-	c.add("b", n2, annB)
-	c.settle()
+	a, _ := c.linkedPair(n1, n2)
 	before1, before2 := c.tunnels(n1), c.tunnels(n2)
 	for name := range before1 {
-		l, err := testutil.Handle(t, parkingOf(t, n1)).LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if port := l.(*netlink.Vxlan).Port; port != 8472 {
+		if port := c.tunnel(t, n1, name).Port; port != 8472 {
 			t.Fatalf("tunnel %s on port %d, want vxlan.port 8472", name, port)
 		}
 	}
@@ -217,10 +226,7 @@ func TestAgentRestartDisturbsNothing(t *testing.T) {
 func TestAgentRepairsDrift(t *testing.T) {
 	c := newCluster(t, 2, startEtcd(t))
 	n1, n2 := c.nodes[0], c.nodes[1]
-	annA, annB := pair()
-	a := c.add("a", n1, annA)
-	c.add("b", n2, annB)
-	c.settle()
+	a, _ := c.linkedPair(n1, n2)
 	// Someone deletes node1's tunnel and b's registration vanishes.
 	park := parkingOf(t, n1)
 	for name := range c.tunnels(n1) {
@@ -304,10 +310,7 @@ func (c *cluster) endAttachment(t *testing.T, pod, ifName string) (key storeKey)
 // agent's watch sees, so a needless one would keep them all busy.
 func TestIdleAgentsWriteNothing(t *testing.T) {
 	c := newCluster(t, 3, startEtcd(t))
-	annA, annB := pair()
-	c.add("a", c.nodes[0], annA)
-	c.add("b", c.nodes[1], annB)
-	c.settle()
+	c.linkedPair(c.nodes[0], c.nodes[1])
 	revision := func() int64 {
 		resp, err := c.nodes[0].reg.Client().Get(context.Background(), "idle-probe")
 		if err != nil {
@@ -327,21 +330,14 @@ func TestIdleAgentsWriteNothing(t *testing.T) {
 // larger encapsulation (1500 - 70).
 func TestCrossNodeLinkOverIPv6(t *testing.T) {
 	c := newCluster(t, 2, startEtcd(t), clusterOpts{ipv6: true})
-	annA, annB := pair()
-	a := c.add("a", c.nodes[0], annA)
-	b := c.add("b", c.nodes[1], annB)
-	c.settle()
+	a, b := c.linkedPair(c.nodes[0], c.nodes[1])
 	if _, mtu, _ := ifindex(t, a, "e1"); mtu != 1430 {
 		t.Fatalf("a's e1 MTU %d over an IPv6 underlay, want 1500-70", mtu)
 	}
 	testutil.MustPing(t, a.ns, "198.51.100.2")
 	testutil.MustPing(t, b.ns, "198.51.100.1")
 	for name := range c.tunnels(c.nodes[0]) {
-		l, err := testutil.Handle(t, parkingOf(t, c.nodes[0])).LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if remote := l.(*netlink.Vxlan).Group; remote.String() != "2001:db8:ffff::2" {
+		if remote := c.tunnel(t, c.nodes[0], name).Group; remote.String() != "2001:db8:ffff::2" {
 			t.Fatalf("tunnel %s remote %v, want node2's IPv6 VTEP", name, remote)
 		}
 	}
@@ -353,10 +349,8 @@ func TestCrossNodeLinkOverIPv6(t *testing.T) {
 func TestPeerOnThisNodeWinsOverAStaleRegistry(t *testing.T) {
 	c := newCluster(t, 2, startEtcd(t))
 	n1, n2 := c.nodes[0], c.nodes[1]
-	annA, annB := pair()
-	a := c.add("a", n1, annA)
-	c.add("b", n2, annB)
-	c.settle()
+	_, annB := pair()
+	a, _ := c.linkedPair(n1, n2)
 	stale, err := n2.reg.End(context.Background(), "lab/b", "w1")
 	if err != nil || stale == nil {
 		t.Fatalf("b's end: %v, %v", stale, err)
