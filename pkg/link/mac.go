@@ -1,10 +1,16 @@
 package link
 
 import (
-	"crypto/rand"
+	"fmt"
+	"io"
 	"net"
+	"os"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ratchet-cni/ratchet/internal/sha256"
 )
 
 // fillMAC gives end a random MAC when it has none, so the caller learns the
@@ -39,11 +45,28 @@ func RandomName(prefix string) string {
 // as crypto/rand does in the end. A plugin process asks for a few bytes
 // once; crypto/rand's first call sets up its vDSO state first (a syscall
 // and a mapping), which cost more than the call itself: 2 - 3 % of ADD's
-// own work. Requests of up to 256 bytes are never cut short; anything
-// unexpected falls back to crypto/rand.
+// own work. And crypto/rand, like every crypto package since Go 1.24,
+// brings the FIPS 140-3 module's initialisers into every exec (see
+// internal/sha256). Requests of up to 256 bytes are never cut short; a
+// kernel without getrandom (before 3.17) is served from /dev/urandom.
 func randomBytes(b []byte) {
 	if n, err := unix.Getrandom(b, 0); err == nil && n == len(b) {
 		return
 	}
-	_, _ = rand.Read(b)
+	if f, err := os.Open("/dev/urandom"); err == nil {
+		defer f.Close()
+		if _, err := io.ReadFull(f, b); err == nil {
+			return
+		}
+	}
+	// Neither failing is known on Linux. Should both, names and MACs need
+	// to be unique, not secret: derive them from the process, the time and
+	// a count.
+	for i := 0; i < len(b); i += sha256.Size {
+		seed := fmt.Sprintf("%d/%d/%d", os.Getpid(), time.Now().UnixNano(), fallbackCount.Add(1))
+		sum := sha256.Sum256([]byte(seed))
+		copy(b[i:], sum[:])
+	}
 }
+
+var fallbackCount atomic.Uint64

@@ -7,7 +7,6 @@ package parking
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 )

@@ -1,10 +1,10 @@
 package plugin
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 
+	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/store"
 )

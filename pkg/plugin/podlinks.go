@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/ratchet-cni/ratchet/internal/fault"
+	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 	"github.com/ratchet-cni/ratchet/pkg/netconf"
 	"github.com/ratchet-cni/ratchet/pkg/store"
