@@ -76,7 +76,11 @@ func OpenLocal(dir string) (*Local, error) {
 	// boot the page cache survives any process crash, and bbolt's
 	// copy-on-write pages keep a killed writer's half-done transaction
 	// invisible. So fsync would buy nothing and cost two flushes per ADD.
-	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// The freelist is written with each commit (no NoFreelistSync): without
+	// it, bbolt rebuilds the list by walking every page at the first write
+	// of each process, and every ADD and DEL would cost in proportion to
+	// the node's state (0.84 ms instead of 0.14 ms at 5000 attachments).
+	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
