@@ -29,10 +29,16 @@ func RandomMAC() net.HardwareAddr {
 	return mac
 }
 
-// RandomName returns prefix followed by random hex digits, at most 15 bytes
-// in all: a temporary interface name that cannot collide by accident.
+// RandomName returns prefix followed by random hex digits, 15 bytes in all
+// (the longest interface name): a temporary name that cannot collide by
+// accident. Of a prefix longer than 11 bytes only the first 11 are kept, so
+// that at least 4 digits are random.
 func RandomName(prefix string) string {
 	const hexdigits = "0123456789abcdef"
+	const maxPrefix = 15 - 4
+	if len(prefix) > maxPrefix {
+		prefix = prefix[:maxPrefix]
+	}
 	b := make([]byte, 15-len(prefix))
 	randomBytes(b)
 	for i := range b {
@@ -41,17 +47,23 @@ func RandomName(prefix string) string {
 	return prefix + string(b)
 }
 
-// randomBytes fills b from the kernel's CSPRNG with one getrandom(2) call,
-// as crypto/rand does in the end. A plugin process asks for a few bytes
-// once; crypto/rand's first call sets up its vDSO state first (a syscall
-// and a mapping), which cost more than the call itself: 2 - 3 % of ADD's
-// own work. And crypto/rand, like every crypto package since Go 1.24,
-// brings the FIPS 140-3 module's initialisers into every exec (see
-// internal/sha256). Requests of up to 256 bytes are never cut short; a
-// kernel without getrandom (before 3.17) is served from /dev/urandom.
+// randomBytes fills b from the kernel's CSPRNG, the source crypto/rand
+// reads too, through x/sys/unix's Getrandom (the vDSO's getrandom where the
+// kernel has one). Not crypto/rand itself: since Go 1.24 any crypto
+// package brings the FIPS 140-3 module's initialisers and a 32 MiB buffer
+// into every exec of the plugin (see internal/sha256). Requests of up to
+// 256 bytes are never cut short; a signal can interrupt one made before
+// the kernel's pool is ready, and a kernel without getrandom (before 3.17)
+// is served from /dev/urandom.
 func randomBytes(b []byte) {
-	if n, err := unix.Getrandom(b, 0); err == nil && n == len(b) {
-		return
+	for {
+		n, err := unix.Getrandom(b, 0)
+		if err == nil && n == len(b) {
+			return
+		}
+		if err != unix.EINTR {
+			break
+		}
 	}
 	if f, err := os.Open("/dev/urandom"); err == nil {
 		defer f.Close()
@@ -69,4 +81,6 @@ func randomBytes(b []byte) {
 	}
 }
 
+// fallbackCount tells apart the seeds of fallback draws made by one
+// process within one clock tick.
 var fallbackCount atomic.Uint64
