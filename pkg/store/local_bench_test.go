@@ -28,9 +28,10 @@ func BenchmarkOpenWriteClose(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			st.Close()
+			if err := st.Close(); err != nil {
+				b.Fatal(err)
+			}
 			key := store.AttachmentKey{Network: "net", ContainerID: "probe", IfName: "eth0"}
-			b.ResetTimer()
 			for b.Loop() {
 				st, err := store.OpenLocal(dir)
 				if err != nil {
@@ -42,7 +43,9 @@ func BenchmarkOpenWriteClose(b *testing.B) {
 				if err := st.DeleteAttachment(ctx, key); err != nil {
 					b.Fatal(err)
 				}
-				st.Close()
+				if err := st.Close(); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
