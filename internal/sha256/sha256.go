@@ -7,9 +7,9 @@
 // no security role there. Since Go 1.24 crypto/sha256 brings in the FIPS
 // 140-3 module: its package initialisers and a 32 MiB .noptrbss scratch
 // buffer for its entropy source. In a process that lives a few
-// milliseconds that costs about 0.19 ms per exec here, a tenth of a VERSION
-// call (docs/performance.md). This package gives the same digests; its
-// tests check them against crypto/sha256.
+// milliseconds that costs 9 % of a trivial Go binary's exec here
+// (docs/performance.md, "Latest figures"). This package gives the same
+// digests; its tests check them against crypto/sha256.
 package sha256
 
 import (
