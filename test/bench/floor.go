@@ -151,10 +151,10 @@ func floorVxlan(node, pod *nsRef, vni int) error {
 
 // floorPodLinks is the kernel work of a pod's ADD with n pod links: for
 // each, a veth between the pod and the parking namespace (the parked end
-// down while its peer is absent), and, when the peer's parked ends are
-// given, the stitch (an ingress qdisc and a u32 mirred redirect on each
-// parked end) and the peer's parked end set up. It returns the parked
-// ends' ifindexes.
+// born down), and, when the peer's parked ends are given, the stitch (an
+// ingress qdisc and a u32 mirred redirect on each parked end); then, as
+// ratchet does once every end is made, both parked ends of each stitched
+// pair set up. It returns the parked ends' ifindexes.
 func floorPodLinks(pod, park *nsRef, spec podLinkSpec, side int, peerParked []int) ([]int, error) {
 	hp, err := handleIn(pod)
 	if err != nil {
@@ -171,7 +171,7 @@ func floorPodLinks(pod, park *nsRef, spec podLinkSpec, side int, peerParked []in
 	for i := 0; i < spec.n; i++ {
 		idx, err := floorVeth(hp, hk,
 			vethEnd{ns: pod, name: spec.ifname(side, i), addrs: spec.addrs(side, i)},
-			vethEnd{ns: park, name: link.RandomName("rp"), down: !joined}, "floor:")
+			vethEnd{ns: park, name: link.RandomName("rp"), down: true}, "floor:")
 		if err != nil {
 			return nil, err
 		}
@@ -182,8 +182,14 @@ func floorPodLinks(pod, park *nsRef, spec podLinkSpec, side int, peerParked []in
 					return nil, err
 				}
 			}
-			if err := hk.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: peerParked[i]}}); err != nil {
-				return nil, err
+		}
+	}
+	if joined {
+		for i := range parked {
+			for _, idx := range []int{parked[i], peerParked[i]} {
+				if err := hk.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
