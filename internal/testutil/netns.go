@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
@@ -122,5 +123,27 @@ func MustPing(t testing.TB, n ns.NetNS, addr string) {
 	t.Helper()
 	if err := Ping(n, addr); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// WaitInNS waits until process pid has joined n. A process started as
+// `nsenter --net=N cmd` runs in the caller's namespace, the host's, until
+// nsenter has joined N: a test that hands its /proc/PID/ns/net to the code
+// under test must wait, or that code would change the host.
+func WaitInNS(t testing.TB, pid int, n ns.NetNS) {
+	t.Helper()
+	var want unix.Stat_t
+	if err := unix.Stat(n.Path(), &want); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		var got unix.Stat_t
+		err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &got)
+		if err == nil && got.Dev == want.Dev && got.Ino == want.Ino {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d did not join %s within 5 s (last error: %v)", pid, n.Path(), err)
+		}
 	}
 }

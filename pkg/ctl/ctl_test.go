@@ -95,6 +95,9 @@ func TestConnectByPidAndCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	// nsenter joins b only after it has started: until then its pid names
+	// the host's namespace, where the link must never go.
+	testutil.WaitInNS(t, sleeper.Process.Pid, b)
 	// -c is the namespace ratchetctl runs in: a.
 	mustCtl(t, a, "connect", "-c", "e1,198.51.100.1/24", "-p", fmt.Sprintf("%d,e2,198.51.100.2/24", sleeper.Process.Pid))
 	testutil.MustPing(t, a, "198.51.100.2")

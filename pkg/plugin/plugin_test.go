@@ -171,6 +171,7 @@ func TestDelIsIdempotent(t *testing.T) {
 		if err := sleeper.Start(); err != nil {
 			t.Fatal(err)
 		}
+		testutil.WaitInNS(t, sleeper.Process.Pid, pod)
 		conf := confJSON(t, "1.0.0", dir, map[string]any{"links": []any{vethTo("in1", "192.0.2.1/24", peer, "in2", "192.0.2.2/24")}})
 		mustRun(t, call{cmd: "ADD", netns: fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid), conf: conf})
 		_ = sleeper.Process.Kill()
