@@ -245,9 +245,10 @@ func stableMAC(pod, ifName string) net.HardwareAddr {
 // configuration, which walks the pod's whole IPv6 routing table for every
 // interface) runs in its linkwatch worker. Done link by link in the middle
 // of the ADD, that work competed with the ADD's own requests for the RTNL
-// lock: the second pod's ADD with 1024 links took 1.4 - 2.0 s, and 1.2 s
-// with the plugs last (docs/performance.md). A failed ADD no longer flaps
-// its peers' cables either.
+// lock: the second pod's ADD with 1024 links took 1.37 - 1.44 s, and
+// 1.14 - 1.19 s with the plugs last, the kernel floor's own time
+// (docs/performance.md). A failed ADD no longer flaps its peers' cables
+// either.
 func (p *podLinker) plugIn() error {
 	for _, pair := range p.plugs {
 		mine, other := pair[0], pair[1]
