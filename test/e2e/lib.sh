@@ -703,11 +703,24 @@ underlay_setup() {
 # exec`: see ratchetd_start).
 on_node() { nsenter --net="${NODE_NETNS[$1]}" "${@:2}"; }
 
+# await_daemon PID WHAT LOG START_TS CHECK...: wait up to 10 s for CHECK to
+# succeed while PID runs; fail, pointing at LOG, if PID dies or time runs out.
+await_daemon() {
+  local pid=$1 what=$2 log=$3 t=$4 i
+  shift 4
+  for i in $(seq 1 200); do
+    "$@" && { elapsed "$what" "$t"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  fail "$what: not up (see $log)"
+}
+
 # etcd_start: Debian's etcd (one member, fast ticks) in the lan netns on
 # $ETCD_URL, its data under $W/etcd; on a restart, the same data. $ETCD_PID
 # is etcd's own PID (setsid and nsenter exec); etcd_stop kills it.
 etcd_start() {
-  local t i
+  local t
   t=$(ts)
   [ -x /usr/bin/etcd ] || fail "/usr/bin/etcd is missing (Debian package etcd-server)"
   setsid nsenter --net="/var/run/netns/$LAN_NS" /usr/bin/etcd --name e2e --data-dir "$W/etcd" \
@@ -717,13 +730,9 @@ etcd_start() {
     --heartbeat-interval 10 --election-timeout 100 --logger zap --log-level warn >>"$W/logs/etcd.log" 2>&1 &
   ETCD_PID=$!
   disown "$ETCD_PID" # no "Killed" notice from bash when we kill it
-  for i in $(seq 1 100); do
-    ETCDCTL_WAIT=200ms etcdctl endpoint health >/dev/null 2>&1 && { elapsed "etcd start" "$t"; return 0; }
-    kill -0 "$ETCD_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  fail "etcd did not start (see $W/logs/etcd.log)"
+  await_daemon "$ETCD_PID" "etcd start" "$W/logs/etcd.log" "$t" etcd_healthy
 }
+etcd_healthy() { ETCDCTL_WAIT=200ms etcdctl endpoint health >/dev/null 2>&1; }
 # etcd_stop [SIGNAL]: stop our etcd by its PID (SIGTERM, or e.g. KILL).
 etcd_stop() {
   [ -n "$ETCD_PID" ] || return 0
@@ -769,18 +778,13 @@ parking_of_nodes() {
 # would live only as long as that private mount namespace, so the plugin
 # runs on a node with `nsenter --net` (on_node), as containerd runs there.
 ratchetd_start() {
-  local n=$1 conf=$2 t sock i
+  local n=$1 conf=$2 t sock
   t=$(ts)
   sock=$(jq -r '(.plugins // [.])[] | select(.type == "ratchet") | .store.agentSocket' "$conf")
   setsid ip netns exec "${NODE_NS[$n]}" "$BIN/ratchetd" --config "$conf" --resync 2s --log-level debug \
     >>"$W/logs/ratchetd-node$n.log" 2>&1 &
   AGENT_PID[n]=$!
-  for i in $(seq 1 100); do
-    [ -S "$sock" ] && { elapsed "ratchetd start on node$n" "$t"; return 0; }
-    kill -0 "${AGENT_PID[n]}" 2>/dev/null || break
-    sleep 0.05
-  done
-  fail "ratchetd did not start on node$n (see $W/logs/ratchetd-node$n.log)"
+  await_daemon "${AGENT_PID[n]}" "ratchetd start on node$n" "$W/logs/ratchetd-node$n.log" "$t" test -S "$sock"
 }
 # ratchetd_stop I: stop node I's agent by its PID.
 ratchetd_stop() {
