@@ -47,8 +47,8 @@ test: deps
 # Fuzz targets: the netconf, LinkSpec and annotation parsers, Ratchet's
 # legacy keys and CNI_ARGS (seed corpora in testdata/fuzz), and the SHA-256
 # that names netdevs against crypto/sha256.
-FUZZ_TARGETS := pkg/netconf:FuzzLoad pkg/netconf:FuzzLinkSpec pkg/topology:FuzzAnnotations \
-	pkg/topology:FuzzLegacyKeys pkg/topology:FuzzPodFromArgs internal/sha256:FuzzSameAsCryptoSHA256
+FUZZ_TARGETS := internal/netconf:FuzzLoad internal/netconf:FuzzLinkSpec internal/topology:FuzzAnnotations \
+	internal/topology:FuzzLegacyKeys internal/topology:FuzzPodFromArgs internal/sha256:FuzzSameAsCryptoSHA256
 FUZZTIME ?= 60s
 
 fuzz:

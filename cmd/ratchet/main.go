@@ -17,7 +17,7 @@ import (
 
 	// First, for its init: one P, set before the other packages' inits.
 	_ "github.com/ratchet-cni/ratchet/cmd/ratchet/internal/oneproc"
-	"github.com/ratchet-cni/ratchet/pkg/plugin"
+	"github.com/ratchet-cni/ratchet/internal/plugin"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".

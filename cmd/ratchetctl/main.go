@@ -7,7 +7,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/ratchet-cni/ratchet/pkg/ctl"
+	"github.com/ratchet-cni/ratchet/internal/ctl"
 )
 
 func init() {

@@ -7,7 +7,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/ratchet-cni/ratchet/pkg/agent"
+	"github.com/ratchet-cni/ratchet/internal/agent"
 )
 
 func init() {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"path/filepath"
 
+	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/pkg/link"
-	"github.com/ratchet-cni/ratchet/pkg/parking"
-	"github.com/ratchet-cni/ratchet/pkg/store"
 )
 
 // ParkingPath returns the path of the parking netns the local store in dir

@@ -14,7 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/ratchet-cni/ratchet/pkg/agentapi"
+	"github.com/ratchet-cni/ratchet/internal/agentapi"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 

@@ -1,0 +1,199 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ratchet-cni/ratchet/internal/netconf"
+	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
+)
+
+const usage = `ratchetd: ratchet's node agent for multi-node clusters (etcd store).
+
+It holds the node's etcd connection and a watch, answers the plugin on a
+unix socket, and makes VXLAN tunnels for pod links whose peers are on other
+nodes. Run one on each node, as root, in the node's network namespace.
+
+Usage: ratchetd [--config FILE] [flags]
+
+--config takes the CNI network config (.conf or .conflist) of the ratchet
+network: its store, node and vxlan settings. Flags override it.
+`
+
+// Main runs ratchetd with command-line args until SIGINT or SIGTERM and
+// returns its exit code.
+func Main(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ratchetd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	var (
+		configFile = fs.String("config", "", "CNI network config of the ratchet network")
+		node       = fs.String("node", "", "node name (default: the config's node.name, else the hostname)")
+		endpoints  = fs.String("etcd-endpoints", "", "etcd endpoints: comma-separated, or a JSON array")
+		prefix     = fs.String("prefix", "", "etcd key prefix (default /ratchet)")
+		ca         = fs.String("etcd-ca", "", "etcd CA certificate")
+		cert       = fs.String("etcd-cert", "", "etcd client certificate")
+		key        = fs.String("etcd-key", "", "etcd client key")
+		timeout    = fs.Duration("timeout", 0, "timeout of each etcd call (default 5s)")
+		storeDir   = fs.String("store-dir", "", "the node's local store, as the plugin's store.dir")
+		socket     = fs.String("socket", "", "unix socket for the plugin (default "+netconf.DefaultAgentSocket+")")
+		vtepDev    = fs.String("vtep-dev", "", "underlay device (default: the default route's)")
+		vtepIP     = fs.String("vtep-ip", "", "underlay address (default: the device's first)")
+		port       = fs.Int("vxlan-port", 0, "VXLAN UDP port (default 4789)")
+		vniRange   = fs.String("vni-range", "", "VNI range FIRST-LAST (default 5000-16777215)")
+		mtu        = fs.Int("mtu", 0, "tunnel MTU (default: the underlay's less 50, or 70 over IPv6)")
+		resync     = fs.Duration("resync", 30*time.Second, "how often to check every tunnel again")
+		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+	)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	conf := &netconf.NetConf{}
+	if *configFile != "" {
+		var err error
+		if conf, err = readNetConf(*configFile); err != nil {
+			fmt.Fprintln(stderr, "ratchetd:", err)
+			return 2
+		}
+	} else {
+		conf, _ = netconf.Decode([]byte(`{"type":"ratchet"}`))
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&conf.Node.Name, *node)
+	set(&conf.Store.Prefix, *prefix)
+	set(&conf.Store.Dir, *storeDir)
+	set(&conf.Store.AgentSocket, *socket)
+	set(&conf.Node.VtepDev, *vtepDev)
+	set(&conf.Node.VtepIP, *vtepIP)
+	set(&conf.VXLAN.VNIRange, *vniRange)
+	if *endpoints != "" {
+		eps, err := parseEndpoints(*endpoints)
+		if err != nil {
+			fmt.Fprintln(stderr, "ratchetd: --etcd-endpoints:", err)
+			return 2
+		}
+		conf.Store.Endpoints = eps
+	}
+	if *ca != "" || *cert != "" || *key != "" {
+		conf.Store.TLS = &netconf.TLS{CA: *ca, Cert: *cert, Key: *key}
+	}
+	if *timeout != 0 {
+		conf.Store.Timeout = timeout.String()
+	}
+	if *port != 0 {
+		conf.VXLAN.Port = *port
+	}
+	if *mtu != 0 {
+		conf.VXLAN.MTU = *mtu
+	}
+	conf.Store.Type = "etcd"
+	if err := netconf.ValidateAgent(conf); err != nil {
+		fmt.Fprintln(stderr, "ratchetd:", err)
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(stderr, "ratchetd: --log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	first, last, _ := netconf.ParseVNIRange(conf.VXLAN.VNIRange)
+	cfg := Config{
+		Node: conf.Node.Name, Prefix: conf.Store.Prefix,
+		VtepDev: conf.Node.VtepDev, VtepIP: net.ParseIP(conf.Node.VtepIP),
+		Port: conf.VXLAN.Port, MTU: conf.VXLAN.MTU,
+		VNIFirst: uint32(first), VNILast: uint32(last),
+		StoreDir: conf.Store.Dir, Socket: conf.Store.AgentSocket,
+		Resync: *resync, CallTimeout: conf.Store.CallTimeout(), Log: log,
+	}
+	ecfg := etcdstore.Config{Endpoints: conf.Store.Endpoints, Prefix: conf.Store.Prefix, Timeout: conf.Store.CallTimeout()}
+	if t := conf.Store.TLS; t != nil {
+		ecfg.CA, ecfg.Cert, ecfg.Key = t.CA, t.Cert, t.Key
+	}
+	reg, err := etcdstore.Open(ecfg)
+	if err != nil {
+		log.Error("etcd", "error", err)
+		return 1
+	}
+	defer reg.Close()
+	a, err := New(cfg, reg)
+	if err != nil {
+		log.Error("agent", "error", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx, nil); err != nil {
+		log.Error("agent", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// readNetConf reads the ratchet entry of a .conf or .conflist file.
+func readNetConf(path string) (*netconf.NetConf, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Plugins []json.RawMessage `json:"plugins"`
+	}
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, p := range list.Plugins {
+		var t struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(p, &t) == nil && t.Type == "ratchet" {
+			data = p
+			break
+		}
+	}
+	conf, err := netconf.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return conf, nil
+}
+
+// parseEndpoints reads a comma-separated list or a JSON array: the same
+// value can then feed the plugin's store.endpoints and this flag.
+func parseEndpoints(s string) ([]string, error) {
+	if strings.HasPrefix(strings.TrimSpace(s), "[") {
+		var eps []string
+		if err := json.Unmarshal([]byte(s), &eps); err != nil {
+			return nil, err
+		}
+		return eps, nil
+	}
+	var eps []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return eps, nil
+}

@@ -1,0 +1,110 @@
+// Package agentapi is the protocol between the plugin and ratchetd, the
+// node agent, over a unix socket: one JSON request and one JSON response
+// per connection. It is all the plugin links of the multi-node machinery,
+// so it stays small: no RPC framework, no HTTP.
+package agentapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/ratchet-cni/ratchet/internal/store"
+)
+
+// Operations.
+const (
+	// OpRegister records a pod's link ends in the cluster and returns the
+	// node's tunnel MTU.
+	OpRegister = "register"
+	// OpUnregister removes ends an attachment registered.
+	OpUnregister = "unregister"
+	// OpHealth answers whether the agent reaches the cluster store.
+	OpHealth = "health"
+)
+
+// Request is what the plugin asks.
+type Request struct {
+	Op string `json:"op"`
+	// Node and Prefix are the plugin's node.name and store.prefix: the agent
+	// refuses a request meant for another node or cluster.
+	Node   string `json:"node"`
+	Prefix string `json:"prefix"`
+	// Ends to register (OpRegister).
+	Ends []*store.EndRecord `json:"ends,omitempty"`
+	// Attachment, Pod and IfNames say which ends to unregister.
+	Attachment store.AttachmentKey `json:"attachment,omitzero"`
+	Pod        string              `json:"pod,omitempty"`
+	IfNames    []string            `json:"ifNames,omitempty"`
+}
+
+// Response is what the agent answers.
+type Response struct {
+	// Code is a CNI error code when the request failed (11: the cluster
+	// store is unreachable, try again later), with Error saying why.
+	Code  uint   `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+	// MTU is the node's tunnel MTU: what a pod link's interface gets when
+	// its spec sets none, so that it never changes when the peer moves
+	// between this node and another.
+	MTU int `json:"mtu,omitempty"`
+}
+
+// ErrUnreachable says the agent's socket did not answer.
+var ErrUnreachable = errors.New("ratchetd unreachable")
+
+// maxMessage bounds a message: a pod's ends at maxLinksPerPod fit well.
+const maxMessage = 8 << 20
+
+// Call sends req to the agent at socket and returns its response. A
+// response carrying an error is returned as a *CallError.
+func Call(ctx context.Context, socket string, req *Request) (*Response, error) {
+	// DialUnix, not a Dialer: it needs no resolver, which would add 0.3 MB
+	// to the plugin binary.
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, socket, err)
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, fmt.Errorf("%w at %s: send: %v", ErrUnreachable, socket, err)
+	}
+	resp := &Response{}
+	if err := json.NewDecoder(io.LimitReader(conn, maxMessage)).Decode(resp); err != nil {
+		return nil, fmt.Errorf("%w at %s: receive: %v", ErrUnreachable, socket, err)
+	}
+	if resp.Error != "" {
+		return resp, &CallError{Code: resp.Code, Msg: resp.Error}
+	}
+	return resp, nil
+}
+
+// CallError is a failure the agent reported.
+type CallError struct {
+	Code uint
+	Msg  string
+}
+
+func (e *CallError) Error() string { return e.Msg }
+
+// Serve answers one connection with handle; a server calls it per accepted
+// connection.
+func Serve(conn net.Conn, timeout time.Duration, handle func(*Request) *Response) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	req := &Request{}
+	var resp *Response
+	if err := json.NewDecoder(io.LimitReader(conn, maxMessage)).Decode(req); err != nil {
+		resp = &Response{Code: 6, Error: "undecodable request: " + err.Error()}
+	} else {
+		resp = handle(req)
+	}
+	_ = json.NewEncoder(conn).Encode(resp)
+}

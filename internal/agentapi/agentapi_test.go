@@ -1,0 +1,76 @@
+package agentapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ratchet-cni/ratchet/internal/agentapi"
+)
+
+// serve answers every connection on a fresh socket with handle.
+func serve(t *testing.T, handle func(*agentapi.Request) *agentapi.Response) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go agentapi.Serve(conn, time.Second, handle)
+		}
+	}()
+	return path
+}
+
+func TestCallAndServe(t *testing.T) {
+	path := serve(t, func(r *agentapi.Request) *agentapi.Response {
+		if r.Op == agentapi.OpHealth {
+			return &agentapi.Response{Code: 11, Error: "etcd down"}
+		}
+		return &agentapi.Response{MTU: 1450 + len(r.Ends)}
+	})
+	ctx := context.Background()
+	resp, err := agentapi.Call(ctx, path, &agentapi.Request{Op: agentapi.OpRegister, Node: "n1"})
+	if err != nil || resp.MTU != 1450 {
+		t.Fatalf("register: %+v, %v", resp, err)
+	}
+	_, err = agentapi.Call(ctx, path, &agentapi.Request{Op: agentapi.OpHealth})
+	var callErr *agentapi.CallError
+	if !errors.As(err, &callErr) || callErr.Code != 11 || callErr.Msg != "etcd down" {
+		t.Fatalf("health: %v, want the agent's code 11", err)
+	}
+	if _, err := agentapi.Call(ctx, filepath.Join(t.TempDir(), "none.sock"), &agentapi.Request{}); !errors.Is(err, agentapi.ErrUnreachable) {
+		t.Fatalf("no agent: %v, want ErrUnreachable", err)
+	}
+}
+
+// A request that is not JSON gets code 6, and the server keeps serving.
+func TestServeRefusesGarbage(t *testing.T) {
+	path := serve(t, func(*agentapi.Request) *agentapi.Response { return &agentapi.Response{} })
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("{not json\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp := &agentapi.Response{}
+	if err := json.NewDecoder(conn).Decode(resp); err != nil || resp.Code != 6 {
+		t.Fatalf("garbage: %+v, %v; want code 6", resp, err)
+	}
+	if _, err := agentapi.Call(context.Background(), path, &agentapi.Request{Op: agentapi.OpHealth}); err != nil {
+		t.Fatalf("after garbage: %v", err)
+	}
+}

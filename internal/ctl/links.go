@@ -1,0 +1,96 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/ratchet-cni/ratchet/internal/netconf"
+	"github.com/ratchet-cni/ratchet/internal/plugin"
+	"github.com/ratchet-cni/ratchet/internal/store"
+)
+
+// links lists the registered pods and their links with their states, or
+// draws them for Graphviz.
+func links(args []string, stdout io.Writer) error {
+	fs := newFlagSet("links")
+	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
+	dot := fs.Bool("dot", false, "print a Graphviz graph")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st, err := store.OpenLocal(*dir)
+	if err != nil {
+		return fmt.Errorf("--store %s: %w", *dir, err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	pods, err := st.Pods(ctx)
+	if err != nil {
+		return err
+	}
+	park := plugin.OpenParkingOf(ctx, st)
+	if park != nil {
+		defer park.Close()
+	}
+	views, err := plugin.ViewLinks(ctx, st, park)
+	if err != nil {
+		return err
+	}
+	if *dot {
+		return printDot(stdout, pods, views)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "POD\tNETNS\tATTACHMENT")
+	for _, p := range pods {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", p.Pod, p.Netns, p.Attachment)
+	}
+	fmt.Fprintln(w, "\nSTATE\tEND\tEND")
+	for _, v := range views {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", v.State, endName(v.Ends[0]), endName(v.Ends[1]))
+	}
+	return w.Flush()
+}
+
+func endName(e store.LinkEnd) string { return e.Pod + ":" + e.IfName }
+
+// edgeStyle draws each state so that a glance shows what is wrong.
+var edgeStyle = map[string]string{
+	plugin.StateUp:      `style=solid, color="darkgreen"`,
+	plugin.StatePending: `style=dashed, color="gray50"`,
+	plugin.StateRemote:  `style=solid, color="blue"`,
+	plugin.StateParked:  `style=dotted, color="orange"`,
+	plugin.StateBroken:  `style=bold, color="red"`,
+}
+
+func printDot(w io.Writer, pods []*store.PodRecord, views []plugin.LinkView) error {
+	fmt.Fprintln(w, "graph ratchet {")
+	fmt.Fprintln(w, "  node [shape=box, style=rounded];")
+	present := map[string]bool{}
+	for _, p := range pods {
+		present[p.Pod] = true
+	}
+	seen := map[string]bool{}
+	for _, v := range views {
+		for _, e := range v.Ends {
+			if !seen[e.Pod] {
+				seen[e.Pod] = true
+				style := ""
+				if !present[e.Pod] {
+					style = `, style="rounded,dashed"`
+				}
+				fmt.Fprintf(w, "  %q [label=%q%s];\n", e.Pod, e.Pod, style)
+			}
+		}
+		fmt.Fprintf(w, "  %q -- %q [taillabel=%q, headlabel=%q, label=%q, %s];\n",
+			v.Ends[0].Pod, v.Ends[1].Pod, v.Ends[0].IfName, v.Ends[1].IfName, v.State, edgeStyle[v.State])
+	}
+	for _, p := range pods {
+		if !seen[p.Pod] {
+			fmt.Fprintf(w, "  %q;\n", p.Pod)
+		}
+	}
+	_, err := fmt.Fprintln(w, "}")
+	return err
+}

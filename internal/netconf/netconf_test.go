@@ -1,0 +1,108 @@
+package netconf_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/ratchet-cni/ratchet/internal/netconf"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	conf, err := netconf.Load([]byte(`{"cniVersion":"1.0.0","name":"lab","type":"ratchet","somethingElse":{"a":1}}`), "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.Store.Type != "local" || conf.Store.Dir != netconf.DefaultStoreDir || conf.MaxLinksPerPod != 1024 ||
+		conf.VXLAN.Port != 4789 || conf.VXLAN.VNIRange != "5000-16777215" || conf.LogLevel != "info" || conf.Node.Name == "" {
+		t.Fatalf("defaults: %+v", conf)
+	}
+	if len(conf.Links) != 0 || conf.Chained {
+		t.Fatalf("links %v chained %v", conf.Links, conf.Chained)
+	}
+}
+
+func TestUnnamedLinkTakesIfName(t *testing.T) {
+	conf, err := netconf.Load([]byte(`{"cniVersion":"1.0.0","name":"lab","links":[{"macvlan":{"master":"eth0"}}]}`), "net1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.Links[0].Name != "net1" || conf.Links[0].Kind() != netconf.KindMacvlan {
+		t.Fatalf("link %+v", conf.Links[0])
+	}
+}
+
+func TestParsedEnds(t *testing.T) {
+	conf, err := netconf.Load([]byte(`{"cniVersion":"1.0.0","name":"lab","links":[{"name":"in1","ips":["192.0.2.1/24"],"mac":"02:00:00:00:00:01","mtu":9000,
+	  "routes":[{"dst":"198.51.100.0/24","gw":"192.0.2.2"}],"netem":{"delay":"5ms","loss":"1%"},
+	  "peer":{"netns":"red","ips":["192.0.2.2/24"]}}]}`), "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := conf.Links[0]
+	local, remote := l.Local(), l.Remote()
+	if local.Addrs[0].String() != "192.0.2.1/24" || local.MAC.String() != "02:00:00:00:00:01" || local.MTU != 9000 ||
+		local.Routes[0].GW.String() != "192.0.2.2" || local.Netem.Loss != 1 {
+		t.Fatalf("local end %+v", local)
+	}
+	if remote.Name != "in1" || remote.Addrs[0].String() != "192.0.2.2/24" {
+		t.Fatalf("peer end %+v: its name defaults to the link's", remote)
+	}
+}
+
+func TestAnnotationLinksMayNotNameHostResources(t *testing.T) {
+	for _, raw := range []string{
+		`{"name":"a","peer":{"netns":"/proc/1/ns/net"}}`,
+		`{"name":"a","vxlan":{"remote":"192.0.2.1","vni":1}}`,
+		`{"name":"a","macvlan":{"master":"eth0"}}`,
+	} {
+		var spec netconf.LinkSpec
+		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+			t.Fatal(err)
+		}
+		err := spec.Validate("links[0]", netconf.Annotation)
+		var cniErr *types.Error
+		if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cniErr.Msg, "not allowed in pod annotations") {
+			t.Errorf("%s from an annotation: %v", raw, err)
+		}
+	}
+	ok := netconf.LinkSpec{Name: "a", Peer: &netconf.Peer{Pod: "r2", Name: "b"}}
+	if err := ok.Validate("links[0]", netconf.Annotation); err != nil {
+		t.Fatalf("pod peer from an annotation: %v", err)
+	}
+}
+
+func TestCheckIfName(t *testing.T) {
+	for _, good := range []string{"a", "eth0", "in-1_x.y", "123456789012345"} {
+		if err := netconf.CheckIfName(good); err != nil {
+			t.Errorf("%q: %v", good, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "1234567890123456", "a/b", "a b", "a:b", "a\tb", "a\x00b"} {
+		if err := netconf.CheckIfName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestParseVNIRange(t *testing.T) {
+	if a, b, err := netconf.ParseVNIRange("5000-16777215"); err != nil || a != 5000 || b != 16777215 {
+		t.Fatalf("%d %d %v", a, b, err)
+	}
+	for _, bad := range []string{"", "5", "0-10", "10-5", "1-16777216", "a-b", "-1-3"} {
+		if _, _, err := netconf.ParseVNIRange(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDecodeIsLenientAboutLinks(t *testing.T) {
+	// DEL must work with a config whose links ADD would now refuse.
+	conf, err := netconf.Decode([]byte(`{"cniVersion":"1.0.0","name":"lab","links":[{"name":"way-too-long-name-here"}]}`))
+	if err != nil || conf.Name != "lab" {
+		t.Fatalf("%+v %v", conf, err)
+	}
+}

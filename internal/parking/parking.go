@@ -1,0 +1,106 @@
+// Package parking finds (and on first use makes) a node's parking
+// namespace: where the far end of every pod link waits for its peer, and
+// where two ends, or an end and a tunnel to another node, are stitched
+// into one cable. The plugin and the node agent share it through the local
+// store, which records its path.
+package parking
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/internal/sha256"
+	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/pkg/link"
+)
+
+// MetaKey is the store's meta key for the parking namespace's path.
+const MetaKey = "parking-netns"
+
+// ErrNone says that the node has no parking namespace yet.
+var ErrNone = errors.New("no parking namespace")
+
+// Open opens the parking namespace of the store in storeDir. With create,
+// it is made on first use: a named netns (one per store directory) with
+// IPv6 off, so parked ends never speak on their own. Errors reading the
+// store wrap store.ErrUnavailable.
+func Open(ctx context.Context, st store.Topology, storeDir string, create bool) (ns.NetNS, error) {
+	path, err := st.Meta(ctx, MetaKey)
+	if err != nil {
+		return nil, err
+	}
+	if path != "" {
+		park, err := ns.GetNS(path)
+		if err == nil {
+			return park, nil
+		}
+		var gone ns.NSPathNotExistErr
+		if !create && errors.As(err, &gone) {
+			return nil, ErrNone // recorded before a reboot: gone with it
+		}
+		if !create {
+			return nil, err
+		}
+	}
+	if !create {
+		return nil, ErrNone
+	}
+	sum := sha256.Sum256([]byte(storeDir))
+	name := "ratchet-park-" + hex.EncodeToString(sum[:4])
+	path = link.NetnsDir + "/" + name
+	park, err := ns.GetNS(path)
+	if err != nil {
+		if path, err = link.CreateNamedNetns(name); err != nil {
+			return nil, fmt.Errorf("create parking netns %s: %w", name, err)
+		}
+		if !visibleToParent(path) {
+			_ = link.DeleteNamedNetns(name)
+			return nil, fmt.Errorf("the parking netns pinned at %s is not visible to the process that ran ratchet: "+
+				"ratchet runs in a mount namespace of its own (as under `ip netns exec`), where the pin would vanish with it; "+
+				"run the plugin in the host's mount namespace (a runtime does; by hand, `nsenter --net=...`)", path)
+		}
+		if park, err = ns.GetNS(path); err != nil {
+			return nil, err
+		}
+		for _, key := range []string{"net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"} {
+			_ = link.WriteSysctl(park, key, "1")
+		}
+	}
+	if err := st.PutMeta(ctx, MetaKey, path); err != nil {
+		park.Close()
+		return nil, err
+	}
+	return park, nil
+}
+
+// visibleToParent reports whether the bind mount at path shows in the mount
+// table of the process that ran this one (the runtime, for a plugin): the
+// pin must outlive this process and be found by the next one. Under
+// `ip netns exec` it does not, as that gives its command a mount namespace
+// of its own whose mounts do not propagate back. When the parent's table
+// cannot be read, it cannot tell, and says yes.
+func visibleToParent(path string) bool {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return true
+	}
+	want := filepath.Join(dir, filepath.Base(path))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", os.Getppid()))
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		// The fifth field is the mount point.
+		if f := strings.Fields(line); len(f) > 4 && f[4] == want {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,31 @@
+package parking_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/store"
+)
+
+// A store that names a parking netns that is gone (it went with a reboot;
+// the store lives on disk) reads as a node with none yet, not as an error
+// that every DEL, GC and agent pass would trip over.
+func TestRecordedButGoneIsNone(t *testing.T) {
+	st, err := store.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if _, err := parking.Open(ctx, st, "/unused", false); !errors.Is(err, parking.ErrNone) {
+		t.Fatalf("no parking netns recorded: %v, want ErrNone", err)
+	}
+	if err := st.PutMeta(ctx, parking.MetaKey, "/var/run/netns/ratchet-park-test-gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parking.Open(ctx, st, "/unused", false); !errors.Is(err, parking.ErrNone) {
+		t.Fatalf("recorded but gone: %v, want ErrNone", err)
+	}
+}

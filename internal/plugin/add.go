@@ -1,0 +1,205 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/ratchet-cni/ratchet/internal/fault"
+	"github.com/ratchet-cni/ratchet/internal/netconf"
+	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/internal/topology"
+	"github.com/ratchet-cni/ratchet/pkg/link"
+)
+
+// Add implements CNI ADD and prints the result.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	res, conf, err := p.AddResult(context.Background(), args)
+	if err != nil {
+		return err
+	}
+	return printResult(res, conf.CNIVersion)
+}
+
+// AddResult runs ADD and returns its result instead of printing it.
+func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Result, *netconf.NetConf, error) {
+	conf, err := netconf.Load(args.StdinData, args.IfName)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := newLogger(conf, args)
+	res, err := p.add(ctx, conf, args)
+	if err != nil {
+		log.Error("ADD failed", "error", err)
+		return nil, nil, err
+	}
+	log.Info("ADD done", "interfaces", len(res.Interfaces))
+	return res, conf, nil
+}
+
+func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdArgs) (res *current.Result, err error) {
+	ctx, closeHandles := link.WithHandleCache(ctx)
+	defer closeHandles()
+	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
+	if err != nil {
+		return nil, err
+	}
+	decl, err := declaredPodLinks(conf, pod, args.IfName)
+	if err != nil {
+		return nil, err
+	}
+	podNS, err := openPodNS(args.Netns)
+	if err != nil {
+		return nil, err
+	}
+	defer podNS.Close()
+	host, err := p.hostNS()
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
+
+	key := attachmentKey(conf, args)
+	owner := ownerOf(key)
+	links, err := buildStatic(conf, podNS, host, owner)
+	if err != nil {
+		return nil, err
+	}
+	defer links.close()
+
+	st, err := openStore(conf)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+
+	var undo undoStack
+	done := false
+	defer func() {
+		if !done {
+			undo.run()
+		}
+	}()
+	names := links.names()
+	for _, l := range decl.Links {
+		names = append(names, l.Spec.Name)
+	}
+	hasLinks := len(names) > 0 || decl.LegacyConsent
+	delegated := ""
+	switch {
+	case !hasLinks && conf.HasDelegate():
+		delegated = usedDelegate
+	case hasLinks && conf.HasBootNetwork():
+		delegated = usedBootNetwork
+	}
+	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String(), Marker: owner.prefix, Group: owner.group, Links: names, PeerNetns: links.peerNetns(), Delegated: delegated, Created: now()}
+	if err := st.PutAttachment(ctx, rec); err != nil {
+		return nil, storeError(err)
+	}
+	undo.push(func() { _ = st.DeleteAttachment(context.WithoutCancel(ctx), key) })
+	if err := fault.Step(ctx, "record"); err != nil {
+		return nil, err
+	}
+	if delegated != "" {
+		// The record comes first, so that a DEL after a crash here still
+		// runs the delegate's DEL.
+		prev, err := delegateAdd(ctx, conf, delegated)
+		if err != nil {
+			return nil, err
+		}
+		undo.push(func() { _ = delegateDel(context.WithoutCancel(ctx), conf, delegated) })
+		if delegated == usedDelegate {
+			done = true
+			return prev, nil
+		}
+		conf.PrevResult = prev
+	}
+	var ends []*link.Endpoint
+	for _, l := range links {
+		if err := l.Create(ctx); err != nil {
+			return nil, linkError(err)
+		}
+		undo.push(func() { _ = l.Remove(context.WithoutCancel(ctx)) })
+		ends = append(ends, l.pod)
+	}
+	if len(decl.Links) > 0 || decl.LegacyConsent {
+		made, err := p.addPodLinks(ctx, conf, st, podNS, key, owner, pod, decl, args.Netns, &undo)
+		if err != nil {
+			return nil, err
+		}
+		ends = append(ends, made...)
+	}
+	res, err = buildResult(conf, args, ends)
+	if err != nil {
+		return nil, err
+	}
+	done = true
+	return res, nil
+}
+
+func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *undoStack) ([]*link.Endpoint, error) {
+	defaultMTU := 0
+	if multiNode(conf) {
+		mtu, err := registerEnds(ctx, conf, key, pod.String(), decl)
+		if err != nil {
+			return nil, err
+		}
+		undo.push(func() {
+			_ = unregisterEnds(context.WithoutCancel(ctx), conf, key, pod.String(), decl.Names())
+		})
+		// One MTU for every pod link, whichever node its peer is on, so
+		// that the interface never changes when the peer moves.
+		defaultMTU = mtu
+	}
+	parkNS, err := parking.Open(ctx, st, conf.Store.Dir, true)
+	if err != nil {
+		return nil, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
+	}
+	defer parkNS.Close()
+	park, err := link.OpenParking(parkNS)
+	if err != nil {
+		return nil, linkError(err)
+	}
+	defer park.Close()
+	linker := &podLinker{st: st, park: park, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
+	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
+		return nil, err
+	}
+	return linker.made, nil
+}
+
+// declaredPodLinks gathers a pod's pod links: peer.pod links of the
+// network config, then those of its annotations. Their names may not clash
+// with each other, with other static links or, when another plugin owns it,
+// with CNI_IFNAME.
+func declaredPodLinks(conf *netconf.NetConf, pod topology.PodID, ifName string) (*topology.Declaration, error) {
+	static, err := topology.StaticPodLinks(conf.Links, pod, conf.AllowCrossNamespace)
+	if err != nil {
+		return nil, err
+	}
+	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	if err != nil {
+		return nil, err
+	}
+	staticNames := map[string]bool{}
+	for _, l := range conf.Links {
+		staticNames[l.Name] = true
+	}
+	for _, l := range decl.Links {
+		switch {
+		case staticNames[l.Spec.Name]:
+			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is also a link in the network config")
+		case conf.TakesIfName() && l.Spec.Name == ifName:
+			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained (or to bootNetwork)")
+		}
+	}
+	decl.Links = append(static, decl.Links...)
+	if len(decl.Links) > conf.MaxLinksPerPod {
+		return nil, netconf.Invalid("links", fmt.Sprintf("(%d links with the annotation's)", len(decl.Links)), fmt.Sprintf("more than maxLinksPerPod (%d)", conf.MaxLinksPerPod))
+	}
+	return decl, nil
+}

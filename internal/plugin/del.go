@@ -1,0 +1,125 @@
+package plugin
+
+import (
+	"context"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/ratchet-cni/ratchet/internal/netconf"
+	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/internal/topology"
+	"github.com/ratchet-cni/ratchet/pkg/link"
+)
+
+// Del implements CNI DEL: idempotent and best-effort. It succeeds when the
+// namespace is gone, CNI_NETNS is empty, or nothing was ever added.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	return p.DelContext(context.Background(), args)
+}
+
+// DelContext runs DEL.
+func (p *Plugin) DelContext(ctx context.Context, args *skel.CmdArgs) error {
+	conf, log, st, err := decodeAndOpen(args)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	key := attachmentKey(conf, args)
+	rec, err := st.Attachment(ctx, key)
+	if err != nil {
+		return storeError(err)
+	}
+	if rec == nil {
+		// Nothing recorded (a DEL after a failed or crashed ADD): fall back
+		// to what the runtime says.
+		pod, _ := topology.PodFromArgs(args.Args, args.ContainerID)
+		rec = &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String()}
+	}
+	if args.Netns != "" {
+		rec.Netns = args.Netns
+	}
+	removed, err := release(ctx, st, conf, rec)
+	if err != nil {
+		log.Error("DEL failed", "error", err)
+		return err
+	}
+	log.Info("DEL done", "removed", removed)
+	return nil
+}
+
+// release undoes an attachment: its netdevs (static links and its pod
+// ends, whose parked ends go with them), its pod-link records, its record.
+func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *store.Attachment) (int, error) {
+	removed := 0
+	// The peer namespaces too: with an empty CNI_NETNS (as ctr sends) the
+	// recorded pod path may be gone while the namespace itself lives on.
+	for _, path := range append([]string{rec.Netns}, rec.PeerNetns...) {
+		n, err := removeAttachment(path, ownerOf(rec.AttachmentKey))
+		if err != nil {
+			return removed, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
+		}
+		removed += n
+	}
+	if rec.Pod != "" {
+		var park *link.Parking
+		if parkNS, err := parking.Open(ctx, st, conf.Store.Dir, false); err == nil {
+			defer parkNS.Close()
+			if park, err = link.OpenParking(parkNS); err != nil {
+				return removed, linkError(err)
+			}
+			defer park.Close()
+		}
+		if err := releasePodLinks(ctx, st, park, rec.Pod, rec.AttachmentKey); err != nil {
+			return removed, storeError(err)
+		}
+		if multiNode(conf) {
+			// Best effort: with the agent unreachable, its next resync
+			// withdraws the ends of attachments gone from the node.
+			_ = unregisterEnds(ctx, conf, rec.AttachmentKey, rec.Pod, rec.Links)
+		}
+	}
+	for _, which := range delegatesOf(conf, rec) {
+		if err := delegateDel(ctx, conf, which); err != nil {
+			return removed, err
+		}
+	}
+	if err := st.DeleteAttachment(ctx, rec.AttachmentKey); err != nil {
+		return removed, storeError(err)
+	}
+	return removed, nil
+}
+
+// delegatesOf returns the delegates whose DEL an attachment needs: the one
+// it recorded, or, with no record, every one configured (DEL is idempotent).
+func delegatesOf(conf *netconf.NetConf, rec *store.Attachment) []string {
+	if rec.Delegated != "" {
+		return []string{rec.Delegated}
+	}
+	if !rec.Created.IsZero() {
+		return nil
+	}
+	var all []string
+	if conf.HasDelegate() {
+		all = append(all, usedDelegate)
+	}
+	if conf.HasBootNetwork() {
+		all = append(all, usedBootNetwork)
+	}
+	return all
+}
+
+// removeAttachment deletes every netdev an attachment owns in the
+// namespace at nsPath; a namespace that is gone owns nothing.
+func removeAttachment(nsPath string, owner owner) (int, error) {
+	if nsPath == "" {
+		return 0, nil
+	}
+	podNS, err := ns.GetNS(nsPath)
+	if err != nil {
+		return 0, nil
+	}
+	defer podNS.Close()
+	return link.RemoveOwned(podNS, owner.group, owner.prefix)
+}

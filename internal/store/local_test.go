@@ -1,0 +1,221 @@
+package store_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/ratchet-cni/ratchet/internal/store"
+)
+
+var ctx = context.Background()
+
+func key(net, id string) store.AttachmentKey {
+	return store.AttachmentKey{Network: net, ContainerID: id, IfName: "eth0"}
+}
+
+func TestLocalRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &store.Attachment{AttachmentKey: key("lab", "c1"), Netns: "/var/run/netns/x", Marker: "ratchet:ab:", Group: 9, Links: []string{"in1"}}
+	if err := s.PutAttachment(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAttachment(ctx, &store.Attachment{AttachmentKey: key("lab2", "c1")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Attachment(ctx, key("lab", "c1"))
+	if err != nil || got == nil || got.Netns != a.Netns || got.Group != 9 || got.Links[0] != "in1" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if all, err := s.Attachments(ctx, "lab"); err != nil || len(all) != 1 {
+		t.Fatalf("Attachments(lab) = %v, %v; want only lab's record", all, err)
+	}
+	if err := s.DeleteAttachment(ctx, key("lab", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAttachment(ctx, key("lab", "c1")); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if got, err := s.Attachment(ctx, key("lab", "c1")); got != nil || err != nil {
+		t.Fatalf("after delete: %+v, %v", got, err)
+	}
+	s.Close()
+	for name, want := range map[string]os.FileMode{"": 0o700, "state.db": 0o600, "lock": 0o600, "boot_id": 0o600} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, %v; want %v", name, fi.Mode().Perm(), err, want)
+		}
+	}
+}
+
+func TestLocalResetsAfterReboot(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAttachment(ctx, &store.Attachment{AttachmentKey: key("lab", "c1")}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Same boot: the record stays.
+	if s, err = store.OpenLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.Attachment(ctx, key("lab", "c1")); a == nil {
+		t.Fatal("record lost across a reopen in the same boot")
+	}
+	s.Close()
+	// A boot id from another boot: the state is set aside.
+	if err := os.WriteFile(filepath.Join(dir, "boot_id"), []byte("another-boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = store.OpenLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, _ := s.Attachment(ctx, key("lab", "c1")); a != nil {
+		t.Fatal("state from an earlier boot survived")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.db.previous-boot")); err != nil {
+		t.Fatalf("earlier boot's state not kept aside: %v", err)
+	}
+}
+
+// TestLocalSerialisesOpeners opens the store from many goroutines: each
+// open holds the directory lock, so read-modify-write cycles never interleave.
+func TestLocalSerialisesOpeners(t *testing.T) {
+	dir := t.TempDir()
+	const n = 20
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := store.OpenLocal(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer s.Close()
+			a, _ := s.Attachment(ctx, key("count", "c"))
+			if a == nil {
+				a = &store.Attachment{AttachmentKey: key("count", "c")}
+			}
+			a.Group++
+			if err := s.PutAttachment(ctx, a); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	s, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, _ := s.Attachment(ctx, key("count", "c")); a == nil || a.Group != n {
+		t.Fatalf("counter = %+v, want %d increments", a, n)
+	}
+}
+
+func TestLocalTopology(t *testing.T) {
+	s, err := store.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := &store.LinkRecord{ID: "ns/a/in1~ns/b/in2", Ends: [2]store.LinkEnd{{Pod: "ns/a", IfName: "in1", Declared: true}, {Pod: "ns/b", IfName: "in2"}}}
+	if err := s.PutLink(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	other := &store.LinkRecord{ID: "ns/ab/x~ns/c/y", Ends: [2]store.LinkEnd{{Pod: "ns/ab", IfName: "x"}, {Pod: "ns/c", IfName: "y"}}}
+	if err := s.PutLink(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	for pod, want := range map[string]int{"ns/a": 1, "ns/b": 1, "ns/ab": 1, "ns/c": 1, "ns/x": 0} {
+		if got, err := s.LinksOf(ctx, pod); err != nil || len(got) != want {
+			t.Errorf("LinksOf(%s) = %d records, %v; want %d", pod, len(got), err, want)
+		}
+	}
+	got, _ := s.LinksOf(ctx, "ns/b")
+	mine, peer := got[0].End("ns/b", "in2")
+	if mine.IfName != "in2" || peer.Pod != "ns/a" || !peer.Declared {
+		t.Fatalf("End: %+v %+v", mine, peer)
+	}
+	if err := s.DeleteLink(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LinksOf(ctx, "ns/a"); len(got) != 0 {
+		t.Fatalf("index entry survived DeleteLink: %v", got)
+	}
+	if all, _ := s.Links(ctx); len(all) != 1 {
+		t.Fatalf("Links = %d, want 1", len(all))
+	}
+	if err := s.PutPod(ctx, &store.PodRecord{Pod: "ns/a", Netns: "/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Pod(ctx, "ns/a"); p == nil || p.Netns != "/x" {
+		t.Fatalf("Pod = %+v", p)
+	}
+	if err := s.PutMeta(ctx, "parking", "/var/run/netns/p"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Meta(ctx, "parking"); v != "/var/run/netns/p" {
+		t.Fatalf("Meta = %q", v)
+	}
+	if v, _ := s.Meta(ctx, "absent"); v != "" {
+		t.Fatalf("Meta(absent) = %q", v)
+	}
+}
+
+// TestLocalRefusesSymlinks: the store never follows a symlink out of its
+// directory, and closes a directory others can read to 0700.
+func TestLocalRefusesSymlinks(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"state.db", "lock", "boot_id"} {
+		dir := filepath.Join(t.TempDir(), "state")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := store.OpenLocal(dir); err == nil {
+			s.Close()
+			t.Errorf("%s as a symlink was accepted", name)
+		}
+		if got, _ := os.ReadFile(outside); string(got) != "precious" {
+			t.Fatalf("%s: the file outside the store was changed", name)
+		}
+	}
+	link := filepath.Join(t.TempDir(), "dirlink")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := store.OpenLocal(link); err == nil {
+		s.Close()
+		t.Error("a symlinked store dir was accepted")
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.OpenLocal(open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if fi, _ := os.Stat(open); fi.Mode().Perm() != 0o700 {
+		t.Errorf("a world-readable store dir was left %v, want 0700", fi.Mode().Perm())
+	}
+}

@@ -1,0 +1,94 @@
+package topology_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/ratchet-cni/ratchet/internal/topology"
+)
+
+func TestPodFromArgs(t *testing.T) {
+	p, err := topology.PodFromArgs("IgnoreUnknown=1;K8S_POD_UID=u1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=r1;K8S_POD_INFRA_CONTAINER_ID=abc", "abc")
+	if err != nil || p.String() != "lab/r1" || p.UID != "u1" {
+		t.Fatalf("%+v %v", p, err)
+	}
+	p, err = topology.PodFromArgs("", "default-e2e-ctr1")
+	if err != nil || p.String() != "default-e2e-ctr1" {
+		t.Fatalf("outside Kubernetes: %+v %v", p, err)
+	}
+	// podman: K8S_POD_NAME alone, with the container's name.
+	p, err = topology.PodFromArgs("IgnoreUnknown=1;K8S_POD_NAME=My_Box", "0123abcd")
+	if err != nil || p.String() != "0123abcd" {
+		t.Fatalf("podman's CNI_ARGS: %+v %v", p, err)
+	}
+	for _, bad := range []string{"K8S_POD_NAMESPACE=lab;K8S_POD_NAME=R_1", "K8S_POD_NAMESPACE=../x;K8S_POD_NAME=r1", "novalue", strings.Repeat("x=y;", 20000)} {
+		_, err := topology.PodFromArgs(bad, "abc")
+		var e *types.Error
+		if !errors.As(err, &e) || e.Code != types.ErrInvalidEnvironmentVariables {
+			t.Errorf("%.40q: %v, want code 4", bad, err)
+		}
+	}
+}
+
+var self = topology.PodID{Namespace: "lab", Name: "r1"}
+
+func TestDeclaredLinks(t *testing.T) {
+	d, err := topology.Declared(map[string]string{"ratchet.cni.dev/links": `[
+	  {"name":"e1","ips":["192.0.2.1/24"],"peer":{"pod":"r2","name":"w1"}},
+	  {"name":"e2","peer":{"pod":"r3","namespace":"other","name":"w1"}}]`, "unrelated": "x"}, self, true, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Links) != 2 || d.Links[0].Peer.String() != "lab/r2" || d.Links[1].Peer.String() != "other/r3" || d.LegacyConsent {
+		t.Fatalf("%+v", d)
+	}
+	if d, err := topology.Declared(nil, self, false, 10); err != nil || len(d.Links) != 0 {
+		t.Fatalf("no annotations: %+v %v", d, err)
+	}
+}
+
+func TestDeclaredRejects(t *testing.T) {
+	for name, c := range map[string]struct {
+		ann  map[string]string
+		want string
+	}{
+		"cross namespace":   {map[string]string{"ratchet.cni.dev/links": `[{"name":"e1","peer":{"pod":"r2","namespace":"x","name":"w1"}}]`}, "allowCrossNamespace"},
+		"too large":         {map[string]string{"ratchet.cni.dev/links": `[` + strings.Repeat(" ", 300<<10) + `]`}, "larger than"},
+		"too many":          {map[string]string{"ratchet.cni.dev/links": `[{},{},{},{}]`}, "maxLinksPerPod"},
+		"deep nesting":      {map[string]string{"ratchet.cni.dev/links": strings.Repeat("[", 20000) + strings.Repeat("]", 20000)}, "ratchet.cni.dev/links"},
+		"host netns":        {map[string]string{"ratchet.cni.dev/links": `[{"name":"e1","peer":{"netns":"/proc/1/ns/net"}}]`}, "not allowed in pod annotations"},
+		"duplicate":         {map[string]string{"ratchet.cni.dev/links": `[{"name":"e1","peer":{"pod":"a","name":"x"}},{"name":"e1","peer":{"pod":"b","name":"x"}}]`}, "same name"},
+		"legacy off":        {map[string]string{"ratchet.primary": "true"}, `ratchet: "true"`},
+		"legacy other name": {map[string]string{"ratchet": "true", "ratchet.pod_name": "r9"}, "ratchet.pod_name"},
+		"legacy no pair":    {map[string]string{"ratchet": "true", "ratchet.primary": "true", "ratchet.local_ifname": "in1", "ratchet.pair_ifname": "in2"}, "ratchet.pair_name"},
+		"legacy bad ip":     {map[string]string{"ratchet": "true", "ratchet.primary": "true", "ratchet.pair_name": "r2", "ratchet.local_ifname": "in1", "ratchet.pair_ifname": "in2", "ratchet.local_ip": "x.y"}, "ratchet.local_ip"},
+	} {
+		_, err := topology.Declared(c.ann, self, false, 3)
+		var e *types.Error
+		if !errors.As(err, &e) || e.Code != types.ErrInvalidNetworkConfig || !strings.Contains(e.Msg, c.want) {
+			t.Errorf("%s: %v, want code 7 mentioning %q", name, err, c.want)
+		}
+	}
+}
+
+func TestLegacyPrimary(t *testing.T) {
+	d, err := topology.Declared(map[string]string{
+		"ratchet": "true", "ratchet.pod_name": "r1", "ratchet.primary": "true", "ratchet.pair_name": "r2",
+		"ratchet.local_ip": "192.0.2.100", "ratchet.local_ifname": "in1", "ratchet.pair_ip": "2001:db8::2", "ratchet.pair_ifname": "in2",
+	}, self, false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := d.Links[0]
+	if !d.LegacyConsent || l.Spec.Name != "in1" || l.Spec.IPs[0] != "192.0.2.100/24" || l.Peer.String() != "lab/r2" ||
+		l.PeerEnd == nil || l.PeerEnd.Name != "in2" || l.PeerEnd.IPs[0] != "2001:db8::2/64" {
+		t.Fatalf("%+v %+v", l, l.PeerEnd)
+	}
+	pair, err := topology.Declared(map[string]string{"ratchet": "true", "ratchet.primary": "false"}, self, false, 10)
+	if err != nil || !pair.LegacyConsent || len(pair.Links) != 0 {
+		t.Fatalf("pair: %+v %v", pair, err)
+	}
+}
