@@ -154,7 +154,10 @@ ok "r3 (first): w1 192.0.2.70/30 exists as soon as runp returns: up, marked, no 
 [ -e "$PARK_PATH" ] || fail "no parking netns $PARK_PATH after r3's ADD; /var/run/netns has: $(find /var/run/netns/ -mindepth 1 -printf '%f ')"
 fstype=$(awk -v p="$PARK_MNT" '$5 == p { for (i = 7; $i != "-"; i++); print $(i + 1) }' /proc/self/mountinfo)
 [ "$fstype" = nsfs ] || fail "$PARK_PATH is not a netns bind mount seen from here (fstype '$fstype')"
-ip netns list | grep -q "^$PARK\b" || fail "ip netns list does not show $PARK"
+# Not `ip netns list | grep -q`: grep -q exits at the first match, and with
+# pipefail the SIGPIPE that ip then gets on a long list fails the check.
+netns_list=$(ip netns list)
+grep -q "^$PARK\b" <<<"$netns_list" || fail "ip netns list does not show $PARK"
 in_host test -e "$PARK_PATH" || fail "$PARK_PATH is not visible from the host netns"
 [ "$(nsenter --net="$PARK_PATH" ip -o link show | grep -c 'alias ratchet:')" = 1 ] ||
   fail "the parking netns should hold r3's one parked end: $(park_links)"
