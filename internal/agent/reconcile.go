@@ -262,7 +262,16 @@ func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView
 			// The peer's node has not announced itself yet: its agent's
 			// announcement is a change that brings us back here.
 		default:
-			return true, t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
+			d := podlink.OnPeerRegistered(rec, i, podlink.Observation{Parking: true})
+			return true, takeSteps(d.Steps, func(s podlink.Step) error {
+				switch s.Action {
+				case podlink.Tunnel:
+					return t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
+				case podlink.Plug:
+					return t.park.SetUp(mine.ParkedIndex, true)
+				}
+				return fmt.Errorf("link %s: the agent does not take step %v", id, s.Action)
+			})
 		}
 	}
 	if !t.remove(alias) {
@@ -277,19 +286,27 @@ func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView
 		obs.Ends[1-i].StitchedTo, _ = t.park.Stitched(other.ParkedIndex)
 	}
 	d := podlink.OnPeerGone(rec, i, obs)
-	for _, s := range d.Steps {
-		var err error
+	return false, takeSteps(d.Steps, func(s podlink.Step) error {
 		switch s.Action {
 		case podlink.Unplug:
-			err = t.park.SetUp(mine.ParkedIndex, false)
+			return t.park.SetUp(mine.ParkedIndex, false)
 		case podlink.Stitch:
-			err = t.park.Stitch(mine.ParkedIndex, other.ParkedIndex)
+			return t.park.Stitch(mine.ParkedIndex, other.ParkedIndex)
 		}
-		if err != nil {
-			return false, err
+		return fmt.Errorf("link %s: the agent does not take step %v", id, s.Action)
+	})
+}
+
+// takeSteps takes podlink's steps for one end, in order, stopping at the first
+// that fails. The agent's steps are its tunnels' (tunnel.go), not the
+// plugin's Executor's: it adds the tunnel kind of stitch.
+func takeSteps(steps []podlink.Step, do func(podlink.Step) error) error {
+	for _, s := range steps {
+		if err := do(s); err != nil {
+			return err
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // repairRegistry re-registers this node's ends the registry lost, and

@@ -4,25 +4,14 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
-// Event is what happens to a pod link.
-type Event int
-
-// Events. Each has its decision function below.
-const (
-	// EventAdd: a pod's ADD declares (or consents to) its end (OnAdd).
-	EventAdd Event = iota
-	// EventRelease: the DEL or GC of the attachment that made an end
-	// (OnRelease).
-	EventRelease
-	// EventCheck: a CHECK of the attachment that holds an end (OnCheck).
-	EventCheck
-	// EventPeerRegistered: the node agent finds the peer registered on
-	// another node, with a tunnel to go to it (OnPeerRegistered).
-	EventPeerRegistered
-	// EventPeerGone: the node agent took an end's tunnel out of service:
-	// its remote peer went, or came to this node (OnPeerGone).
-	EventPeerGone
-)
+// The events that move a pod link on each have a decision function:
+//   - a pod's ADD declares (or consents to) its end: OnAdd;
+//   - the DEL or GC of the attachment that made an end: OnRelease;
+//   - a CHECK of the attachment that holds an end: OnCheck;
+//   - the node agent finds the peer registered on another node, with a
+//     tunnel to go to it: OnPeerRegistered;
+//   - the node agent takes an end's tunnel out of service, as its remote
+//     peer went or came to this node: OnPeerGone.
 
 // Action is one step that moves a link on. Kernel actions are applied by
 // an Executor; record actions by the caller, which owns the store.

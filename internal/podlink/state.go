@@ -117,19 +117,6 @@ func StateOf(r *store.LinkRecord, obs Observation) State {
 	return StatePending
 }
 
-// OtherEnd returns the index (0 or 1) of the end opposite i.
-func OtherEnd(i int) int { return 1 - i }
-
-// EndOf returns the index of pod's end of r, or -1 when it has none.
-func EndOf(r *store.LinkRecord, pod string) int {
-	for i := range r.Ends {
-		if r.Ends[i].Pod == pod {
-			return i
-		}
-	}
-	return -1
-}
-
 // forget marks an end gone: its pod no longer holds an interface.
 func forget(e *store.LinkEnd) { e.Attachment, e.Parked, e.ParkedIndex = nil, "", 0 }
 
