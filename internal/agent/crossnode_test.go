@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/agent"
-	"github.com/ratchet-cni/ratchet/internal/plugin"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
@@ -40,22 +40,22 @@ func (c *cluster) tunnel(t *testing.T, n *node, name string) *netlink.Vxlan {
 }
 
 // linkStates is what ratchetctl links shows on node n.
-func linkStates(t *testing.T, n *node) []string {
+func linkStates(t *testing.T, n *node) []podlink.State {
 	t.Helper()
 	st, err := store.OpenLocal(n.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	park := plugin.OpenParkingOf(context.Background(), st)
+	park := podlink.OpenParkingOf(context.Background(), st)
 	if park != nil {
 		defer park.Close()
 	}
-	views, err := plugin.ViewLinks(context.Background(), st, park)
+	views, err := podlink.ViewLinks(context.Background(), st, park)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var states []string
+	var states []podlink.State
 	for _, v := range views {
 		states = append(states, v.State)
 	}
@@ -99,7 +99,7 @@ func TestCrossNodeLink(t *testing.T) {
 	}
 	// ratchetctl links on either node: the link is "remote".
 	for _, n := range c.nodes {
-		if got := linkStates(t, n); len(got) != 1 || got[0] != plugin.StateRemote {
+		if got := linkStates(t, n); len(got) != 1 || got[0] != podlink.StateRemote {
 			t.Fatalf("%s: link states %v, want [remote]", n.name, got)
 		}
 	}
@@ -369,7 +369,7 @@ func TestPeerOnThisNodeWinsOverAStaleRegistry(t *testing.T) {
 	if tn := c.tunnels(n1); len(tn) != 0 {
 		t.Fatalf("node1 made a tunnel to where the registry says b is: %v", tn)
 	}
-	if got := linkStates(t, n1); len(got) != 1 || got[0] != plugin.StateUp {
+	if got := linkStates(t, n1); len(got) != 1 || got[0] != podlink.StateUp {
 		t.Fatalf("node1's link states %v, want [up]: a and b stitched to each other", got)
 	}
 	testutil.MustPing(t, a.ns, "198.51.100.2")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
@@ -83,13 +84,37 @@ type plan struct {
 	lost, stale []*store.EndRecord
 }
 
-// plan reads the local ends, under the lock, and notes what they need.
-func (a *Agent) plan(ctx context.Context, view *registryView, full bool, dirty map[endID]bool) (*plan, error) {
-	st, err := store.OpenLocal(a.cfg.StoreDir)
+// withNode runs fn under the node lock, with the node's local store: the
+// plugin's ADD and DEL change the same parked ends and records under it.
+// The lock is held for fn alone.
+func (a *Agent) withNode(ctx context.Context, fn func(st *store.Local) error) error {
+	lock, err := store.LockNode(ctx, a.cfg.StoreDir, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer st.Close()
+	defer func() {
+		if err := lock.Unlock(); err != nil {
+			a.log.Error("release the node lock", "error", err)
+		}
+	}()
+	st, err := lock.Open()
+	if err != nil {
+		return err
+	}
+	err = fn(st)
+	return errors.Join(err, st.Close())
+}
+
+// plan reads the local ends, under the lock, and notes what they need.
+func (a *Agent) plan(ctx context.Context, view *registryView, full bool, dirty map[endID]bool) (p *plan, err error) {
+	err = a.withNode(ctx, func(st *store.Local) error {
+		p, err = a.planLocked(ctx, st, view, full, dirty)
+		return err
+	})
+	return p, err
+}
+
+func (a *Agent) planLocked(ctx context.Context, st *store.Local, view *registryView, full bool, dirty map[endID]bool) (*plan, error) {
 	recs, err := st.Links(ctx)
 	if err != nil {
 		return nil, err
@@ -99,7 +124,7 @@ func (a *Agent) plan(ctx context.Context, view *registryView, full bool, dirty m
 	for _, rec := range recs {
 		for i := range rec.Ends {
 			mine, other := &rec.Ends[i], &rec.Ends[1-i]
-			if !mine.Present() || !mine.Declared {
+			if !podlink.Recorded(mine) || !mine.Declared {
 				continue
 			}
 			key := endKey(mine.Pod, mine.IfName)
@@ -136,7 +161,7 @@ func (a *Agent) plan(ctx context.Context, view *registryView, full bool, dirty m
 // node and the two ends declare each other; mine must be registered here
 // by the attachment that made it.
 func (a *Agent) remotePeer(view *registryView, mine, other *store.LinkEnd) *store.EndRecord {
-	if other.Present() {
+	if podlink.Recorded(other) {
 		// The peer is on this node, whatever the registry still says (its
 		// old node's registration may not be replaced yet): the plugin
 		// stitched the two ends here.
@@ -156,12 +181,11 @@ func (a *Agent) remotePeer(view *registryView, mine, other *store.LinkEnd) *stor
 // released, as each deletion waits for an RCU grace period (about 20 ms
 // here) that a DEL on the node need not wait for too.
 func (a *Agent) apply(ctx context.Context, under *underlay, view *registryView, full bool, dirty map[endID]bool) error {
-	st, err := store.OpenLocal(a.cfg.StoreDir)
-	if err != nil {
+	var t *tunnels
+	err := a.withNode(ctx, func(st *store.Local) (err error) {
+		t, err = a.applyLocked(ctx, st, under, view, full, dirty)
 		return err
-	}
-	t, err := a.applyLocked(ctx, st, under, view, full, dirty)
-	st.Close()
+	})
 	if t == nil {
 		return err
 	}
@@ -195,7 +219,7 @@ func (a *Agent) applyLocked(ctx context.Context, st *store.Local, under *underla
 	for _, rec := range recs {
 		for i := range rec.Ends {
 			mine, other := &rec.Ends[i], &rec.Ends[1-i]
-			if !mine.Present() || !mine.Declared {
+			if !podlink.Recorded(mine) || !mine.Declared {
 				continue
 			}
 			if !full && !dirty[endKey(mine.Pod, mine.IfName)] && !dirty[endKey(other.Pod, other.IfName)] {
@@ -205,7 +229,7 @@ func (a *Agent) applyLocked(ctx context.Context, st *store.Local, under *underla
 				}
 				continue
 			}
-			want, err := a.reconcileEnd(ctx, t, view, rec.ID, mine, other)
+			want, err := a.reconcileEnd(ctx, t, view, rec, i)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("link %s: %w", rec.ID, err))
 				want = true // leave it as it is until the next pass
@@ -223,7 +247,8 @@ func (a *Agent) applyLocked(ctx context.Context, st *store.Local, under *underla
 
 // reconcileEnd makes or removes the tunnel of one local end. It reports
 // whether the end wants a tunnel.
-func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView, id string, mine, other *store.LinkEnd) (bool, error) {
+func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView, rec *store.LinkRecord, i int) (bool, error) {
+	id, mine, other := rec.ID, &rec.Ends[i], &rec.Ends[1-i]
 	alias := tunnelAlias(id)
 	if peer := a.remotePeer(view, mine, other); peer != nil {
 		node, known := view.nodes[peer.Node]
@@ -237,22 +262,51 @@ func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView
 			// The peer's node has not announced itself yet: its agent's
 			// announcement is a change that brings us back here.
 		default:
-			return true, t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
+			d := podlink.OnPeerRegistered(rec, i, podlink.Observation{Parking: true})
+			return true, takeSteps(d.Steps, func(s podlink.Step) error {
+				switch s.Action {
+				case podlink.Tunnel:
+					return t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
+				case podlink.Plug:
+					return t.park.SetUp(mine.ParkedIndex, true)
+				}
+				return fmt.Errorf("link %s: the agent does not take step %v", id, s.Action)
+			})
 		}
 	}
 	if !t.remove(alias) {
 		return false, nil
 	}
-	if !other.Present() {
-		// The remote peer went away: unplug the cable.
-		return false, t.park.SetUp(mine.ParkedIndex, false)
+	// The remote peer went away (unplug the cable), or came to this node,
+	// where the plugin stitched the two ends: the tunnel may have taken
+	// this end's side of the stitch. Only then is the stitch looked at.
+	obs := podlink.Observation{Parking: true}
+	if podlink.Recorded(other) {
+		obs.Ends[i].StitchedTo, _ = t.park.Stitched(mine.ParkedIndex)
+		obs.Ends[1-i].StitchedTo, _ = t.park.Stitched(other.ParkedIndex)
 	}
-	// The peer came to this node: its ends are stitched here. Make sure
-	// the tunnel did not take this end's side of the stitch.
-	if !t.stitched(mine.ParkedIndex, other.ParkedIndex) {
-		return false, t.park.Stitch(mine.ParkedIndex, other.ParkedIndex)
+	d := podlink.OnPeerGone(rec, i, obs)
+	return false, takeSteps(d.Steps, func(s podlink.Step) error {
+		switch s.Action {
+		case podlink.Unplug:
+			return t.park.SetUp(mine.ParkedIndex, false)
+		case podlink.Stitch:
+			return t.park.Stitch(mine.ParkedIndex, other.ParkedIndex)
+		}
+		return fmt.Errorf("link %s: the agent does not take step %v", id, s.Action)
+	})
+}
+
+// takeSteps takes podlink's steps for one end, in order, stopping at the first
+// that fails. The agent's steps are its tunnels' (tunnel.go), not the
+// plugin's Executor's: it adds the tunnel kind of stitch.
+func takeSteps(steps []podlink.Step, do func(podlink.Step) error) error {
+	for _, s := range steps {
+		if err := do(s); err != nil {
+			return err
+		}
 	}
-	return false, nil
+	return nil
 }
 
 // repairRegistry re-registers this node's ends the registry lost, and
@@ -309,14 +363,13 @@ func (a *Agent) write(ctx context.Context, op func(context.Context) error) error
 }
 
 // attachmentHere reports whether the local store still records key.
-func (a *Agent) attachmentHere(ctx context.Context, key store.AttachmentKey) (bool, error) {
-	st, err := store.OpenLocal(a.cfg.StoreDir)
-	if err != nil {
-		return false, err
-	}
-	defer st.Close()
-	att, err := st.Attachment(ctx, key)
-	return att != nil, err
+func (a *Agent) attachmentHere(ctx context.Context, key store.AttachmentKey) (here bool, err error) {
+	err = a.withNode(ctx, func(st *store.Local) error {
+		att, err := st.Attachment(ctx, key)
+		here = att != nil
+		return err
+	})
+	return here, err
 }
 
 // releaseUnused frees the VNIs of links that no registered end declares

@@ -155,7 +155,7 @@ func (t *tunnels) close() {
 }
 
 // ensure makes the tunnel of alias go to node with vni, stitched to the
-// parked end at parked, and plugs the cable in. What is already right is
+// parked end at parked (podlink's Tunnel step). What is already right is
 // left alone, so an agent that restarts disturbs nothing.
 func (t *tunnels) ensure(ctx context.Context, alias string, vni uint32, node *store.NodeRecord, parked int) error {
 	remote := net.ParseIP(node.VTEP)
@@ -200,11 +200,9 @@ func (t *tunnels) ensure(ctx context.Context, alias string, vni uint32, node *st
 			VxlanId: int(vni), Group: remote, Port: t.port, SrcAddr: t.under.ip, VtepDevIndex: t.under.index}
 	}
 	if !t.stitched(parked, index) {
-		if err := t.park.Stitch(parked, index); err != nil {
-			return err
-		}
+		return t.park.Stitch(parked, index)
 	}
-	return t.park.SetUp(parked, true)
+	return nil
 }
 
 func (t *tunnels) stitched(a, b int) bool {

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ratchet-cni/ratchet/internal/netconf"
-	"github.com/ratchet-cni/ratchet/internal/plugin"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
@@ -30,11 +30,11 @@ func links(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	park := plugin.OpenParkingOf(ctx, st)
+	park := podlink.OpenParkingOf(ctx, st)
 	if park != nil {
 		defer park.Close()
 	}
-	views, err := plugin.ViewLinks(ctx, st, park)
+	views, err := podlink.ViewLinks(ctx, st, park)
 	if err != nil {
 		return err
 	}
@@ -56,15 +56,15 @@ func links(args []string, stdout io.Writer) error {
 func endName(e store.LinkEnd) string { return e.Pod + ":" + e.IfName }
 
 // edgeStyle draws each state so that a glance shows what is wrong.
-var edgeStyle = map[string]string{
-	plugin.StateUp:      `style=solid, color="darkgreen"`,
-	plugin.StatePending: `style=dashed, color="gray50"`,
-	plugin.StateRemote:  `style=solid, color="blue"`,
-	plugin.StateParked:  `style=dotted, color="orange"`,
-	plugin.StateBroken:  `style=bold, color="red"`,
+var edgeStyle = map[podlink.State]string{
+	podlink.StateUp:      `style=solid, color="darkgreen"`,
+	podlink.StatePending: `style=dashed, color="gray50"`,
+	podlink.StateRemote:  `style=solid, color="blue"`,
+	podlink.StateParked:  `style=dotted, color="orange"`,
+	podlink.StateBroken:  `style=bold, color="red"`,
 }
 
-func printDot(w io.Writer, pods []*store.PodRecord, views []plugin.LinkView) error {
+func printDot(w io.Writer, pods []*store.PodRecord, views []podlink.LinkView) error {
 	fmt.Fprintln(w, "graph ratchet {")
 	fmt.Fprintln(w, "  node [shape=box, style=rounded];")
 	present := map[string]bool{}

@@ -21,10 +21,15 @@ import (
 
 // Defaults.
 const (
-	DefaultStoreDir       = "/var/lib/cni/ratchet"
-	DefaultStorePrefix    = "/ratchet"
-	DefaultAgentSocket    = "/run/ratchet/ratchetd.sock"
-	DefaultStoreTimeout   = 5 * time.Second
+	DefaultStoreDir     = "/var/lib/cni/ratchet"
+	DefaultStorePrefix  = "/ratchet"
+	DefaultAgentSocket  = "/run/ratchet/ratchetd.sock"
+	DefaultStoreTimeout = 5 * time.Second
+	// DefaultLockTimeout is how long an operation waits for the node lock:
+	// long enough for a queue of honest operations (the longest, an ADD of
+	// maxLinksPerPod links, takes about a second), short enough that one
+	// stuck holder shows as "try again later" rather than as a hung runtime.
+	DefaultLockTimeout    = 30 * time.Second
 	DefaultMaxLinksPerPod = 1024
 	DefaultVXLANPort      = 4789
 	DefaultVNIRange       = "5000-16777215"
@@ -80,6 +85,9 @@ type Store struct {
 	Prefix    string   `json:"prefix,omitempty"`
 	TLS       *TLS     `json:"tls,omitempty"`
 	Timeout   string   `json:"timeout,omitempty"`
+	// LockTimeout is how long an operation waits for the node lock
+	// (LockWait).
+	LockTimeout string `json:"lockTimeout,omitempty"`
 	// AgentSocket is where ratchetd, the node agent that holds the etcd
 	// connection, listens (etcd store only).
 	AgentSocket string `json:"agentSocket,omitempty"`
@@ -92,6 +100,15 @@ func (s *Store) CallTimeout() time.Duration {
 		return d
 	}
 	return DefaultStoreTimeout
+}
+
+// LockWait is how long an operation waits for the node lock before it
+// gives up with "try again later": store.lockTimeout, 30 s by default.
+func (s *Store) LockWait() time.Duration {
+	if d, err := time.ParseDuration(s.LockTimeout); err == nil && d > 0 {
+		return d
+	}
+	return DefaultLockTimeout
 }
 
 // TLS holds client certificate paths for etcd.
@@ -242,6 +259,11 @@ func (c *NetConf) validate(ifName string) error {
 	}
 	if !filepath.IsAbs(c.Store.Dir) {
 		return Invalid("store.dir", c.Store.Dir, "must be an absolute path")
+	}
+	if c.Store.LockTimeout != "" {
+		if d, err := time.ParseDuration(c.Store.LockTimeout); err != nil || d <= 0 {
+			return Invalid("store.lockTimeout", c.Store.LockTimeout, `want a positive duration such as "30s"`)
+		}
 	}
 	if c.Store.Type == "etcd" {
 		if err := c.Store.validateEtcd(); err != nil {

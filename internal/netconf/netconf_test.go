@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -104,5 +105,25 @@ func TestDecodeIsLenientAboutLinks(t *testing.T) {
 	conf, err := netconf.Decode([]byte(`{"cniVersion":"1.0.0","name":"lab","links":[{"name":"way-too-long-name-here"}]}`))
 	if err != nil || conf.Name != "lab" {
 		t.Fatalf("%+v %v", conf, err)
+	}
+}
+
+func TestLockTimeout(t *testing.T) {
+	conf, err := netconf.Load([]byte(`{"cniVersion":"1.0.0","name":"lab","store":{"lockTimeout":"250ms"}}`), "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conf.Store.LockWait(); got != 250*time.Millisecond {
+		t.Fatalf("lock wait %v, want 250ms", got)
+	}
+	if got := (&netconf.Store{}).LockWait(); got != netconf.DefaultLockTimeout {
+		t.Fatalf("default lock wait %v", got)
+	}
+	for _, bad := range []string{"soon", "-1s", "0s"} {
+		_, err := netconf.Load([]byte(`{"cniVersion":"1.0.0","name":"lab","store":{"lockTimeout":"`+bad+`"}}`), "eth0")
+		var cniErr *types.Error
+		if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cniErr.Msg, "store.lockTimeout") || !strings.Contains(cniErr.Msg, bad) {
+			t.Errorf("lockTimeout %q: %v, want code 7 naming store.lockTimeout and the value", bad, err)
+		}
 	}
 }

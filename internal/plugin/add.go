@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -11,6 +12,7 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/topology"
 	"github.com/ratchet-cni/ratchet/pkg/link"
@@ -32,7 +34,7 @@ func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Re
 		return nil, nil, err
 	}
 	log := newLogger(conf, args)
-	res, err := p.add(ctx, conf, args)
+	res, err := p.add(ctx, conf, args, log)
 	if err != nil {
 		log.Error("ADD failed", "error", err)
 		return nil, nil, err
@@ -41,7 +43,7 @@ func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Re
 	return res, conf, nil
 }
 
-func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdArgs) (res *current.Result, err error) {
+func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdArgs, log *slog.Logger) (res *current.Result, err error) {
 	ctx, closeHandles := link.WithHandleCache(ctx)
 	defer closeHandles()
 	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
@@ -77,13 +79,12 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	}
 	defer st.Close()
 
-	var undo undoStack
+	// Everything deferred above outlives the undo: its steps use the store,
+	// the namespaces and the handle cache. What they use beyond that, the
+	// undo owns (podlink.Undo.Own).
+	undo := podlink.NewUndo(log)
 	done := false
-	defer func() {
-		if !done {
-			undo.run()
-		}
-	}()
+	defer func() { undo.Finish(done) }()
 	names := links.names()
 	for _, l := range decl.Links {
 		names = append(names, l.Spec.Name)
@@ -100,7 +101,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	if err := st.PutAttachment(ctx, rec); err != nil {
 		return nil, storeError(err)
 	}
-	undo.push(func() { _ = st.DeleteAttachment(context.WithoutCancel(ctx), key) })
+	undo.Push("delete attachment record", func() error { return st.DeleteAttachment(context.WithoutCancel(ctx), key) })
 	if err := fault.Step(ctx, "record"); err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		if err != nil {
 			return nil, err
 		}
-		undo.push(func() { _ = delegateDel(context.WithoutCancel(ctx), conf, delegated) })
+		undo.Push("DEL of "+delegated, func() error { return delegateDel(context.WithoutCancel(ctx), conf, delegated) })
 		if delegated == usedDelegate {
 			done = true
 			return prev, nil
@@ -123,11 +124,11 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		if err := l.Create(ctx); err != nil {
 			return nil, linkError(err)
 		}
-		undo.push(func() { _ = l.Remove(context.WithoutCancel(ctx)) })
+		undo.Push("remove link "+l.pod.Name, func() error { return l.Remove(context.WithoutCancel(ctx)) })
 		ends = append(ends, l.pod)
 	}
 	if len(decl.Links) > 0 || decl.LegacyConsent {
-		made, err := p.addPodLinks(ctx, conf, st, podNS, key, owner, pod, decl, args.Netns, &undo)
+		made, err := p.addPodLinks(ctx, conf, st, podNS, key, owner, pod, decl, args.Netns, undo)
 		if err != nil {
 			return nil, err
 		}
@@ -141,15 +142,15 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	return res, nil
 }
 
-func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *undoStack) ([]*link.Endpoint, error) {
+func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *podlink.Undo) ([]*link.Endpoint, error) {
 	defaultMTU := 0
 	if multiNode(conf) {
 		mtu, err := registerEnds(ctx, conf, key, pod.String(), decl)
 		if err != nil {
 			return nil, err
 		}
-		undo.push(func() {
-			_ = unregisterEnds(context.WithoutCancel(ctx), conf, key, pod.String(), decl.Names())
+		undo.Push("unregister ends", func() error {
+			return unregisterEnds(context.WithoutCancel(ctx), conf, key, pod.String(), decl.Names())
 		})
 		// One MTU for every pod link, whichever node its peer is on, so
 		// that the interface never changes when the peer moves.
@@ -159,13 +160,14 @@ func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st stor
 	if err != nil {
 		return nil, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
 	}
-	defer parkNS.Close()
-	park, err := link.OpenParking(parkNS)
+	// The undo's steps use the parking namespace: it is the undo's to
+	// close, after them (and after the executor, which it owns too).
+	undo.Own(func() { parkNS.Close() })
+	x, err := podlink.NewExecutor(parkNS, undo)
 	if err != nil {
 		return nil, linkError(err)
 	}
-	defer park.Close()
-	linker := &podLinker{st: st, park: park, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
+	linker := &podLinker{st: st, x: x, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
 	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -9,6 +10,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/topology"
 	"github.com/ratchet-cni/ratchet/pkg/link"
@@ -78,18 +80,18 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 		return mismatch("pod links: the parking namespace is gone: %v", err)
 	}
 	defer parkNS.Close()
-	park, err := link.OpenParking(parkNS)
+	x, err := podlink.NewExecutor(parkNS, nil)
 	if err != nil {
 		return linkError(err)
 	}
-	defer park.Close()
+	defer x.Close()
 	recs, err := st.LinksOf(ctx, pod)
 	if err != nil {
 		return storeError(err)
 	}
 	held := map[string]bool{}
 	for _, rec := range recs {
-		mine, other := endOf(rec, pod)
+		mine, _ := endOf(rec, pod)
 		if mine.Attachment == nil || *mine.Attachment != key {
 			continue
 		}
@@ -98,20 +100,18 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 		if err != nil {
 			return err
 		}
-		joined := other.Declared && other.Attachment != nil && park.Has(other.Parked, other.ParkedIndex)
-		v := &link.Veth{A: spec.Local(), B: link.Endpoint{NS: parkNS, Name: mine.Parked, Down: !joined}, Marker: ownerOf(key).marker(spec.Name)}
-		v.A.NS = podNS
-		if err := v.Verify(ctx); err != nil {
-			return mismatch("%v", err)
-		}
-		if joined {
-			to, err := link.Stitched(parkNS, mine.ParkedIndex)
-			if err != nil {
-				return linkError(err)
-			}
-			if to != other.ParkedIndex {
-				return mismatch("%s: not joined to %s's %s", mine.IfName, other.Pod, other.IfName)
-			}
+		d := podlink.OnCheck(rec, indexOf(rec, mine), x.ObserveParked(rec))
+		err = x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
+			v := &link.Veth{A: spec.Local(), Marker: ownerOf(key).marker(spec.Name)}
+			v.A.NS = podNS
+			return v, nil
+		})
+		var mm *podlink.MismatchError
+		switch {
+		case errors.As(err, &mm):
+			return mismatch("%v", mm.Err)
+		case err != nil:
+			return linkError(err)
 		}
 	}
 	for _, l := range decl.Links {

@@ -8,6 +8,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/topology"
 	"github.com/ratchet-cni/ratchet/pkg/link"
@@ -63,15 +64,15 @@ func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *st
 		removed += n
 	}
 	if rec.Pod != "" {
-		var park *link.Parking
+		var x *podlink.Executor
 		if parkNS, err := parking.Open(ctx, st, conf.Store.Dir, false); err == nil {
 			defer parkNS.Close()
-			if park, err = link.OpenParking(parkNS); err != nil {
+			if x, err = podlink.NewExecutor(parkNS, nil); err != nil {
 				return removed, linkError(err)
 			}
-			defer park.Close()
+			defer x.Close()
 		}
-		if err := releasePodLinks(ctx, st, park, rec.Pod, rec.AttachmentKey); err != nil {
+		if err := releasePodLinks(ctx, st, x, rec.Pod, rec.AttachmentKey); err != nil {
 			return removed, storeError(err)
 		}
 		if multiNode(conf) {

@@ -11,8 +11,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
-	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // GC implements CNI GC: it removes what belongs to attachments of this
@@ -63,11 +63,11 @@ func sweepParking(ctx context.Context, st store.Store, conf *netconf.NetConf) er
 		return nil
 	}
 	defer parkNS.Close()
-	park, err := link.OpenParking(parkNS)
+	x, err := podlink.NewExecutor(parkNS, nil)
 	if err != nil {
 		return err
 	}
-	defer park.Close()
+	defer x.Close()
 	all, err := st.Attachments(ctx, "")
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func sweepParking(ctx context.Context, st store.Store, conf *netconf.NetConf) er
 	for _, a := range all {
 		owners[ownerOf(a.AttachmentKey).prefix] = true
 	}
-	_, err = park.Remove(func(alias string) bool {
+	_, err = x.Sweep(func(alias string) bool {
 		for prefix := range owners {
 			if strings.HasPrefix(alias, prefix) {
 				return true

@@ -90,11 +90,19 @@ func attachmentKey(conf *netconf.NetConf, args *skel.CmdArgs) store.AttachmentKe
 	return store.AttachmentKey{Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName}
 }
 
+// openStore opens the node's local store, which takes the node lock for
+// the whole operation. An operation that cannot have the lock within
+// store.lockTimeout fails with code 11 (try again later) having done
+// nothing: ADD leaves nothing behind, and DEL, which must not report a
+// success it has not had, is retried by the runtime.
 func openStore(conf *netconf.NetConf) (store.Store, error) {
 	switch conf.Store.Type {
 	case "local", "etcd":
 		// With etcd too: the node's own state is local (see cluster.go).
-		st, err := store.OpenLocal(conf.Store.Dir)
+		st, err := store.OpenLocalWithin(context.Background(), conf.Store.Dir, conf.Store.LockWait())
+		if errors.Is(err, store.ErrLockTimeout) {
+			return nil, types.NewError(types.ErrTryAgainLater, err.Error(), "")
+		}
 		if err != nil {
 			return nil, storeError(err)
 		}

@@ -11,22 +11,16 @@ import (
 
 	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/topology"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
-// How pod links work. Each pod's end of a link is a veth pair: the
-// interface in the pod, and a "parked" end in a node-local parking
-// namespace. A pod's ADD always makes its own ends, so its interfaces exist
-// when ADD returns, whatever its peers are doing. When both pods of a link
-// have declared it and both are present, their parked ends are stitched
-// back to back with tc redirects, which moves nothing. A parked end is down
-// while its peer is missing, so the pod's interface has no carrier: an
-// unplugged cable. When a pod goes, its veth pairs go with it; its peers
-// keep their interfaces (same name, same ifindex) with carrier down until
-// it comes back and is stitched again.
+// Pod links: their state machine, and the one place that changes them in
+// the kernel, are internal/podlink's. This file is the ADD's and DEL's
+// side: which records to load, which ends to make, what to write back.
 
 func newLinkRecord(podA, ifA, podB, ifB string) *store.LinkRecord {
 	id, aFirst := store.LinkID(podA, ifA, podB, ifB)
@@ -41,12 +35,12 @@ func newLinkRecord(podA, ifA, podB, ifB string) *store.LinkRecord {
 // the kernel and in the store, is pushed on undo.
 type podLinker struct {
 	st    store.Store
-	park  *link.Parking
+	x     *podlink.Executor
 	podNS ns.NetNS
 	key   store.AttachmentKey
 	owner owner
 	pod   string
-	undo  *undoStack
+	undo  *podlink.Undo
 	// defaultMTU is the MTU of interfaces whose spec sets none (0: the
 	// kernel's).
 	defaultMTU int
@@ -54,9 +48,6 @@ type podLinker struct {
 	made []*link.Endpoint
 	// changed are the records to write, all in one transaction at the end.
 	changed []*store.LinkRecord
-	// plugs are the stitched pairs of parked ends to bring up once every
-	// end is made (see plugIn).
-	plugs [][2]int
 }
 
 // declare registers the pod and makes every link end it declares or
@@ -70,12 +61,11 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 	if err := p.st.PutPod(ctx, rec); err != nil {
 		return storeError(err)
 	}
-	p.undo.push(func() {
+	p.undo.Push("restore pod record "+p.pod, func() error {
 		if prevPod != nil {
-			_ = p.st.PutPod(context.WithoutCancel(ctx), prevPod)
-		} else {
-			_ = p.st.DeletePod(context.WithoutCancel(ctx), p.pod)
+			return p.st.PutPod(context.WithoutCancel(ctx), prevPod)
 		}
+		return p.st.DeletePod(context.WithoutCancel(ctx), p.pod)
 	})
 	for i := range d.Links {
 		if err := p.declared(ctx, &d.Links[i]); err != nil {
@@ -87,8 +77,9 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 			return err
 		}
 	}
-	if err := p.plugIn(); err != nil {
-		return err
+	// The plugs come last, once every end is made (see Executor.PlugIn).
+	if err := p.x.PlugIn(); err != nil {
+		return linkError(err)
 	}
 	// The records are written last, in one transaction: until then there is
 	// nothing in the store to undo, and a crash before it leaves netdevs that
@@ -108,15 +99,20 @@ func (p *podLinker) declared(ctx context.Context, l *topology.Link) error {
 	}
 	mine, other := rec.End(p.pod, l.Spec.Name)
 	mine.Declared = true
-	mine.Spec = mustJSON(l.Spec)
-	if l.PeerEnd != nil {
-		rec.LegacyPrimary = p.pod
-		other.Spec = mustJSON(*l.PeerEnd)
-	}
-	if err := p.makeEnd(ctx, rec, mine, other, l.Spec, p.podNS, p.owner, p.key, true); err != nil {
+	if mine.Spec, err = specJSON(l.Spec); err != nil {
 		return err
 	}
-	if l.PeerEnd != nil && !p.usable(other) {
+	if l.PeerEnd != nil {
+		rec.LegacyPrimary = p.pod
+		if other.Spec, err = specJSON(*l.PeerEnd); err != nil {
+			return err
+		}
+	}
+	if err := p.makeEnd(ctx, rec, indexOf(rec, mine), l.Spec, p.podNS, p.owner, p.key, true); err != nil {
+		return err
+	}
+	// makeEnd forgot the peer's end if its parked netdev had vanished.
+	if l.PeerEnd != nil && other.Attachment == nil {
 		if err := p.completeLegacyPair(ctx, rec, other); err != nil {
 			return err
 		}
@@ -136,7 +132,7 @@ func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration
 		if rec.LegacyPrimary == "" || rec.LegacyPrimary == p.pod {
 			continue
 		}
-		mine, other := endOf(rec, p.pod)
+		mine, _ := endOf(rec, p.pod)
 		if mine.Attachment != nil && *mine.Attachment == p.key {
 			continue // made already, by the primary's ADD
 		}
@@ -150,7 +146,7 @@ func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration
 			}
 		}
 		mine.Declared = true
-		if err := p.makeEnd(ctx, rec, mine, other, *spec, p.podNS, p.owner, p.key, true); err != nil {
+		if err := p.makeEnd(ctx, rec, indexOf(rec, mine), *spec, p.podNS, p.owner, p.key, true); err != nil {
 			return err
 		}
 		p.changed = append(p.changed, rec)
@@ -178,52 +174,41 @@ func (p *podLinker) completeLegacyPair(ctx context.Context, rec *store.LinkRecor
 	}
 	defer pairNS.Close()
 	pair.Declared = true
-	mine, _ := endOf(rec, p.pod)
-	return p.makeEnd(ctx, rec, pair, mine, *spec, pairNS, ownerOf(pr.Attachment), pr.Attachment, false)
+	return p.makeEnd(ctx, rec, indexOf(rec, pair), *spec, pairNS, ownerOf(pr.Attachment), pr.Attachment, false)
 }
 
-// makeEnd creates end's veth (its interface in netns, its parked end in
-// the parking namespace), stitches it to other when other is declared and
-// present, and records it. own says whether the interface is this
-// attachment's, to be listed in its result.
-func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, other *store.LinkEnd, spec netconf.LinkSpec, netns ns.NetNS, o owner, key store.AttachmentKey, own bool) error {
-	if end.Attachment != nil && p.park.Has(end.Parked, end.ParkedIndex) {
-		// An earlier incarnation of the pod still has its end: unplug it.
-		if err := p.park.SetUp(end.ParkedIndex, false); err != nil {
-			return linkError(err)
+// makeEnd makes end i of rec (its interface in netns, its parked end in
+// the parking namespace) as podlink decides for an ADD: stitched to the
+// other end when that is declared and present, plugged in once every end
+// is made. own says whether the interface is this attachment's, to be
+// listed in its result.
+func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, spec netconf.LinkSpec, netns ns.NetNS, o owner, key store.AttachmentKey, own bool) error {
+	d := podlink.OnAdd(rec, i, key, p.x.ObserveParked(rec))
+	var made *link.Veth
+	err := p.x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
+		made = &link.Veth{
+			A:      spec.Local(),
+			B:      link.Endpoint{Name: link.RandomName("rp")},
+			Marker: o.marker(spec.Name),
 		}
-	}
-	joined := other.Declared && p.usable(other)
-	v := &link.Veth{
-		A:      spec.Local(),
-		B:      link.Endpoint{NS: p.park.NS, Name: link.RandomName("rp"), Down: true},
-		Marker: o.marker(spec.Name),
-	}
-	v.A.NS = netns
-	if v.A.MTU == 0 {
-		v.A.MTU = p.defaultMTU
-	}
-	if v.A.MAC == nil {
-		v.A.MAC = stableMAC(end.Pod, end.IfName)
-	}
-	if err := v.Create(ctx); err != nil {
+		made.A.NS = netns
+		if made.A.MTU == 0 {
+			made.A.MTU = p.defaultMTU
+		}
+		if made.A.MAC == nil {
+			made.A.MAC = stableMAC(rec.Ends[i].Pod, rec.Ends[i].IfName)
+		}
+		return made, nil
+	})
+	if err != nil {
 		return linkError(err)
 	}
-	p.undo.push(func() { _ = v.Remove(context.WithoutCancel(ctx)) })
-	end.Attachment = &key
-	end.Parked, end.ParkedIndex = v.B.Name, v.B.Index
-	if joined {
-		if err := p.park.Stitch(end.ParkedIndex, other.ParkedIndex); err != nil {
-			return linkError(err)
-		}
-		p.plugs = append(p.plugs, [2]int{end.ParkedIndex, other.ParkedIndex})
-		rec.Joined = true
-	}
+	*rec = d.Next
 	if err := fault.Step(ctx, "pod link "+spec.Name); err != nil {
 		return err
 	}
 	if own {
-		p.made = append(p.made, &v.A)
+		p.made = append(p.made, &made.A)
 	}
 	return nil
 }
@@ -237,46 +222,6 @@ func stableMAC(pod, ifName string) net.HardwareAddr {
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = mac[0]&0xfe | 0x02
 	return mac
-}
-
-// plugIn brings up both parked ends of every pair stitched during this
-// ADD, once all of its ends are made. Their pod interfaces get their
-// carrier at once; the kernel's reaction to it (IPv6 address
-// configuration, which walks the pod's whole IPv6 routing table for every
-// interface) runs in its linkwatch worker. Done link by link in the middle
-// of the ADD, that work competed with the ADD's own requests for the RTNL
-// lock: the second pod's ADD with 1024 links took 1.37 - 1.44 s, and
-// 1.14 - 1.19 s with the plugs last, the kernel floor's own time
-// (docs/performance.md). A failed ADD no longer flaps its peers' cables
-// either.
-func (p *podLinker) plugIn() error {
-	for _, pair := range p.plugs {
-		mine, other := pair[0], pair[1]
-		if err := p.park.SetUp(mine, true); err != nil {
-			return linkError(err)
-		}
-		if err := p.park.SetUp(other, true); err != nil {
-			return linkError(err)
-		}
-		// Mine goes with its veth if the ADD is undone; the peer's end is
-		// unplugged again.
-		p.undo.push(func() { _ = p.park.SetUp(other, false) })
-	}
-	return nil
-}
-
-// usable reports whether end's parked interface is there to stitch to. An
-// end whose parked interface vanished (its pod's namespace went without a
-// DEL) is marked gone.
-func (p *podLinker) usable(end *store.LinkEnd) bool {
-	if end.Attachment == nil {
-		return false
-	}
-	if p.park.Has(end.Parked, end.ParkedIndex) {
-		return true
-	}
-	end.Attachment, end.Parked, end.ParkedIndex = nil, "", 0
-	return false
 }
 
 // load reads (or starts) the record of the link between this pod's ifName
@@ -293,40 +238,28 @@ func (p *podLinker) load(ctx context.Context, ifName, peer, peerIf string) (*sto
 	return rec, nil
 }
 
-// releasePodLinks runs at DEL and GC: the attachment's ends are marked
-// gone, its peers' cables unplugged, and records nobody declares any more
-// are removed. The veth pairs themselves go with the attachment's netdevs.
-func releasePodLinks(ctx context.Context, st store.Store, park *link.Parking, pod string, key store.AttachmentKey) error {
+// releasePodLinks runs at DEL and GC: podlink decides, for each record
+// with an end in pod, what the release of attachment key does (the ends
+// it made are forgotten, its peers' cables unplugged, records nobody
+// declares any more removed); x (nil when the node has no parking
+// namespace) takes the kernel steps. The veth pairs themselves go with
+// the attachment's netdevs.
+func releasePodLinks(ctx context.Context, st store.Store, x *podlink.Executor, pod string, key store.AttachmentKey) error {
 	recs, err := st.LinksOf(ctx, pod)
 	if err != nil {
 		return err
 	}
 	for _, rec := range recs {
-		changed := false
-		for i := range rec.Ends {
-			end, other := &rec.Ends[i], &rec.Ends[1-i]
-			if end.Pod != pod {
-				continue
-			}
-			if end.Attachment != nil && *end.Attachment == key {
-				end.Attachment, end.Parked, end.ParkedIndex, end.Declared = nil, "", 0, false
-				changed = true
-			}
-			// With this pod's end gone, the peer's cable is unplugged. That
-			// holds also after an ADD killed before it recorded its ends,
-			// which may have plugged the peer in already.
-			if end.Attachment == nil && other.Attachment != nil && park != nil {
-				if err := park.SetUp(other.ParkedIndex, false); err != nil {
-					return err
-				}
+		d := podlink.OnRelease(rec, pod, key, x != nil)
+		if x != nil {
+			if err := x.Apply(ctx, rec, &d, nil); err != nil {
+				return err
 			}
 		}
-		if !changed {
-			continue
-		}
-		if declaredOrPresent(rec) {
-			err = st.PutLink(ctx, rec)
-		} else {
+		switch {
+		case d.Has(podlink.PutRecord, 0):
+			err = st.PutLink(ctx, &d.Next)
+		case d.Has(podlink.DeleteRecord, 0):
 			err = st.DeleteLink(ctx, rec.ID)
 		}
 		if err != nil {
@@ -340,13 +273,12 @@ func releasePodLinks(ctx context.Context, st store.Store, park *link.Parking, po
 	return err
 }
 
-func declaredOrPresent(rec *store.LinkRecord) bool {
-	for _, e := range rec.Ends {
-		if e.Declared || e.Attachment != nil {
-			return true
-		}
+// indexOf returns the index of end, which points into rec.Ends.
+func indexOf(rec *store.LinkRecord, end *store.LinkEnd) int {
+	if end == &rec.Ends[0] {
+		return 0
 	}
-	return false
+	return 1
 }
 
 func endOf(rec *store.LinkRecord, pod string) (mine, other *store.LinkEnd) {
@@ -369,7 +301,11 @@ func specOf(end *store.LinkEnd, where string) (*netconf.LinkSpec, error) {
 	return spec, nil
 }
 
-func mustJSON(v any) json.RawMessage {
-	b, _ := json.Marshal(v)
-	return b
+// specJSON encodes an end's spec for its record.
+func specJSON(spec netconf.LinkSpec) (json.RawMessage, error) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, types.NewError(netconf.ErrStore, fmt.Sprintf("encode the spec of %s: %v", spec.Name, err), "")
+	}
+	return b, nil
 }

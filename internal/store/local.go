@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
@@ -37,38 +39,48 @@ var (
 var allBuckets = [][]byte{attachmentsBucket, podsBucket, linksBucket, indexBucket, metaBucket,
 	endsBucket, nodesBucket, vniBucket, linkVNIsBucket}
 
-// Local is the embedded on-disk store for one node. It holds an exclusive
-// lock on its directory from Open to Close, so plugin processes that run in
-// parallel take turns. bbolt's own file lock polls every 50 ms; a blocking
-// flock on a side file first makes waiting cheap and fair.
+// Local is the embedded on-disk store for one node. It is opened under
+// the node lock (NodeLock), so plugin processes that run in parallel take
+// turns: OpenLocal takes the lock and Close releases it; NodeLock.Open
+// opens the store under a lock its caller holds and releases.
 type Local struct {
-	lock *os.File
+	// lock is the lock Close releases (nil: the caller's).
+	lock *NodeLock
 	db   *bolt.DB
 }
 
 // OpenLocal opens (creating it if needed) the store in dir: the directory
-// is 0700 and its files 0600.
+// is 0700 and its files 0600. It waits for the node lock for as long as it
+// takes.
 func OpenLocal(dir string) (*Local, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	if err := checkDir(dir); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	return OpenLocalWithin(context.Background(), dir, 0)
+}
+
+// OpenLocalWithin is OpenLocal waiting at most wait for the node lock (0:
+// for as long as it takes) and while ctx lives: it returns an error
+// wrapping ErrLockTimeout when another process holds it that long.
+func OpenLocalWithin(ctx context.Context, dir string, wait time.Duration) (*Local, error) {
+	lock, err := LockNode(ctx, dir, wait)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, err
 	}
-	if err := flock(lock); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("%w: lock %s: %v", ErrUnavailable, lock.Name(), err)
+	st, err := lock.Open()
+	if err != nil {
+		lock.Unlock()
+		return nil, err
 	}
+	st.lock = lock
+	return st, nil
+}
+
+// Open opens the store under the lock, which the caller still holds and
+// releases after the store's Close.
+func (l *NodeLock) Open() (*Local, error) {
+	dir := filepath.Dir(l.f.Name())
 	if err := resetAfterReboot(dir); err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if err := notSymlink(filepath.Join(dir, dbFile)); err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	// NoSync: the state describes namespaces and netdevs, which all vanish
@@ -83,7 +95,6 @@ func OpenLocal(dir string) (*Local, error) {
 	// with 5000 attachments held).
 	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	// Buckets are made once; later opens only look.
@@ -99,10 +110,9 @@ func OpenLocal(dir string) (*Local, error) {
 	}
 	if err != nil {
 		db.Close()
-		lock.Close()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return &Local{lock: lock, db: db}, nil
+	return &Local{db: db}, nil
 }
 
 func createBuckets(db *bolt.DB) error {
@@ -177,19 +187,12 @@ func writeFileNoFollow(path string, data []byte) error {
 	return err
 }
 
-func flock(f *os.File) error {
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			return err
-		}
-	}
-}
-
 // Close implements Store.
 func (l *Local) Close() error {
 	err := l.db.Close()
-	l.lock.Close() // closing the descriptor releases the flock
+	if l.lock != nil {
+		err = errors.Join(err, l.lock.Unlock())
+	}
 	return err
 }
 

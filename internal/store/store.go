@@ -101,9 +101,6 @@ type LinkEnd struct {
 	ParkedIndex int    `json:"parkedIndex,omitempty"`
 }
 
-// Present reports whether the end's pod holds its interface now.
-func (e *LinkEnd) Present() bool { return e.Attachment != nil && e.ParkedIndex != 0 }
-
 // End returns the end of pod's interface ifName, and the other end.
 func (r *LinkRecord) End(pod, ifName string) (mine, other *LinkEnd) {
 	if r.Ends[0].Pod == pod && r.Ends[0].IfName == ifName {

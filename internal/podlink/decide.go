@@ -1,0 +1,244 @@
+package podlink
+
+import (
+	"github.com/ratchet-cni/ratchet/internal/store"
+)
+
+// The events that move a pod link on each have a decision function:
+//   - a pod's ADD declares (or consents to) its end: OnAdd;
+//   - the DEL or GC of the attachment that made an end: OnRelease;
+//   - a CHECK of the attachment that holds an end: OnCheck;
+//   - the node agent finds the peer registered on another node, with a
+//     tunnel to go to it: OnPeerRegistered;
+//   - the node agent takes an end's tunnel out of service, as its remote
+//     peer went or came to this node: OnPeerGone.
+
+// Action is one step that moves a link on. Kernel actions are applied by
+// an Executor; record actions by the caller, which owns the store.
+type Action int
+
+// Actions. A Step's End names the end (0 or 1, as in the record) it acts on.
+const (
+	// UnplugStale sets down the parked netdev an earlier incarnation of
+	// the end's pod left behind.
+	UnplugStale Action = iota
+	// ForgetEnd marks the end gone in the record: its parked netdev has
+	// vanished (its pod's namespace went without a DEL) or was released.
+	ForgetEnd
+	// MakeEnd creates the end's veth: its interface in the pod, its parked
+	// end, down, in the parking namespace.
+	MakeEnd
+	// Stitch joins the end's parked netdev to the other end's.
+	Stitch
+	// Plug sets the end's parked netdev up: the pod's cable is plugged in.
+	Plug
+	// Unplug sets the end's parked netdev down: the pod's carrier goes.
+	Unplug
+	// Tunnel stitches the end's parked netdev to its VXLAN tunnel.
+	Tunnel
+	// VerifyEnd checks the end's interface and its parked netdev, which
+	// waits, down, for a peer.
+	VerifyEnd
+	// VerifyJoined checks the end's interface and its parked netdev, up
+	// and stitched to the other end's.
+	VerifyJoined
+	// PutRecord writes the record (Decision.Next).
+	PutRecord
+	// DeleteRecord removes the record: nobody declares or holds the link.
+	DeleteRecord
+)
+
+var actionNames = [...]string{"unplug-stale", "forget-end", "make-end", "stitch", "plug", "unplug", "tunnel",
+	"verify-end", "verify-joined", "put-record", "delete-record"}
+
+func (a Action) String() string {
+	if a < 0 || int(a) >= len(actionNames) {
+		return "action?"
+	}
+	return actionNames[a]
+}
+
+// Step is one action on one end.
+type Step struct {
+	Action Action
+	End    int
+}
+
+// Decision is what an event does to a link: the steps, in order, the
+// record as it is once they are taken, and the state the link is then in
+// (StateNone when the record is deleted). Next's made ends carry the
+// attachment but no parked netdev yet: the Executor fills that in.
+type Decision struct {
+	Steps []Step
+	Next  store.LinkRecord
+	State State
+}
+
+// StateNone is the state of a link whose record is deleted.
+const StateNone State = ""
+
+// Has reports whether the decision takes action a on end.
+func (d *Decision) Has(a Action, end int) bool {
+	for _, s := range d.Steps {
+		if s.Action == a && s.End == end {
+			return true
+		}
+	}
+	return false
+}
+
+// OnAdd decides what the ADD of attachment key does to its end mine of
+// rec: unplug what an earlier incarnation left, forget a peer end whose
+// parked netdev vanished, make the end, and, when the peer declares the
+// link and is present, stitch the two and plug both in (the plugs are
+// taken last, once the ADD has made all of its ends). The caller sets
+// mine's Declared and Spec first. obs needs Parked of every end whose
+// record has an attachment.
+func OnAdd(rec *store.LinkRecord, mine int, key store.AttachmentKey, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	m, o := &d.Next.Ends[mine], &d.Next.Ends[1-mine]
+	if m.Attachment != nil && obs.Ends[mine].Parked {
+		d.Steps = append(d.Steps, Step{UnplugStale, mine})
+	}
+	if o.Attachment != nil && !obs.Ends[1-mine].Parked {
+		d.Steps = append(d.Steps, Step{ForgetEnd, 1 - mine})
+		forget(o)
+	}
+	joined := Joinable(o, obs.Ends[1-mine])
+	d.Steps = append(d.Steps, Step{MakeEnd, mine})
+	forget(m)
+	k := key
+	m.Attachment = &k
+	if joined {
+		d.Steps = append(d.Steps, Step{Stitch, mine}, Step{Plug, mine}, Step{Plug, 1 - mine})
+		d.Next.Joined = true
+	}
+	d.State = predict(&d, obs)
+	return d
+}
+
+// OnRelease decides what the DEL or GC of attachment key does to pod's
+// ends of rec: each end the attachment made is forgotten (its veth goes
+// with the attachment's netdevs), and the peer's cable is unplugged. That
+// holds also after an ADD killed before it recorded its ends, which may
+// have plugged the peer in already. A record nobody declares or holds any
+// more is deleted. parking says whether the node has a parking namespace
+// (with none, there is nothing to unplug).
+func OnRelease(rec *store.LinkRecord, pod string, key store.AttachmentKey, parking bool) Decision {
+	d := Decision{Next: clone(rec)}
+	obs := Observation{Parking: parking}
+	changed := false
+	for i := range d.Next.Ends {
+		end, other := &d.Next.Ends[i], &d.Next.Ends[1-i]
+		if end.Pod != pod {
+			continue
+		}
+		if end.Attachment != nil && *end.Attachment == key {
+			d.Steps = append(d.Steps, Step{ForgetEnd, i})
+			forget(end)
+			end.Declared = false
+			changed = true
+		}
+		if end.Attachment == nil && other.Attachment != nil && parking {
+			d.Steps = append(d.Steps, Step{Unplug, 1 - i})
+		}
+	}
+	// Release looks at no netdev: the ends it leaves are as they were,
+	// stitched to each other if both are there.
+	for i, e := range d.Next.Ends {
+		obs.Ends[i].Parked = e.Attachment != nil
+		obs.Ends[i].StitchedTo = d.Next.Ends[1-i].ParkedIndex
+	}
+	switch {
+	case !changed:
+	case declaredOrPresent(&d.Next):
+		d.Steps = append(d.Steps, Step{PutRecord, 0})
+	default:
+		d.Steps = append(d.Steps, Step{DeleteRecord, 0})
+	}
+	d.State = predict(&d, obs)
+	return d
+}
+
+// OnCheck decides what a CHECK verifies of end mine of rec: the end
+// alone, or, when the peer declares the link and is present, the end
+// stitched to it. obs needs Parked of the other end.
+func OnCheck(rec *store.LinkRecord, mine int, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	if Joinable(&rec.Ends[1-mine], obs.Ends[1-mine]) {
+		d.Steps = []Step{{VerifyJoined, mine}}
+	} else {
+		d.Steps = []Step{{VerifyEnd, mine}}
+	}
+	d.State = StateOf(rec, obs)
+	return d
+}
+
+// OnPeerRegistered decides what the node agent does when end mine's peer
+// is registered on another node and its tunnel can be made: stitch the
+// end to the tunnel and plug it in.
+func OnPeerRegistered(rec *store.LinkRecord, mine int, obs Observation) Decision {
+	d := Decision{Next: clone(rec), Steps: []Step{{Tunnel, mine}, {Plug, mine}}}
+	d.State = predict(&d, obs)
+	return d
+}
+
+// OnPeerGone decides what the node agent does when it takes end mine's
+// tunnel out of service. With the peer gone from the cluster, the cable
+// is unplugged; with the peer now on this node (recorded here: the
+// plugin stitched the two ends), the end is stitched to it again unless
+// obs shows the stitch is there (the tunnel may have taken this end's
+// side of it).
+func OnPeerGone(rec *store.LinkRecord, mine int, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	m, o := &rec.Ends[mine], &rec.Ends[1-mine]
+	if obs.Ends[mine].ToTunnel {
+		// The tunnel is gone, and its redirect with it.
+		obs.Ends[mine].StitchedTo, obs.Ends[mine].ToTunnel = 0, false
+	}
+	switch {
+	case !Recorded(o):
+		d.Steps = []Step{{Unplug, mine}}
+	case obs.Ends[mine].StitchedTo != o.ParkedIndex || obs.Ends[1-mine].StitchedTo != m.ParkedIndex:
+		d.Steps = []Step{{Stitch, mine}}
+	}
+	d.State = predict(&d, obs)
+	return d
+}
+
+// clone copies a record deeply enough for a decision to change it: its
+// ends' attachment keys are replaced, never written through.
+func clone(r *store.LinkRecord) store.LinkRecord { return *r }
+
+// tunnelIndex stands for a tunnel's ifindex in predictions.
+const tunnelIndex = -1 << 20
+
+// predict is the state the link is in once d's steps are taken, from
+// obs as it was before them.
+func predict(d *Decision, obs Observation) State {
+	next := d.Next
+	for _, s := range d.Steps {
+		switch s.Action {
+		case DeleteRecord:
+			return StateNone
+		case MakeEnd:
+			// A made end's netdev, with an index no other has.
+			obs.Parking = true
+			obs.Ends[s.End] = EndObs{Parked: true}
+			next.Ends[s.End].ParkedIndex = -1 - s.End
+		case ForgetEnd:
+			obs.Ends[s.End] = EndObs{}
+		}
+	}
+	for _, s := range d.Steps {
+		switch s.Action {
+		case Stitch:
+			obs.Ends[s.End].StitchedTo = next.Ends[1-s.End].ParkedIndex
+			obs.Ends[1-s.End].StitchedTo = next.Ends[s.End].ParkedIndex
+			obs.Ends[s.End].ToTunnel, obs.Ends[1-s.End].ToTunnel = false, false
+		case Tunnel:
+			obs.Ends[s.End].StitchedTo, obs.Ends[s.End].ToTunnel = tunnelIndex, true
+		}
+	}
+	return StateOf(&next, obs)
+}

@@ -1,0 +1,209 @@
+package podlink
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/pkg/link"
+)
+
+// Executor takes the kernel steps of pod-link decisions in a node's
+// parking namespace. Every kernel call of the pod-link code goes through
+// it (this file), through pkg/link.
+type Executor struct {
+	park *link.Parking
+	undo *Undo
+	// plugs are the stitched pairs of parked ends to bring up once every
+	// end is made (see PlugIn).
+	plugs [][2]int
+}
+
+// NewExecutor opens the parking namespace parkNS for steps. With undo, the
+// steps it takes push their inverse there, and undo owns the executor:
+// it is closed after the undo steps have run (Undo.Finish). Without, the
+// caller closes it. The caller still owns parkNS, and must close it after
+// the executor.
+func NewExecutor(parkNS ns.NetNS, undo *Undo) (*Executor, error) {
+	park, err := link.OpenParking(parkNS)
+	if err != nil {
+		return nil, err
+	}
+	x := &Executor{park: park, undo: undo}
+	if undo != nil {
+		undo.Own(x.Close)
+	}
+	return x, nil
+}
+
+// Close releases the executor's netlink handle.
+func (x *Executor) Close() { x.park.Close() }
+
+// NS is the parking namespace.
+func (x *Executor) NS() ns.NetNS { return x.park.NS }
+
+// ObserveParked looks at whether each end the record says is made has its
+// parked netdev: one lookup per such end, none for the others.
+func (x *Executor) ObserveParked(rec *store.LinkRecord) Observation {
+	obs := Observation{Parking: true}
+	for i, e := range rec.Ends {
+		if e.Attachment != nil {
+			obs.Ends[i].Parked = x.park.Has(e.Parked, e.ParkedIndex)
+		}
+	}
+	return obs
+}
+
+// Observe looks at what StateOf needs of rec, and no more: the parked
+// netdevs, then the stitch of two present ends, or of a lone end that was
+// never joined (to a tunnel?).
+func (x *Executor) Observe(rec *store.LinkRecord) Observation {
+	obs := x.ObserveParked(rec)
+	a, b := rec.Ends[0], rec.Ends[1]
+	pa, pb := Present(&a, obs.Ends[0]), Present(&b, obs.Ends[1])
+	switch {
+	case pa && pb && a.Declared && b.Declared:
+		obs.Ends[0].StitchedTo, _ = x.park.Stitched(a.ParkedIndex)
+	case rec.Joined:
+	case pa != pb:
+		i := 0
+		if pb {
+			i = 1
+		}
+		if to, err := x.park.Stitched(rec.Ends[i].ParkedIndex); err == nil && to != 0 {
+			obs.Ends[i].StitchedTo, obs.Ends[i].ToTunnel = to, x.park.Kind(to) == "vxlan"
+		}
+	}
+	return obs
+}
+
+// VethFunc describes end's veth (its interface in the pod, its parked end
+// in the executor's namespace), to make or to verify.
+type VethFunc func(end int) (*link.Veth, error)
+
+// Apply takes the kernel steps of d, decided from rec: it makes ends
+// (recording their parked netdevs in d.Next), stitches, queues plugs for
+// PlugIn, unplugs, and verifies. Record steps are the caller's. A step
+// that fails stops it; with an Undo, what it did is undone by the undo.
+func (x *Executor) Apply(ctx context.Context, rec *store.LinkRecord, d *Decision, veth VethFunc) error {
+	plugged := false
+	for _, s := range d.Steps {
+		if s.Action == Plug {
+			// Both ends' plugs are one pair, the first end's (the one this
+			// operation made) first: PlugIn unplugs the other's again
+			// should the operation be undone.
+			if !plugged {
+				x.plugs = append(x.plugs, [2]int{d.Next.Ends[s.End].ParkedIndex, d.Next.Ends[1-s.End].ParkedIndex})
+				plugged = true
+			}
+			continue
+		}
+		if err := x.apply(ctx, rec, d, s, veth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *Executor) apply(ctx context.Context, rec *store.LinkRecord, d *Decision, s Step, veth VethFunc) error {
+	next := &d.Next
+	switch s.Action {
+	case UnplugStale:
+		return x.park.SetUp(rec.Ends[s.End].ParkedIndex, false)
+	case MakeEnd:
+		v, err := veth(s.End)
+		if err != nil {
+			return err
+		}
+		return x.makeEnd(ctx, v, &next.Ends[s.End])
+	case Stitch:
+		return x.park.Stitch(next.Ends[s.End].ParkedIndex, next.Ends[1-s.End].ParkedIndex)
+	case Unplug:
+		return x.park.SetUp(next.Ends[s.End].ParkedIndex, false)
+	case VerifyEnd, VerifyJoined:
+		v, err := veth(s.End)
+		if err != nil {
+			return err
+		}
+		return x.verify(ctx, v, &next.Ends[s.End], &next.Ends[1-s.End], s.Action == VerifyJoined)
+	case Tunnel:
+		return fmt.Errorf("pod link %s: tunnels are the node agent's", rec.ID)
+	}
+	return nil // record steps: the caller's
+}
+
+// makeEnd creates v, its parked end down, and records it in end.
+func (x *Executor) makeEnd(ctx context.Context, v *link.Veth, end *store.LinkEnd) error {
+	v.B.NS, v.B.Down = x.park.NS, true
+	if err := v.Create(ctx); err != nil {
+		return err
+	}
+	if x.undo != nil {
+		x.undo.Push("remove pod link "+v.A.Name, func() error { return v.Remove(context.WithoutCancel(ctx)) })
+	}
+	end.Parked, end.ParkedIndex = v.B.Name, v.B.Index
+	return nil
+}
+
+// PlugIn brings up both parked ends of every pair stitched since the last
+// PlugIn (the ADD's), once all of its ends are made. Their pod interfaces
+// get their carrier at once; the kernel's reaction to it (IPv6 address
+// configuration, which walks the pod's whole IPv6 routing table for every
+// interface) runs in its linkwatch worker. Done link by link in the middle
+// of the ADD, that work would compete with the ADD's own requests for the
+// RTNL lock (docs/performance.md has the figures). A failed ADD does not
+// flap its peers' cables either.
+func (x *Executor) PlugIn() error {
+	plugs := x.plugs
+	x.plugs = nil
+	for _, pair := range plugs {
+		mine, other := pair[0], pair[1]
+		if err := x.park.SetUp(mine, true); err != nil {
+			return err
+		}
+		if err := x.park.SetUp(other, true); err != nil {
+			return err
+		}
+		// Mine goes with its veth if the ADD is undone; the peer's end is
+		// unplugged again.
+		if x.undo != nil {
+			x.undo.Push(fmt.Sprintf("unplug parked ifindex %d", other), func() error { return x.park.SetUp(other, false) })
+		}
+	}
+	return nil
+}
+
+// verify checks end's veth v; with joined, its parked end must be up and
+// stitched to other's.
+func (x *Executor) verify(ctx context.Context, v *link.Veth, end, other *store.LinkEnd, joined bool) error {
+	v.B = link.Endpoint{NS: x.park.NS, Name: end.Parked, Down: !joined}
+	if err := v.Verify(ctx); err != nil {
+		return &MismatchError{Err: err}
+	}
+	if !joined {
+		return nil
+	}
+	to, err := x.park.Stitched(end.ParkedIndex)
+	if err != nil {
+		return err
+	}
+	if to != other.ParkedIndex {
+		return &MismatchError{Err: fmt.Errorf("%s: not joined to %s's %s", end.IfName, other.Pod, other.IfName)}
+	}
+	return nil
+}
+
+// MismatchError says that the kernel does not match the record (CHECK).
+type MismatchError struct{ Err error }
+
+func (e *MismatchError) Error() string { return e.Err.Error() }
+
+func (e *MismatchError) Unwrap() error { return e.Err }
+
+// Sweep deletes every marked parked netdev that keep rejects: leftovers of
+// a crash. It returns how many it deleted.
+func (x *Executor) Sweep(keep func(alias string) bool) (int, error) {
+	return x.park.Remove(keep)
+}
