@@ -137,6 +137,9 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	if err != nil {
 		return nil, err
 	}
+	if err := fault.Step(ctx, "result"); err != nil {
+		return nil, err
+	}
 	done = true
 	return res, nil
 }

@@ -347,9 +347,10 @@ func TestAddFailureLeavesNothing(t *testing.T) {
 			t.Fatalf("failure after step %d left %d records", k, n)
 		}
 	}
-	// record + 3 links x (create, marker, addresses, routes, netem) + the veth peer's 4
-	if steps != 20 {
-		t.Fatalf("ADD went through %d steps, want 20: a step was added or lost", steps)
+	// record + 3 links x (create, marker, addresses, routes, netem) + the
+	// veth peer's 4 + result
+	if steps != 21 {
+		t.Fatalf("ADD went through %d steps, want 21: a step was added or lost", steps)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -90,13 +91,51 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 	if err := p.plugIn(); err != nil {
 		return err
 	}
-	// The records are written last, in one transaction: until then there is
-	// nothing in the store to undo, and a crash before it leaves netdevs that
-	// carry this attachment's marker, which DEL and GC remove.
+	if err := fault.Step(ctx, "plug in"); err != nil {
+		return err
+	}
+	// The records are written last, in one transaction: a crash before it
+	// leaves netdevs that carry this attachment's marker, which DEL and GC
+	// remove. A later failure puts the records back as they were.
+	prev, err := p.storedLinks(ctx)
+	if err != nil {
+		return err
+	}
 	if err := p.st.PutLinks(ctx, p.changed); err != nil {
 		return storeError(err)
 	}
-	return nil
+	p.undo.push(func() { p.restoreLinks(context.WithoutCancel(ctx), prev) })
+	return fault.Step(ctx, "links recorded")
+}
+
+// storedLinks returns the stored version of every record ADD is about to
+// write (nil for a record that is new), for restoreLinks.
+func (p *podLinker) storedLinks(ctx context.Context) ([]*store.LinkRecord, error) {
+	prev := make([]*store.LinkRecord, len(p.changed))
+	for i, rec := range p.changed {
+		old, err := p.st.Link(ctx, rec.ID)
+		if err != nil {
+			return nil, storeError(err)
+		}
+		prev[i] = old
+	}
+	return prev, nil
+}
+
+// restoreLinks undoes PutLinks: each record goes back to its stored
+// version, or away if it was new.
+func (p *podLinker) restoreLinks(ctx context.Context, prev []*store.LinkRecord) {
+	for i, rec := range p.changed {
+		var err error
+		if prev[i] != nil {
+			err = p.st.PutLink(ctx, prev[i])
+		} else {
+			err = p.st.DeleteLink(ctx, rec.ID)
+		}
+		if err != nil {
+			slog.Warn("undo: restore link record", "link", rec.ID, "error", err)
+		}
+	}
 }
 
 // declared makes this pod's end of one declared link and joins it to the
