@@ -8,7 +8,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -42,8 +41,11 @@ func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Re
 }
 
 func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdArgs) (res *current.Result, err error) {
-	ctx, closeHandles := link.WithHandleCache(ctx)
-	defer closeHandles()
+	// One handle per namespace for the whole ADD. It is closed last, after
+	// the undo steps, which use it too.
+	k := link.NewKernel()
+	k.Fault = p.Fault
+	defer k.Close()
 	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
 	if err != nil {
 		return nil, err
@@ -79,11 +81,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 
 	var undo undoStack
 	done := false
-	defer func() {
-		if !done {
-			undo.run()
-		}
-	}()
+	defer func() { undo.finish(done) }()
 	names := links.names()
 	for _, l := range decl.Links {
 		names = append(names, l.Spec.Name)
@@ -101,7 +99,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		return nil, storeError(err)
 	}
 	undo.push(func() { _ = st.DeleteAttachment(context.WithoutCancel(ctx), key) })
-	if err := fault.Step(ctx, "record"); err != nil {
+	if err := k.Step("record"); err != nil {
 		return nil, err
 	}
 	if delegated != "" {
@@ -120,14 +118,14 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	}
 	var ends []*link.Endpoint
 	for _, l := range links {
-		if err := l.Create(ctx); err != nil {
+		if err := l.Create(ctx, k); err != nil {
 			return nil, linkError(err)
 		}
-		undo.push(func() { _ = l.Remove(context.WithoutCancel(ctx)) })
+		undo.push(func() { _ = l.Remove(context.WithoutCancel(ctx), k) })
 		ends = append(ends, l.pod)
 	}
 	if len(decl.Links) > 0 || decl.LegacyConsent {
-		made, err := p.addPodLinks(ctx, conf, st, podNS, key, owner, pod, decl, args.Netns, &undo)
+		made, err := p.addPodLinks(ctx, k, conf, st, podNS, key, owner, pod, decl, args.Netns, &undo)
 		if err != nil {
 			return nil, err
 		}
@@ -137,14 +135,14 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	if err != nil {
 		return nil, err
 	}
-	if err := fault.Step(ctx, "result"); err != nil {
+	if err := k.Step("result"); err != nil {
 		return nil, err
 	}
 	done = true
 	return res, nil
 }
 
-func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *undoStack) ([]*link.Endpoint, error) {
+func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *undoStack) ([]*link.Endpoint, error) {
 	defaultMTU := 0
 	if multiNode(conf) {
 		mtu, err := registerEnds(ctx, conf, key, pod.String(), decl)
@@ -162,13 +160,14 @@ func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st stor
 	if err != nil {
 		return nil, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
 	}
-	defer parkNS.Close()
-	park, err := link.OpenParking(parkNS)
+	// The undo steps act in the parking namespace: they own it, and k
+	// owns the handle in it.
+	undo.own(func() { parkNS.Close() })
+	park, err := link.OpenParking(k, parkNS)
 	if err != nil {
 		return nil, linkError(err)
 	}
-	defer park.Close()
-	linker := &podLinker{st: st, park: park, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
+	linker := &podLinker{k: k, st: st, park: park, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
 	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 	}
 	defer links.close()
 	for _, l := range links {
-		if err := l.Verify(ctx); err != nil {
+		if err := l.Verify(ctx, nil); err != nil {
 			return types.NewError(netconf.ErrCheckFailed, err.Error(), "")
 		}
 	}
@@ -78,7 +78,7 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 		return mismatch("pod links: the parking namespace is gone: %v", err)
 	}
 	defer parkNS.Close()
-	park, err := link.OpenParking(parkNS)
+	park, err := link.OpenParking(nil, parkNS)
 	if err != nil {
 		return linkError(err)
 	}
@@ -101,11 +101,11 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 		joined := other.Declared && other.Attachment != nil && park.Has(other.Parked, other.ParkedIndex)
 		v := &link.Veth{A: spec.Local(), B: link.Endpoint{NS: parkNS, Name: mine.Parked, Down: !joined}, Marker: ownerOf(key).marker(spec.Name)}
 		v.A.NS = podNS
-		if err := v.Verify(ctx); err != nil {
+		if err := v.Verify(ctx, nil); err != nil {
 			return mismatch("%v", err)
 		}
 		if joined {
-			to, err := link.Stitched(parkNS, mine.ParkedIndex)
+			to, err := link.Stitched(nil, parkNS, mine.ParkedIndex)
 			if err != nil {
 				return linkError(err)
 			}

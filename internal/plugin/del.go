@@ -66,7 +66,7 @@ func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *st
 		var park *link.Parking
 		if parkNS, err := parking.Open(ctx, st, conf.Store.Dir, false); err == nil {
 			defer parkNS.Close()
-			if park, err = link.OpenParking(parkNS); err != nil {
+			if park, err = link.OpenParking(nil, parkNS); err != nil {
 				return removed, linkError(err)
 			}
 			defer park.Close()
@@ -121,5 +121,5 @@ func removeAttachment(nsPath string, owner owner) (int, error) {
 		return 0, nil
 	}
 	defer podNS.Close()
-	return link.RemoveOwned(podNS, owner.group, owner.prefix)
+	return link.RemoveOwned(nil, podNS, owner.group, owner.prefix)
 }

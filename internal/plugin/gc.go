@@ -63,7 +63,7 @@ func sweepParking(ctx context.Context, st store.Store, conf *netconf.NetConf) er
 		return nil
 	}
 	defer parkNS.Close()
-	park, err := link.OpenParking(parkNS)
+	park, err := link.OpenParking(nil, parkNS)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func sweepParking(ctx context.Context, st store.Store, conf *netconf.NetConf) er
 	for _, a := range all {
 		owners[ownerOf(a.AttachmentKey).prefix] = true
 	}
-	_, err = park.Remove(func(alias string) bool {
+	_, err = park.RemoveUnless(func(alias string) bool {
 		for prefix := range owners {
 			if strings.HasPrefix(alias, prefix) {
 				return true

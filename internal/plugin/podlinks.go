@@ -10,7 +10,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -41,6 +40,7 @@ func newLinkRecord(podA, ifA, podB, ifB string) *store.LinkRecord {
 // podLinker makes a pod's link ends during ADD. Every change it makes, in
 // the kernel and in the store, is pushed on undo.
 type podLinker struct {
+	k     *link.Kernel
 	st    store.Store
 	park  *link.Parking
 	podNS ns.NetNS
@@ -91,7 +91,7 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 	if err := p.plugIn(); err != nil {
 		return err
 	}
-	if err := fault.Step(ctx, "plug in"); err != nil {
+	if err := p.k.Step("plug in"); err != nil {
 		return err
 	}
 	// The records are written last, in one transaction: a crash before it
@@ -105,7 +105,7 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 		return storeError(err)
 	}
 	p.undo.push(func() { p.restoreLinks(context.WithoutCancel(ctx), prev) })
-	return fault.Step(ctx, "links recorded")
+	return p.k.Step("links recorded")
 }
 
 // storedLinks returns the stored version of every record ADD is about to
@@ -215,7 +215,7 @@ func (p *podLinker) completeLegacyPair(ctx context.Context, rec *store.LinkRecor
 	if err != nil {
 		return nil // the pair's namespace is gone; its DEL or GC will follow
 	}
-	defer pairNS.Close()
+	p.undo.own(func() { pairNS.Close() }) // the undo of makeEnd acts in it
 	pair.Declared = true
 	mine, _ := endOf(rec, p.pod)
 	return p.makeEnd(ctx, rec, pair, mine, *spec, pairNS, ownerOf(pr.Attachment), pr.Attachment, false)
@@ -245,10 +245,10 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, oth
 	if v.A.MAC == nil {
 		v.A.MAC = stableMAC(end.Pod, end.IfName)
 	}
-	if err := v.Create(ctx); err != nil {
+	if err := v.Create(ctx, p.k); err != nil {
 		return linkError(err)
 	}
-	p.undo.push(func() { _ = v.Remove(context.WithoutCancel(ctx)) })
+	p.undo.push(func() { _ = v.Remove(context.WithoutCancel(ctx), p.k) })
 	end.Attachment = &key
 	end.Parked, end.ParkedIndex = v.B.Name, v.B.Index
 	if joined {
@@ -258,7 +258,7 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, oth
 		p.plugs = append(p.plugs, [2]int{end.ParkedIndex, other.ParkedIndex})
 		rec.Joined = true
 	}
-	if err := fault.Step(ctx, "pod link "+spec.Name); err != nil {
+	if err := p.k.Step("pod link " + spec.Name); err != nil {
 		return err
 	}
 	if own {

@@ -44,7 +44,7 @@ func ViewLinks(ctx context.Context, st store.Store, parkNS ns.NetNS) ([]LinkView
 	}
 	var park *link.Parking
 	if parkNS != nil {
-		if park, err = link.OpenParking(parkNS); err != nil {
+		if park, err = link.OpenParking(nil, parkNS); err != nil {
 			return nil, err
 		}
 		defer park.Close()
