@@ -2,6 +2,7 @@ package plugin_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -18,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/ratchet-cni/ratchet/internal/plugin"
+	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
 
@@ -101,6 +103,26 @@ func netdevs(t *testing.T, n ns.NetNS) map[int]netdevState {
 	return got
 }
 
+// storedLinks returns the link records of e's store as JSON, to compare.
+func (e *podEnv) storedLinks() string {
+	e.t.Helper()
+	st, err := store.OpenLocal(e.dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.Links(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	slices.SortFunc(recs, func(a, b *store.LinkRecord) int { return strings.Compare(a.ID, b.ID) })
+	b, err := json.Marshal(recs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
 // addInNetns runs ADD in this process with the calling thread in host, as
 // the plugin binary runs in the node's namespace: a request that falls
 // back to the thread's own namespace acts on host.
@@ -132,6 +154,7 @@ func TestAddFailureAfterPlugInLeavesHostAlone(t *testing.T) {
 	host := busyHost(t)
 	before := netdevs(t, host)
 	links, pods, attachments := e.records()
+	recorded := e.storedLinks()
 	injected := errors.New("injected failure")
 	for _, step := range []string{"plug in", "links recorded", "result"} {
 		e.starts["pa"]++
@@ -163,6 +186,9 @@ func TestAddFailureAfterPlugInLeavesHostAlone(t *testing.T) {
 		}
 		if l, p, a := e.records(); l != links || p != pods || a != attachments {
 			t.Fatalf("failing after %q: records %d links, %d pods, %d attachments; want %d, %d, %d", step, l, p, a, links, pods, attachments)
+		}
+		if got := e.storedLinks(); got != recorded {
+			t.Fatalf("failing after %q changed the link records:\nbefore %s\nafter  %s", step, recorded, got)
 		}
 	}
 	// Without a failure the same ADD plugs pb in: the steps above ran after

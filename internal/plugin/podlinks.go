@@ -109,15 +109,20 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 }
 
 // storedLinks returns the stored version of every record ADD is about to
-// write (nil for a record that is new), for restoreLinks.
+// write (nil for a record that is new), for restoreLinks. Every one of them
+// has an end in this pod: one read finds them all.
 func (p *podLinker) storedLinks(ctx context.Context) ([]*store.LinkRecord, error) {
+	recs, err := p.st.LinksOf(ctx, p.pod)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	byID := make(map[string]*store.LinkRecord, len(recs))
+	for _, rec := range recs {
+		byID[rec.ID] = rec
+	}
 	prev := make([]*store.LinkRecord, len(p.changed))
 	for i, rec := range p.changed {
-		old, err := p.st.Link(ctx, rec.ID)
-		if err != nil {
-			return nil, storeError(err)
-		}
-		prev[i] = old
+		prev[i] = byID[rec.ID]
 	}
 	return prev, nil
 }
