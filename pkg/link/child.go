@@ -1,15 +1,13 @@
 package link
 
 import (
-	"errors"
-
-	"golang.org/x/sys/unix"
-
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // childSpec builds the netdev of a kind that hangs off a device in the
