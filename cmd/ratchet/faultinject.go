@@ -9,8 +9,6 @@ import (
 	"os"
 	"strconv"
 	"syscall"
-
-	"github.com/ratchet-cni/ratchet/internal/fault"
 )
 
 func init() {
@@ -20,7 +18,7 @@ func init() {
 		return
 	}
 	steps := 0
-	fault.SetGlobal(func(step string) error {
+	faultHook = func(step string) error {
 		steps++
 		if trace != "" {
 			if f, err := os.OpenFile(trace, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
@@ -33,5 +31,5 @@ func init() {
 			select {} // the signal is on its way
 		}
 		return nil
-	})
+	}
 }

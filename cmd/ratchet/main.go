@@ -23,13 +23,17 @@ import (
 // Version is set at build time with -ldflags "-X main.Version=...".
 var Version = "dev"
 
+// faultHook is the plugin's fault hook: nil, except in the test builds of
+// faultinject.go.
+var faultHook func(step string) error
+
 func init() {
 	// Namespace switches are per OS thread: keep main on one.
 	runtime.LockOSThread()
 }
 
 func main() {
-	p := &plugin.Plugin{}
+	p := &plugin.Plugin{Fault: faultHook}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    p.Add,
 		Del:    p.Del,

@@ -12,7 +12,6 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -53,7 +52,7 @@ func (a *Agent) underlay() (*underlay, error) {
 		}
 		nodeNS = cur
 	}
-	h, err := netlink.NewHandleAt(netns.NsHandle(nodeNS.Fd()), unix.NETLINK_ROUTE)
+	h, err := link.NewHandle(nodeNS)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +78,7 @@ func (a *Agent) underlay() (*underlay, error) {
 	return &underlay{ns: nodeNS, dev: dev.Attrs().Name, index: dev.Attrs().Index, ip: ip, mtu: mtu}, nil
 }
 
-func defaultRouteDev(h *netlink.Handle) (netlink.Link, error) {
+func defaultRouteDev(h *link.Handle) (netlink.Link, error) {
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		routes, err := h.RouteList(nil, family)
 		if err != nil {
@@ -94,7 +93,7 @@ func defaultRouteDev(h *netlink.Handle) (netlink.Link, error) {
 	return nil, fmt.Errorf("no default route: set node.vtepDev (ratchetd --vtep-dev)")
 }
 
-func firstAddr(h *netlink.Handle, dev netlink.Link) (net.IP, error) {
+func firstAddr(h *link.Handle, dev netlink.Link) (net.IP, error) {
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		addrs, err := h.AddrList(dev, family)
 		if err != nil {
@@ -111,8 +110,11 @@ func firstAddr(h *netlink.Handle, dev netlink.Link) (net.IP, error) {
 
 // tunnels are the tunnel netdevs of the parking namespace.
 type tunnels struct {
+	// k holds the one handle in the parking namespace that park, h and
+	// the tunnels' creation share.
+	k       *link.Kernel
 	park    *link.Parking
-	h       *netlink.Handle
+	h       *link.Handle
 	under   *underlay
 	port    int
 	byAlias map[string]*netlink.Vxlan
@@ -123,20 +125,21 @@ type tunnels struct {
 // openTunnels reads the tunnels of the parking namespace, which it then
 // owns (close closes it); on an error the caller still does.
 func openTunnels(parkNS ns.NetNS, under *underlay, cfg Config) (*tunnels, error) {
-	park, err := link.OpenParking(parkNS)
+	k := link.NewKernel()
+	park, err := link.OpenParking(k, parkNS)
 	if err != nil {
+		k.Close()
 		return nil, err
 	}
-	h, err := netlink.NewHandleAt(netns.NsHandle(parkNS.Fd()), unix.NETLINK_ROUTE)
+	h, err := k.Handle(parkNS)
 	if err != nil {
-		park.Close()
+		k.Close()
 		return nil, err
 	}
-	t := &tunnels{park: park, h: h, under: under, port: cfg.Port, byAlias: map[string]*netlink.Vxlan{}}
+	t := &tunnels{k: k, park: park, h: h, under: under, port: cfg.Port, byAlias: map[string]*netlink.Vxlan{}}
 	all, err := h.LinkList()
 	if err != nil {
-		h.Close()
-		park.Close()
+		k.Close()
 		return nil, err
 	}
 	for _, l := range all {
@@ -149,8 +152,7 @@ func openTunnels(parkNS ns.NetNS, under *underlay, cfg Config) (*tunnels, error)
 
 // close releases the handles and the parking namespace.
 func (t *tunnels) close() {
-	t.h.Close()
-	t.park.Close()
+	t.k.Close()
 	t.park.NS.Close()
 }
 
@@ -192,7 +194,7 @@ func (t *tunnels) ensure(ctx context.Context, alias string, vni uint32, node *st
 			VNI: int(vni), Remote: remote, Port: t.port,
 			Marker: link.Marker{Alias: alias},
 		}
-		if err := v.Create(ctx); err != nil {
+		if err := v.Create(ctx, t.k); err != nil {
 			return err
 		}
 		index = v.End.Index

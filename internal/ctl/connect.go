@@ -134,7 +134,7 @@ func connect(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := l.Create(context.Background()); err != nil {
+	if err := l.Create(context.Background(), nil); err != nil {
 		return err
 	}
 	ends := make([]string, len(eps.list))
@@ -181,7 +181,7 @@ func disconnect(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer n.Close()
-	removed, err := link.RemoveMarked(n, e.ifname, "ratchet:")
+	removed, err := link.RemoveMarked(nil, n, e.ifname, "ratchet:")
 	if err != nil {
 		return fmt.Errorf("%s: %w", e, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
@@ -44,8 +43,11 @@ func (p *Plugin) AddResult(ctx context.Context, args *skel.CmdArgs) (*current.Re
 }
 
 func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdArgs, log *slog.Logger) (res *current.Result, err error) {
-	ctx, closeHandles := link.WithHandleCache(ctx)
-	defer closeHandles()
+	// One handle per namespace for the whole ADD. It is closed last, after
+	// the undo steps, which use it too.
+	k := link.NewKernel()
+	k.Fault = p.Fault
+	defer k.Close()
 	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
 	if err != nil {
 		return nil, err
@@ -102,7 +104,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		return nil, storeError(err)
 	}
 	undo.Push("delete attachment record", func() error { return st.DeleteAttachment(context.WithoutCancel(ctx), key) })
-	if err := fault.Step(ctx, "record"); err != nil {
+	if err := k.Step("record"); err != nil {
 		return nil, err
 	}
 	if delegated != "" {
@@ -121,14 +123,14 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	}
 	var ends []*link.Endpoint
 	for _, l := range links {
-		if err := l.Create(ctx); err != nil {
+		if err := l.Create(ctx, k); err != nil {
 			return nil, linkError(err)
 		}
-		undo.Push("remove link "+l.pod.Name, func() error { return l.Remove(context.WithoutCancel(ctx)) })
+		undo.Push("remove link "+l.pod.Name, func() error { return l.Remove(context.WithoutCancel(ctx), k) })
 		ends = append(ends, l.pod)
 	}
 	if len(decl.Links) > 0 || decl.LegacyConsent {
-		made, err := p.addPodLinks(ctx, conf, st, podNS, key, owner, pod, decl, args.Netns, undo)
+		made, err := p.addPodLinks(ctx, k, conf, st, podNS, key, owner, pod, decl, args.Netns, undo)
 		if err != nil {
 			return nil, err
 		}
@@ -138,11 +140,14 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	if err != nil {
 		return nil, err
 	}
+	if err := k.Step("result"); err != nil {
+		return nil, err
+	}
 	done = true
 	return res, nil
 }
 
-func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *podlink.Undo) ([]*link.Endpoint, error) {
+func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *podlink.Undo) ([]*link.Endpoint, error) {
 	defaultMTU := 0
 	if multiNode(conf) {
 		mtu, err := registerEnds(ctx, conf, key, pod.String(), decl)
@@ -161,13 +166,14 @@ func (p *Plugin) addPodLinks(ctx context.Context, conf *netconf.NetConf, st stor
 		return nil, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
 	}
 	// The undo's steps use the parking namespace: it is the undo's to
-	// close, after them (and after the executor, which it owns too).
+	// close, after them (and after the executor, which it owns too); k
+	// owns the handle in it and is closed after both.
 	undo.Own(func() { parkNS.Close() })
-	x, err := podlink.NewExecutor(parkNS, undo)
+	x, err := podlink.NewExecutor(k, parkNS, undo)
 	if err != nil {
 		return nil, linkError(err)
 	}
-	linker := &podLinker{st: st, x: x, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
+	linker := &podLinker{k: k, st: st, x: x, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
 	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
 		return nil, err
 	}

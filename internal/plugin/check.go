@@ -53,7 +53,7 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 	}
 	defer links.close()
 	for _, l := range links {
-		if err := l.Verify(ctx); err != nil {
+		if err := l.Verify(ctx, nil); err != nil {
 			return types.NewError(netconf.ErrCheckFailed, err.Error(), "")
 		}
 	}
@@ -80,7 +80,7 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 		return mismatch("pod links: the parking namespace is gone: %v", err)
 	}
 	defer parkNS.Close()
-	x, err := podlink.NewExecutor(parkNS, nil)
+	x, err := podlink.NewExecutor(nil, parkNS, nil)
 	if err != nil {
 		return linkError(err)
 	}

@@ -67,7 +67,7 @@ func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *st
 		var x *podlink.Executor
 		if parkNS, err := parking.Open(ctx, st, conf.Store.Dir, false); err == nil {
 			defer parkNS.Close()
-			if x, err = podlink.NewExecutor(parkNS, nil); err != nil {
+			if x, err = podlink.NewExecutor(nil, parkNS, nil); err != nil {
 				return removed, linkError(err)
 			}
 			defer x.Close()
@@ -122,5 +122,5 @@ func removeAttachment(nsPath string, owner owner) (int, error) {
 		return 0, nil
 	}
 	defer podNS.Close()
-	return link.RemoveOwned(podNS, owner.group, owner.prefix)
+	return link.RemoveOwned(nil, podNS, owner.group, owner.prefix)
 }

@@ -63,7 +63,7 @@ func sweepParking(ctx context.Context, st store.Store, conf *netconf.NetConf) er
 		return nil
 	}
 	defer parkNS.Close()
-	x, err := podlink.NewExecutor(parkNS, nil)
+	x, err := podlink.NewExecutor(nil, parkNS, nil)
 	if err != nil {
 		return err
 	}

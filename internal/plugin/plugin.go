@@ -25,6 +25,11 @@ type Plugin struct {
 	// HostNS is the node's namespace, where vxlan underlays and macvlan
 	// masters live; nil means the namespace the plugin runs in.
 	HostNS ns.NetNS
+	// Fault, when set, is called with the name of each step ADD has
+	// completed, its own and those of pkg/link; an error from it fails ADD
+	// there. Tests (and the faultinject build of the binary) use it to
+	// prove that every failure is undone.
+	Fault func(step string) error
 }
 
 // Status implements CNI STATUS: 0 when the store is usable (and, with the

@@ -20,7 +20,6 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 
-	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/plugin"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -322,13 +321,13 @@ func TestAddFailureLeavesNothing(t *testing.T) {
 		pod, peer, dir := testutil.NewNS(t), testutil.NewNS(t), t.TempDir()
 		args := &skel.CmdArgs{ContainerID: "ctr1", Netns: pod.Path(), IfName: "eth0", StdinData: []byte(kindsOnNode(t, dir, peer))}
 		calls := 0
-		ctx := fault.With(context.Background(), func(step string) error {
+		hook := func(step string) error {
 			if calls++; calls == k {
 				return fmt.Errorf("%w after step %d (%s)", injected, k, step)
 			}
 			return nil
-		})
-		_, _, err := (&plugin.Plugin{HostNS: node}).AddResult(ctx, args)
+		}
+		_, _, err := (&plugin.Plugin{HostNS: node, Fault: hook}).AddResult(context.Background(), args)
 		if calls < k {
 			if err != nil {
 				t.Fatal(err)
@@ -347,9 +346,10 @@ func TestAddFailureLeavesNothing(t *testing.T) {
 			t.Fatalf("failure after step %d left %d records", k, n)
 		}
 	}
-	// record + 3 links x (create, marker, addresses, routes, netem) + the veth peer's 4
-	if steps != 20 {
-		t.Fatalf("ADD went through %d steps, want 20: a step was added or lost", steps)
+	// record + 3 links x (create, marker, addresses, routes, netem) + the
+	// veth peer's 4 + result
+	if steps != 21 {
+		t.Fatalf("ADD went through %d steps, want 21: a step was added or lost", steps)
 	}
 }
 

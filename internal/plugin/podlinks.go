@@ -3,13 +3,13 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/sha256"
@@ -34,6 +34,7 @@ func newLinkRecord(podA, ifA, podB, ifB string) *store.LinkRecord {
 // podLinker makes a pod's link ends during ADD. Every change it makes, in
 // the kernel and in the store, is pushed on undo.
 type podLinker struct {
+	k     *link.Kernel
 	st    store.Store
 	x     *podlink.Executor
 	podNS ns.NetNS
@@ -81,13 +82,58 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 	if err := p.x.PlugIn(); err != nil {
 		return linkError(err)
 	}
-	// The records are written last, in one transaction: until then there is
-	// nothing in the store to undo, and a crash before it leaves netdevs that
-	// carry this attachment's marker, which DEL and GC remove.
+	if err := p.k.Step("plug in"); err != nil {
+		return err
+	}
+	// The records are written last, in one transaction: a crash before it
+	// leaves netdevs that carry this attachment's marker, which DEL and GC
+	// remove. A later failure puts the records back as they were.
+	prev, err := p.storedLinks(ctx)
+	if err != nil {
+		return err
+	}
 	if err := p.st.PutLinks(ctx, p.changed); err != nil {
 		return storeError(err)
 	}
-	return nil
+	p.undo.Push("restore link records", func() error { return p.restoreLinks(context.WithoutCancel(ctx), prev) })
+	return p.k.Step("links recorded")
+}
+
+// storedLinks returns the stored version of every record ADD is about to
+// write (nil for a record that is new), for restoreLinks. Every one of them
+// has an end in this pod: one read finds them all.
+func (p *podLinker) storedLinks(ctx context.Context) ([]*store.LinkRecord, error) {
+	recs, err := p.st.LinksOf(ctx, p.pod)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	byID := make(map[string]*store.LinkRecord, len(recs))
+	for _, rec := range recs {
+		byID[rec.ID] = rec
+	}
+	prev := make([]*store.LinkRecord, len(p.changed))
+	for i, rec := range p.changed {
+		prev[i] = byID[rec.ID]
+	}
+	return prev, nil
+}
+
+// restoreLinks undoes PutLinks: each record goes back to its stored
+// version, or away if it was new.
+func (p *podLinker) restoreLinks(ctx context.Context, prev []*store.LinkRecord) error {
+	var errs []error
+	for i, rec := range p.changed {
+		var err error
+		if prev[i] != nil {
+			err = p.st.PutLink(ctx, prev[i])
+		} else {
+			err = p.st.DeleteLink(ctx, rec.ID)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("link %s: %w", rec.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // declared makes this pod's end of one declared link and joins it to the
@@ -172,7 +218,7 @@ func (p *podLinker) completeLegacyPair(ctx context.Context, rec *store.LinkRecor
 	if err != nil {
 		return nil // the pair's namespace is gone; its DEL or GC will follow
 	}
-	defer pairNS.Close()
+	p.undo.Own(func() { pairNS.Close() }) // the undo of makeEnd acts in it
 	pair.Declared = true
 	return p.makeEnd(ctx, rec, indexOf(rec, pair), *spec, pairNS, ownerOf(pr.Attachment), pr.Attachment, false)
 }
@@ -204,7 +250,7 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, s
 		return linkError(err)
 	}
 	*rec = d.Next
-	if err := fault.Step(ctx, "pod link "+spec.Name); err != nil {
+	if err := p.k.Step("pod link " + spec.Name); err != nil {
 		return err
 	}
 	if own {

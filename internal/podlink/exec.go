@@ -14,6 +14,7 @@ import (
 // parking namespace. Every kernel call of the pod-link code goes through
 // it (this file), through pkg/link.
 type Executor struct {
+	k    *link.Kernel
 	park *link.Parking
 	undo *Undo
 	// plugs are the stitched pairs of parked ends to bring up once every
@@ -21,17 +22,18 @@ type Executor struct {
 	plugs [][2]int
 }
 
-// NewExecutor opens the parking namespace parkNS for steps. With undo, the
+// NewExecutor opens the parking namespace parkNS for steps, through k's
+// handle in it (nil k: a handle of the executor's own). With undo, the
 // steps it takes push their inverse there, and undo owns the executor:
 // it is closed after the undo steps have run (Undo.Finish). Without, the
 // caller closes it. The caller still owns parkNS, and must close it after
 // the executor.
-func NewExecutor(parkNS ns.NetNS, undo *Undo) (*Executor, error) {
-	park, err := link.OpenParking(parkNS)
+func NewExecutor(k *link.Kernel, parkNS ns.NetNS, undo *Undo) (*Executor, error) {
+	park, err := link.OpenParking(k, parkNS)
 	if err != nil {
 		return nil, err
 	}
-	x := &Executor{park: park, undo: undo}
+	x := &Executor{k: k, park: park, undo: undo}
 	if undo != nil {
 		undo.Own(x.Close)
 	}
@@ -137,11 +139,11 @@ func (x *Executor) apply(ctx context.Context, rec *store.LinkRecord, d *Decision
 // makeEnd creates v, its parked end down, and records it in end.
 func (x *Executor) makeEnd(ctx context.Context, v *link.Veth, end *store.LinkEnd) error {
 	v.B.NS, v.B.Down = x.park.NS, true
-	if err := v.Create(ctx); err != nil {
+	if err := v.Create(ctx, x.k); err != nil {
 		return err
 	}
 	if x.undo != nil {
-		x.undo.Push("remove pod link "+v.A.Name, func() error { return v.Remove(context.WithoutCancel(ctx)) })
+		x.undo.Push("remove pod link "+v.A.Name, func() error { return v.Remove(context.WithoutCancel(ctx), x.k) })
 	}
 	end.Parked, end.ParkedIndex = v.B.Name, v.B.Index
 	return nil
@@ -179,7 +181,7 @@ func (x *Executor) PlugIn() error {
 // stitched to other's.
 func (x *Executor) verify(ctx context.Context, v *link.Veth, end, other *store.LinkEnd, joined bool) error {
 	v.B = link.Endpoint{NS: x.park.NS, Name: end.Parked, Down: !joined}
-	if err := v.Verify(ctx); err != nil {
+	if err := v.Verify(ctx, x.k); err != nil {
 		return &MismatchError{Err: err}
 	}
 	if !joined {
@@ -205,5 +207,5 @@ func (e *MismatchError) Unwrap() error { return e.Err }
 // Sweep deletes every marked parked netdev that keep rejects: leftovers of
 // a crash. It returns how many it deleted.
 func (x *Executor) Sweep(keep func(alias string) bool) (int, error) {
-	return x.park.Remove(keep)
+	return x.park.RemoveUnless(keep)
 }

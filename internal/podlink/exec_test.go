@@ -42,7 +42,7 @@ func TestExecutorTakesADDAndDEL(t *testing.T) {
 
 	// a's ADD: pending.
 	undo := podlink.NewUndo(nil)
-	x, err := podlink.NewExecutor(park, undo)
+	x, err := podlink.NewExecutor(nil, park, undo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestExecutorTakesADDAndDEL(t *testing.T) {
 	if rec.Ends[0].ParkedIndex == 0 || parkedUp(t, park, rec.Ends[0].ParkedIndex) {
 		t.Fatalf("a's parked end: %+v, want made and down", rec.Ends[0])
 	}
-	view, err := podlink.NewExecutor(park, nil)
+	view, err := podlink.NewExecutor(nil, park, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestExecutorTakesADDAndDEL(t *testing.T) {
 	// before the executor's handle, which it owns, is closed.
 	rec.Ends[1].Declared = true
 	undo = podlink.NewUndo(nil)
-	if x, err = podlink.NewExecutor(park, undo); err != nil {
+	if x, err = podlink.NewExecutor(nil, park, undo); err != nil {
 		t.Fatal(err)
 	}
 	failed := podlink.OnAdd(rec, 1, keyB, x.ObserveParked(rec))
@@ -95,7 +95,7 @@ func TestExecutorTakesADDAndDEL(t *testing.T) {
 
 	// b's ADD again: up.
 	undo = podlink.NewUndo(nil)
-	if x, err = podlink.NewExecutor(park, undo); err != nil {
+	if x, err = podlink.NewExecutor(nil, park, undo); err != nil {
 		t.Fatal(err)
 	}
 	d = podlink.OnAdd(rec, 1, keyB, x.ObserveParked(rec))
@@ -116,7 +116,7 @@ func TestExecutorTakesADDAndDEL(t *testing.T) {
 	}
 
 	// b goes (its netdevs with it), then its DEL: a waits, parked.
-	if n, err := link.RemoveOwned(podB, 0, "ratchet:test:"); err != nil || n != 1 {
+	if n, err := link.RemoveOwned(nil, podB, 0, "ratchet:test:"); err != nil || n != 1 {
 		t.Fatalf("remove b's interface: %d removed, %v", n, err)
 	}
 	d = podlink.OnRelease(rec, "b", keyB, true)

@@ -27,7 +27,7 @@ func ViewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS) ([]LinkV
 	}
 	var x *Executor
 	if parkNS != nil {
-		if x, err = NewExecutor(parkNS, nil); err != nil {
+		if x, err = NewExecutor(nil, parkNS, nil); err != nil {
 			return nil, err
 		}
 		defer x.Close()

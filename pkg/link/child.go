@@ -1,33 +1,33 @@
 package link
 
 import (
-	"errors"
-
-	"github.com/ratchet-cni/ratchet/internal/fault"
-	"golang.org/x/sys/unix"
-
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // childSpec builds the netdev of a kind that hangs off a device in the
 // underlay namespace (vxlan, macvlan, vlan), given the handle bound to the
 // underlay and the attributes the pod end is born with.
-type childSpec func(hu *netlink.Handle, attrs netlink.LinkAttrs) (netlink.Link, error)
+type childSpec func(hu *Handle, attrs netlink.LinkAttrs) (netlink.Link, error)
 
 // createChild creates end's netdev through a socket in underlay, naming
 // end.NS as its namespace: the kernel then creates it in the pod directly,
 // with its parent (or tunnel socket) left on the node, and nothing is moved.
-func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker, build childSpec) (err error) {
-	hu, releaseU, err := acquire(ctx, underlay)
+func createChild(ctx context.Context, k *Kernel, underlay ns.NetNS, end *Endpoint, m Marker, build childSpec) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	hu, releaseU, err := acquire(k, underlay)
 	if err != nil {
 		return err
 	}
 	defer releaseU()
-	hp, releaseP, err := acquire(ctx, end.NS)
+	hp, releaseP, err := acquire(k, end.NS)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker
 		if errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("create %s %s: this kernel has no %s driver: %w", l.Type(), end, l.Type(), err)
 		}
-		return whichExists(fmt.Errorf("create %s %s: %w", l.Type(), end, err), end)
+		return whichExists(k, fmt.Errorf("create %s %s: %w", l.Type(), end, err), end)
 	}
 	created := false
 	defer func() {
@@ -58,10 +58,10 @@ func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker
 	if err != nil {
 		return fmt.Errorf("%s: %w", end, err)
 	}
-	if err := fault.Step(ctx, "create"); err != nil {
+	if err := k.Step("create"); err != nil {
 		return err
 	}
-	if err := configure(ctx, hp, end, inPod, m, true); err != nil {
+	if err := configure(k, hp, end, inPod, m, true); err != nil {
 		return err
 	}
 	created = true
@@ -70,8 +70,11 @@ func createChild(ctx context.Context, underlay ns.NetNS, end *Endpoint, m Marker
 
 // verifyChild verifies end in its namespace and returns its netdev for
 // kind-specific checks.
-func verifyChild(ctx context.Context, end *Endpoint, kind string, m Marker) (netlink.Link, error) {
-	hp, release, err := acquire(ctx, end.NS)
+func verifyChild(ctx context.Context, k *Kernel, end *Endpoint, kind string, m Marker) (netlink.Link, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	hp, release, err := acquire(k, end.NS)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +83,7 @@ func verifyChild(ctx context.Context, end *Endpoint, kind string, m Marker) (net
 }
 
 // parentIndex resolves a parent device by name in the underlay namespace.
-func parentIndex(hu *netlink.Handle, name string) (int, error) {
+func parentIndex(hu *Handle, name string) (int, error) {
 	l, err := linkIn(hu, name)
 	if err != nil {
 		return 0, err

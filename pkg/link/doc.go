@@ -12,4 +12,10 @@
 // a netdev group) so that removal and verification touch only what the
 // library made. Create either makes every part of a link or nothing; Remove
 // is idempotent.
+//
+// Every request goes through a Handle bound to one namespace, which acts
+// there without switching the calling thread and refuses to act at all
+// once closed. A Kernel holds the handles of one operation, one per
+// namespace; its owner closes it when the operation, and any undo of it,
+// is over. Functions that take a *Kernel accept nil for one-shot handles.
 package link

@@ -12,16 +12,17 @@ import (
 )
 
 // Owned lists the netdevs in n whose marker alias starts with aliasPrefix.
-func Owned(n ns.NetNS, aliasPrefix string) ([]netlink.Link, error) {
-	h, err := handleAt(n)
+// k holds the handles to use; nil means a one-shot handle.
+func Owned(k *Kernel, n ns.NetNS, aliasPrefix string) ([]netlink.Link, error) {
+	h, release, err := acquire(k, n)
 	if err != nil {
 		return nil, err
 	}
-	defer h.Close()
+	defer release()
 	return owned(h, aliasPrefix)
 }
 
-func owned(h *netlink.Handle, aliasPrefix string) ([]netlink.Link, error) {
+func owned(h *Handle, aliasPrefix string) ([]netlink.Link, error) {
 	all, err := h.LinkList()
 	if err != nil {
 		return nil, err
@@ -41,13 +42,14 @@ func owned(h *netlink.Handle, aliasPrefix string) ([]netlink.Link, error) {
 // a moment later: a crash in between leaves it so). When the group holds
 // nothing else, the kernel deletes the whole group in one request and one
 // RCU grace period; otherwise each netdev is deleted on its own. It returns
-// how many netdevs it deleted.
-func RemoveOwned(n ns.NetNS, group uint32, aliasPrefix string) (int, error) {
-	h, err := handleAt(n)
+// how many netdevs it deleted. k holds the handles to use; nil means a
+// one-shot handle.
+func RemoveOwned(k *Kernel, n ns.NetNS, group uint32, aliasPrefix string) (int, error) {
+	h, release, err := acquire(k, n)
 	if err != nil {
 		return 0, err
 	}
-	defer h.Close()
+	defer release()
 	all, err := h.LinkList()
 	if err != nil {
 		return 0, err
@@ -109,12 +111,13 @@ func (e *NotOwnedError) Error() string {
 // RemoveMarked deletes the named netdev in n if its marker alias starts
 // with aliasPrefix; for a veth, the peer goes with it. It reports whether
 // it deleted anything; a netdev without the marker is a *NotOwnedError.
-func RemoveMarked(n ns.NetNS, name, aliasPrefix string) (bool, error) {
-	h, err := handleAt(n)
+// k holds the handles to use; nil means a one-shot handle.
+func RemoveMarked(k *Kernel, n ns.NetNS, name, aliasPrefix string) (bool, error) {
+	h, release, err := acquire(k, n)
 	if err != nil {
 		return false, err
 	}
-	defer h.Close()
+	defer release()
 	l, err := linkIn(h, name)
 	if err != nil || l == nil {
 		return false, err

@@ -1,8 +1,6 @@
 package link
 
 import (
-	"github.com/ratchet-cni/ratchet/internal/fault"
-
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,12 +20,14 @@ type Link interface {
 	// Kind names the link kind: "veth", "vxlan", "macvlan" or "vlan".
 	Kind() string
 	// Create makes every netdev of the link, configured and up, or nothing.
-	Create(ctx context.Context) error
+	// k holds the handles to use (nil: one-shot handles); a cancelled ctx
+	// fails Create before it makes anything.
+	Create(ctx context.Context, k *Kernel) error
 	// Verify reports the first way in which the link differs from its spec.
-	Verify(ctx context.Context) error
+	Verify(ctx context.Context, k *Kernel) error
 	// Remove deletes every netdev of the link that carries its marker.
 	// What is already gone is not an error.
-	Remove(ctx context.Context) error
+	Remove(ctx context.Context, k *Kernel) error
 }
 
 // Marker tags every netdev a link creates so that verification and removal
@@ -72,16 +71,6 @@ func (e *MismatchError) Error() string {
 // ErrNoNetem reports a kernel built without the netem qdisc.
 var ErrNoNetem = errors.New("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM)")
 
-// handleAt returns a route-netlink handle whose socket lives in n, so that
-// requests act on n without switching the calling thread.
-func handleAt(n ns.NetNS) (*netlink.Handle, error) {
-	h, err := netlink.NewHandleAt(netns.NsHandle(n.Fd()), unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", n.Path(), err)
-	}
-	return h, nil
-}
-
 // newAttrs returns the attributes a new netdev for end is born with: its
 // name, MAC, MTU and owner group. It is born down; configure brings it up.
 func newAttrs(end *Endpoint, m Marker) netlink.LinkAttrs {
@@ -101,7 +90,7 @@ func newAttrs(end *Endpoint, m Marker) netlink.LinkAttrs {
 // netdev every change is a NETDEV_CHANGE, and for IPv6 that walks the
 // namespace's whole route table, so a pod with many links would pay for each
 // link once per link before it.
-func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.Link, m Marker, bornWithGroup bool) error {
+func configure(k *Kernel, h *Handle, end *Endpoint, l netlink.Link, m Marker, bornWithGroup bool) error {
 	end.Index = l.Attrs().Index
 	if err := h.LinkSetAlias(l, m.Alias); err != nil {
 		return fmt.Errorf("%s: set marker: %w", end, err)
@@ -111,7 +100,7 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return fmt.Errorf("%s: set group: %w", end, err)
 		}
 	}
-	if err := fault.Step(ctx, "marker"); err != nil {
+	if err := k.Step("marker"); err != nil {
 		return err
 	}
 	for _, a := range end.Addrs {
@@ -119,7 +108,7 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return err
 		}
 	}
-	if err := fault.Step(ctx, "addresses"); err != nil {
+	if err := k.Step("addresses"); err != nil {
 		return err
 	}
 	if !end.Down {
@@ -133,7 +122,7 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return fmt.Errorf("%s: add route %s via %s: %w", end, r.Dst, r.GW, err)
 		}
 	}
-	if err := fault.Step(ctx, "routes"); err != nil {
+	if err := k.Step("routes"); err != nil {
 		return err
 	}
 	if end.Netem != nil {
@@ -144,13 +133,13 @@ func configure(ctx context.Context, h *netlink.Handle, end *Endpoint, l netlink.
 			return fmt.Errorf("%s: add netem qdisc: %w", end, err)
 		}
 	}
-	return fault.Step(ctx, "netem")
+	return k.Step("netem")
 }
 
 // addAddr assigns a. IPv6 addresses skip duplicate address detection, so
 // they are usable at once; if IPv6 is disabled on the interface (as some
 // runtimes do in containers) it is enabled first.
-func addAddr(h *netlink.Handle, end *Endpoint, l netlink.Link, a *net.IPNet) error {
+func addAddr(h *Handle, end *Endpoint, l netlink.Link, a *net.IPNet) error {
 	addr := &netlink.Addr{IPNet: a}
 	v6 := a.IP.To4() == nil
 	if v6 {
@@ -178,7 +167,7 @@ func enableIPv6(n ns.NetNS, name string) error {
 }
 
 // linkIn looks an interface up by name. A missing interface is (nil, nil).
-func linkIn(h *netlink.Handle, name string) (netlink.Link, error) {
+func linkIn(h *Handle, name string) (netlink.Link, error) {
 	l, err := h.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {
@@ -189,17 +178,17 @@ func linkIn(h *netlink.Handle, name string) (netlink.Link, error) {
 
 // whichExists turns a failed creation into an ExistsError naming the end
 // whose name was taken, when that is what happened.
-func whichExists(err error, ends ...*Endpoint) error {
+func whichExists(k *Kernel, err error, ends ...*Endpoint) error {
 	if !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	for _, end := range ends {
-		h, herr := handleAt(end.NS)
+		h, release, herr := acquire(k, end.NS)
 		if herr != nil {
 			continue
 		}
 		l, _ := linkIn(h, end.Name)
-		h.Close()
+		release()
 		if l != nil {
 			return &ExistsError{Netns: end.NS.Path(), Name: end.Name}
 		}
@@ -208,18 +197,18 @@ func whichExists(err error, ends ...*Endpoint) error {
 }
 
 // discard deletes a netdev this call has just created, marked or not.
-func discard(h *netlink.Handle, name string) {
+func discard(h *Handle, name string) {
 	if l, err := linkIn(h, name); err == nil && l != nil {
 		_ = h.LinkDel(l)
 	}
 }
 
 // removeEnd deletes the named interface if it carries the marker.
-func removeEnd(ctx context.Context, n ns.NetNS, name string, m Marker) error {
+func removeEnd(k *Kernel, n ns.NetNS, name string, m Marker) error {
 	if n == nil {
 		return nil
 	}
-	h, release, err := acquire(ctx, n)
+	h, release, err := acquire(k, n)
 	if err != nil {
 		return err
 	}
@@ -243,7 +232,7 @@ func isGone(err error) bool {
 // verifyEnd checks that end exists with the given kind, carries the marker,
 // is up and has its MAC, MTU, addresses, routes and impairment. It returns
 // the netdev for kind-specific checks.
-func verifyEnd(h *netlink.Handle, end *Endpoint, kind string, m Marker) (netlink.Link, error) {
+func verifyEnd(h *Handle, end *Endpoint, kind string, m Marker) (netlink.Link, error) {
 	where := end.String()
 	l, err := linkIn(h, end.Name)
 	if err != nil {

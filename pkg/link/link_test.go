@@ -16,7 +16,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/ratchet-cni/ratchet/internal/fault"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
@@ -42,10 +41,10 @@ func vethPair(a, b ns.NetNS) *link.Veth {
 func TestVethCarriesIPv4AndIPv6(t *testing.T) {
 	a, b := testutil.NewNS(t), testutil.NewNS(t)
 	v := vethPair(a, b)
-	if err := v.Create(ctx); err != nil {
+	if err := v.Create(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Verify(ctx); err != nil {
+	if err := v.Verify(ctx, nil); err != nil {
 		t.Fatalf("verify after create: %v", err)
 	}
 	if v.B.MAC == nil || v.B.MAC[0]&1 != 0 || v.B.MAC[0]&2 == 0 {
@@ -61,13 +60,13 @@ func TestVethCarriesIPv4AndIPv6(t *testing.T) {
 	if got := l.Attrs(); got.MTU != 1400 || got.HardwareAddr.String() != "02:00:00:00:00:01" || got.Group != 4242 || got.Alias != "ratchet-test:v1" {
 		t.Fatalf("in1 attrs: mtu %d mac %s group %d alias %q", got.MTU, got.HardwareAddr, got.Group, got.Alias)
 	}
-	if err := v.Remove(ctx); err != nil {
+	if err := v.Remove(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if left := append(testutil.Links(t, a), testutil.Links(t, b)...); len(left) != 0 {
 		t.Fatalf("left after remove: %v", left)
 	}
-	if err := v.Remove(ctx); err != nil {
+	if err := v.Remove(ctx, nil); err != nil {
 		t.Fatalf("second remove: %v", err)
 	}
 }
@@ -93,7 +92,7 @@ func TestVethVerifyDetectsDrift(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			a, b := testutil.NewNS(t), testutil.NewNS(t)
 			v := vethPair(a, b)
-			if err := v.Create(ctx); err != nil {
+			if err := v.Create(ctx, nil); err != nil {
 				t.Fatal(err)
 			}
 			h := testutil.Handle(t, a)
@@ -104,7 +103,7 @@ func TestVethVerifyDetectsDrift(t *testing.T) {
 			if err := c.drift(h, l); err != nil {
 				t.Fatal(err)
 			}
-			err = v.Verify(ctx)
+			err = v.Verify(ctx, nil)
 			var mismatch *link.MismatchError
 			if !errors.As(err, &mismatch) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("verify after %s: got %v, want a mismatch mentioning %q", c.name, err, c.want)
@@ -116,10 +115,10 @@ func TestVethVerifyDetectsDrift(t *testing.T) {
 func TestVethNameTaken(t *testing.T) {
 	a, b := testutil.NewNS(t), testutil.NewNS(t)
 	first := &link.Veth{A: link.Endpoint{NS: a, Name: "x1"}, B: link.Endpoint{NS: b, Name: "in2"}, Marker: marker("other")}
-	if err := first.Create(ctx); err != nil {
+	if err := first.Create(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	err := vethPair(a, b).Create(ctx)
+	err := vethPair(a, b).Create(ctx, nil)
 	var exists *link.ExistsError
 	if !errors.As(err, &exists) || exists.Name != "in2" || exists.Netns != b.Path() {
 		t.Fatalf("got %v, want ExistsError for in2 in %s", err, b.Path())
@@ -135,15 +134,17 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	for k := 1; ; k++ {
 		a, b := testutil.NewNS(t), testutil.NewNS(t)
 		calls := 0
-		hooked := fault.With(ctx, func(step string) error {
+		kernel := link.NewKernel()
+		kernel.Fault = func(step string) error {
 			calls++
 			if calls == k {
 				return injected
 			}
 			return nil
-		})
+		}
 		v := vethPair(a, b)
-		err := v.Create(hooked)
+		err := v.Create(ctx, kernel)
+		kernel.Close()
 		if calls < k {
 			if err != nil {
 				t.Fatal(err)
@@ -176,10 +177,10 @@ func TestVxlanBetweenTwoNodes(t *testing.T) {
 	tb := tunnel(podB, nodeB, "203.0.113.2/24", "192.0.2.1", "2001:db8:2::2/64")
 	tb.Dev = "underlay0"
 	for _, tun := range []*link.Vxlan{ta, tb} {
-		if err := tun.Create(ctx); err != nil {
+		if err := tun.Create(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := tun.Verify(ctx); err != nil {
+		if err := tun.Verify(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 		if tun.End.MTU != 1450 {
@@ -194,15 +195,15 @@ func TestVxlanBetweenTwoNodes(t *testing.T) {
 
 	wrong := *ta
 	wrong.VNI = 5002
-	if err := wrong.Verify(ctx); err == nil || !strings.Contains(err.Error(), "VNI") {
+	if err := wrong.Verify(ctx, nil); err == nil || !strings.Contains(err.Error(), "VNI") {
 		t.Fatalf("verify with another VNI: %v", err)
 	}
 	wrong = *ta
 	wrong.Remote = net.ParseIP("192.0.2.9")
-	if err := wrong.Verify(ctx); err == nil || !strings.Contains(err.Error(), "remote") {
+	if err := wrong.Verify(ctx, nil); err == nil || !strings.Contains(err.Error(), "remote") {
 		t.Fatalf("verify with another remote: %v", err)
 	}
-	if err := ta.Remove(ctx); err != nil {
+	if err := ta.Remove(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if left := testutil.Links(t, podA); len(left) != 0 {
@@ -219,7 +220,7 @@ func TestVxlanIPv6Underlay(t *testing.T) {
 	tb := &link.Vxlan{End: link.Endpoint{NS: podB, Name: "vx0", Addrs: []*net.IPNet{testutil.MustCIDR("203.0.113.2/24")}},
 		Underlay: nodeB, VNI: 77, Remote: net.ParseIP("2001:db8:ffff::1"), Marker: marker("vx6")}
 	for _, tun := range []*link.Vxlan{ta, tb} {
-		if err := tun.Create(ctx); err != nil {
+		if err := tun.Create(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -238,17 +239,17 @@ func TestMacvlanOnNodeDevice(t *testing.T) {
 	m2 := &link.Macvlan{End: link.Endpoint{NS: pod2, Name: "mv0", Addrs: []*net.IPNet{testutil.MustCIDR("192.0.2.12/24")}},
 		Underlay: node, Master: "parent0", Mode: "bridge", Marker: marker("mv2")}
 	for _, m := range []*link.Macvlan{m1, m2} {
-		if err := m.Create(ctx); err != nil {
+		if err := m.Create(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Verify(ctx); err != nil {
+		if err := m.Verify(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	testutil.MustPing(t, pod1, "192.0.2.12") // macvlan bridge mode, pod to pod
 	testutil.MustPing(t, pod1, "192.0.2.2")  // out through the parent to the other side
 	bad := &link.Macvlan{End: link.Endpoint{NS: pod1, Name: "mv1"}, Underlay: node, Master: "nope0", Marker: marker("mv3")}
-	if err := bad.Create(ctx); err == nil || !strings.Contains(err.Error(), "nope0") {
+	if err := bad.Create(ctx, nil); err == nil || !strings.Contains(err.Error(), "nope0") {
 		t.Fatalf("macvlan on a missing master: %v", err)
 	}
 }
@@ -259,14 +260,14 @@ func TestVlan(t *testing.T) {
 	pod := testutil.NewNS(t)
 	v := &link.Vlan{End: link.Endpoint{NS: pod, Name: "vl0", Addrs: []*net.IPNet{testutil.MustCIDR("198.51.100.1/24")}},
 		Underlay: node, Parent: "parent0", ID: 100, Marker: marker("vl")}
-	err := v.Create(ctx)
+	err := v.Create(ctx, nil)
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT) && strings.Contains(err.Error(), "vlan") {
 		t.Skipf("this kernel has no vlan driver (%v)", err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Verify(ctx); err != nil {
+	if err := v.Verify(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -279,18 +280,18 @@ func TestRemoveOwnedDeletesTheGroupOnly(t *testing.T) {
 		if i == 2 {
 			v.Marker = link.Marker{Alias: "someone-else", Group: 8}
 		}
-		if err := v.Create(ctx); err != nil {
+		if err := v.Create(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n, err := link.RemoveOwned(a, 7, "ratchet-test:own:")
+	n, err := link.RemoveOwned(nil, a, 7, "ratchet-test:own:")
 	if err != nil || n != 2 {
 		t.Fatalf("RemoveOwned = %d, %v; want 2", n, err)
 	}
 	if got := testutil.Links(t, a); !slices.Equal(got, []string{"e3"}) {
 		t.Fatalf("left: %v, want only the foreign e3", got)
 	}
-	if n, err := link.RemoveOwned(a, 7, "ratchet-test:own:"); err != nil || n != 0 {
+	if n, err := link.RemoveOwned(nil, a, 7, "ratchet-test:own:"); err != nil || n != 0 {
 		t.Fatalf("second RemoveOwned = %d, %v", n, err)
 	}
 }
@@ -302,7 +303,7 @@ func TestNetemImpairsTraffic(t *testing.T) {
 	if v.A.Netem, err = link.ParseNetem("30ms", "1ms", "0%", "100mbit"); err != nil {
 		t.Fatal(err)
 	}
-	err = v.Create(ctx)
+	err = v.Create(ctx, nil)
 	if errors.Is(err, link.ErrNoNetem) {
 		if left := append(testutil.Links(t, a), testutil.Links(t, b)...); len(left) != 0 {
 			t.Fatalf("failed create left %v", left)
@@ -312,7 +313,7 @@ func TestNetemImpairsTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Verify(ctx); err != nil {
+	if err := v.Verify(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -323,7 +324,7 @@ func TestNetemImpairsTraffic(t *testing.T) {
 	}
 	other := *v
 	other.A.Netem = &link.Netem{Delay: 5 * time.Millisecond}
-	if err := other.Verify(ctx); err == nil || !strings.Contains(err.Error(), "netem") {
+	if err := other.Verify(ctx, nil); err == nil || !strings.Contains(err.Error(), "netem") {
 		t.Fatalf("verify with another delay: %v", err)
 	}
 }
@@ -342,7 +343,7 @@ func TestIPv6EnabledWhereDisabled(t *testing.T) {
 		B:      link.Endpoint{NS: b, Name: "in2", Addrs: []*net.IPNet{testutil.MustCIDR("2001:db8:9::2/64")}},
 		Marker: marker("v6"),
 	}
-	if err := v.Create(ctx); err != nil {
+	if err := v.Create(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	testutil.MustPing(t, a, "2001:db8:9::2")

@@ -31,12 +31,12 @@ type Macvlan struct {
 func (m *Macvlan) Kind() string { return "macvlan" }
 
 // Create implements Link.
-func (m *Macvlan) Create(ctx context.Context) error {
+func (m *Macvlan) Create(ctx context.Context, k *Kernel) error {
 	mode, ok := MacvlanModes[m.mode()]
 	if !ok {
 		return fmt.Errorf("unknown macvlan mode %q", m.Mode)
 	}
-	return createChild(ctx, m.Underlay, &m.End, m.Marker, func(hu *netlink.Handle, attrs netlink.LinkAttrs) (netlink.Link, error) {
+	return createChild(ctx, k, m.Underlay, &m.End, m.Marker, func(hu *Handle, attrs netlink.LinkAttrs) (netlink.Link, error) {
 		var err error
 		if attrs.ParentIndex, err = parentIndex(hu, m.Master); err != nil {
 			return nil, err
@@ -46,8 +46,8 @@ func (m *Macvlan) Create(ctx context.Context) error {
 }
 
 // Verify implements Link.
-func (m *Macvlan) Verify(ctx context.Context) error {
-	l, err := verifyChild(ctx, &m.End, "macvlan", m.Marker)
+func (m *Macvlan) Verify(ctx context.Context, k *Kernel) error {
+	l, err := verifyChild(ctx, k, &m.End, "macvlan", m.Marker)
 	if err != nil {
 		return err
 	}
@@ -58,8 +58,8 @@ func (m *Macvlan) Verify(ctx context.Context) error {
 }
 
 // Remove implements Link.
-func (m *Macvlan) Remove(ctx context.Context) error {
-	return removeEnd(ctx, m.End.NS, m.End.Name, m.Marker)
+func (m *Macvlan) Remove(ctx context.Context, k *Kernel) error {
+	return removeEnd(k, m.End.NS, m.End.Name, m.Marker)
 }
 
 func (m *Macvlan) mode() string {

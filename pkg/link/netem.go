@@ -102,7 +102,7 @@ func (n *Netem) qdisc(index int) *netlink.Netem {
 		})
 }
 
-func (n *Netem) verify(h *netlink.Handle, l netlink.Link, where string) error {
+func (n *Netem) verify(h *Handle, l netlink.Link, where string) error {
 	qdiscs, err := h.QdiscList(l)
 	if err != nil {
 		return fmt.Errorf("%s: list qdiscs: %w", where, err)

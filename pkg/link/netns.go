@@ -56,7 +56,7 @@ func SetLoopbackUp(path string) error {
 		return err
 	}
 	defer n.Close()
-	h, err := handleAt(n)
+	h, err := NewHandle(n)
 	if err != nil {
 		return err
 	}

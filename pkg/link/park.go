@@ -8,24 +8,41 @@ import (
 )
 
 // Parking is a namespace where link ends wait for their peer and where two
-// waiting ends are stitched into one cable. It holds one netlink handle for
+// waiting ends are stitched into one cable. It uses one netlink handle for
 // all of its operations.
 type Parking struct {
 	NS ns.NetNS
-	h  *netlink.Handle
+	h  *Handle
+	// own says whether h is the Parking's own, to close with it.
+	own bool
 }
 
-// OpenParking returns the parking operations on n; the caller still owns n.
-func OpenParking(n ns.NetNS) (*Parking, error) {
-	h, err := handleAt(n)
+// OpenParking returns the parking operations on n, using k's handle in n;
+// with a nil k, the Parking opens a handle of its own. The caller still
+// owns n, and must keep it open while it uses the Parking's NS.
+func OpenParking(k *Kernel, n ns.NetNS) (*Parking, error) {
+	if k != nil {
+		h, err := k.Handle(n)
+		if err != nil {
+			return nil, err
+		}
+		return &Parking{NS: n, h: h}, nil
+	}
+	h, err := NewHandle(n)
 	if err != nil {
 		return nil, err
 	}
-	return &Parking{NS: n, h: h}, nil
+	return &Parking{NS: n, h: h, own: true}, nil
 }
 
-// Close releases the handle.
-func (p *Parking) Close() { p.h.Close() }
+// Close releases the Parking's own handle. A handle of a Kernel is the
+// Kernel's: it stays open, for the undo steps of the Kernel's operation,
+// until the Kernel is closed.
+func (p *Parking) Close() {
+	if p.own {
+		p.h.Close()
+	}
+}
 
 // Has reports whether the interface index still exists with that name: an
 // index can be reused by a later interface.
@@ -68,9 +85,9 @@ func (p *Parking) Kind(index int) string {
 // (see Stitched).
 func (p *Parking) Stitched(index int) (int, error) { return stitchedTo(p.h, index) }
 
-// Remove deletes every parked interface whose marker alias keep rejects
-// (and that carries a marker at all). It returns how many it deleted.
-func (p *Parking) Remove(keep func(alias string) bool) (int, error) {
+// RemoveUnless deletes every parked interface that carries a marker alias,
+// unless keep accepts the alias. It returns how many it deleted.
+func (p *Parking) RemoveUnless(keep func(alias string) bool) (int, error) {
 	all, err := p.h.LinkList()
 	if err != nil {
 		return 0, err

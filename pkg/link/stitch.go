@@ -14,17 +14,18 @@ import (
 // frame it receives out of the other. Two veth pairs stitched through their
 // ends in a parking namespace form one cable between their other ends,
 // and nothing is moved between namespaces. Stitching again replaces the
-// filters, so an end can be re-stitched to a new peer.
-func Stitch(n ns.NetNS, a, b int) error {
-	h, err := handleAt(n)
+// filters, so an end can be re-stitched to a new peer. k holds the handles
+// to use; nil means a one-shot handle.
+func Stitch(k *Kernel, n ns.NetNS, a, b int) error {
+	h, release, err := acquire(k, n)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	defer release()
 	return stitch(h, a, b)
 }
 
-func stitch(h *netlink.Handle, a, b int) error {
+func stitch(h *Handle, a, b int) error {
 	for _, pair := range [][2]int{{a, b}, {b, a}} {
 		if err := redirect(h, pair[0], pair[1]); err != nil {
 			return err
@@ -34,7 +35,7 @@ func stitch(h *netlink.Handle, a, b int) error {
 }
 
 // redirect sends every frame arriving on from out of to.
-func redirect(h *netlink.Handle, from, to int) error {
+func redirect(h *Handle, from, to int) error {
 	ingress := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
 		LinkIndex: from, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_INGRESS}}
 	// The kernel refuses to "replace" an ingress qdisc with itself.
@@ -57,16 +58,17 @@ func redirect(h *netlink.Handle, from, to int) error {
 }
 
 // Stitched returns the ifindex the interface at index redirects to, or 0.
-func Stitched(n ns.NetNS, index int) (int, error) {
-	h, err := handleAt(n)
+// k holds the handles to use; nil means a one-shot handle.
+func Stitched(k *Kernel, n ns.NetNS, index int) (int, error) {
+	h, release, err := acquire(k, n)
 	if err != nil {
 		return 0, err
 	}
-	defer h.Close()
+	defer release()
 	return stitchedTo(h, index)
 }
 
-func stitchedTo(h *netlink.Handle, index int) (int, error) {
+func stitchedTo(h *Handle, index int) (int, error) {
 	l, err := h.LinkByIndex(index)
 	if err != nil {
 		return 0, err

@@ -18,23 +18,23 @@ func TestStitchJoinsTwoParkedEnds(t *testing.T) {
 	va := mk(&link.Endpoint{NS: podA, Name: "a1", Addrs: []*net.IPNet{testutil.MustCIDR("192.0.2.1/24"), testutil.MustCIDR("2001:db8::1/64")}}, "pa")
 	vb := mk(&link.Endpoint{NS: podB, Name: "b1", Addrs: []*net.IPNet{testutil.MustCIDR("192.0.2.2/24"), testutil.MustCIDR("2001:db8::2/64")}}, "pb")
 	for _, v := range []*link.Veth{va, vb} {
-		if err := v.Create(ctx); err != nil {
+		if err := v.Create(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	h := testutil.Handle(t, park)
 	pa, _ := h.LinkByName("pa")
 	pb, _ := h.LinkByName("pb")
-	if err := link.Stitch(park, pa.Attrs().Index, pb.Attrs().Index); err != nil {
+	if err := link.Stitch(nil, park, pa.Attrs().Index, pb.Attrs().Index); err != nil {
 		t.Fatal(err)
 	}
 	testutil.MustPing(t, podA, "192.0.2.2")
 	testutil.MustPing(t, podB, "2001:db8::1")
-	if to, err := link.Stitched(park, pa.Attrs().Index); err != nil || to != pb.Attrs().Index {
+	if to, err := link.Stitched(nil, park, pa.Attrs().Index); err != nil || to != pb.Attrs().Index {
 		t.Fatalf("Stitched(pa) = %d, %v; want %d", to, err, pb.Attrs().Index)
 	}
 	// Re-stitching is idempotent.
-	if err := link.Stitch(park, pa.Attrs().Index, pb.Attrs().Index); err != nil {
+	if err := link.Stitch(nil, park, pa.Attrs().Index, pb.Attrs().Index); err != nil {
 		t.Fatal(err)
 	}
 	testutil.MustPing(t, podA, "192.0.2.2")

@@ -1,8 +1,6 @@
 package link
 
 import (
-	"github.com/ratchet-cni/ratchet/internal/fault"
-
 	"context"
 	"fmt"
 
@@ -20,8 +18,11 @@ type Veth struct {
 func (v *Veth) Kind() string { return "veth" }
 
 // Create implements Link. It fills in A.MAC and B.MAC when they were unset.
-func (v *Veth) Create(ctx context.Context) (err error) {
-	ha, hb, release, err := v.handles(ctx)
+func (v *Veth) Create(ctx context.Context, k *Kernel) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ha, hb, release, err := v.handles(k)
 	if err != nil {
 		return err
 	}
@@ -37,7 +38,7 @@ func (v *Veth) Create(ctx context.Context) (err error) {
 		PeerNamespace:    netlink.NsFd(v.B.NS.Fd()),
 	}
 	if err := ha.LinkAdd(veth); err != nil {
-		return whichExists(fmt.Errorf("create veth %s <-> %s: %w", &v.A, &v.B, err), &v.A, &v.B)
+		return whichExists(k, fmt.Errorf("create veth %s <-> %s: %w", &v.A, &v.B, err), &v.A, &v.B)
 	}
 	created := false
 	defer func() {
@@ -47,7 +48,7 @@ func (v *Veth) Create(ctx context.Context) (err error) {
 			discard(hb, v.B.Name)
 		}
 	}()
-	if err := fault.Step(ctx, "create"); err != nil {
+	if err := k.Step("create"); err != nil {
 		return err
 	}
 	// B first: when A goes up its peer is already up, so A comes up with
@@ -56,10 +57,10 @@ func (v *Veth) Create(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("%s: %w", &v.B, err)
 	}
-	if err := configure(ctx, hb, &v.B, peer, v.Marker, false); err != nil {
+	if err := configure(k, hb, &v.B, peer, v.Marker, false); err != nil {
 		return err
 	}
-	if err := configure(ctx, ha, &v.A, veth, v.Marker, true); err != nil {
+	if err := configure(k, ha, &v.A, veth, v.Marker, true); err != nil {
 		return err
 	}
 	created = true
@@ -68,8 +69,11 @@ func (v *Veth) Create(ctx context.Context) (err error) {
 
 // Verify implements Link: both ends exist, are configured, and are each
 // other's peer.
-func (v *Veth) Verify(ctx context.Context) error {
-	ha, hb, release, err := v.handles(ctx)
+func (v *Veth) Verify(ctx context.Context, k *Kernel) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ha, hb, release, err := v.handles(k)
 	if err != nil {
 		return err
 	}
@@ -90,24 +94,23 @@ func (v *Veth) Verify(ctx context.Context) error {
 
 // Remove implements Link. Deleting one end of a veth deletes both; B is
 // tried as well in case A was already gone.
-func (v *Veth) Remove(ctx context.Context) error {
-	errA := removeEnd(ctx, v.A.NS, v.A.Name, v.Marker)
-	errB := removeEnd(ctx, v.B.NS, v.B.Name, v.Marker)
+func (v *Veth) Remove(ctx context.Context, k *Kernel) error {
+	errA := removeEnd(k, v.A.NS, v.A.Name, v.Marker)
+	errB := removeEnd(k, v.B.NS, v.B.Name, v.Marker)
 	if errA != nil {
 		return errA
 	}
 	return errB
 }
 
-func (v *Veth) handles(ctx context.Context) (ha, hb *netlink.Handle, release func(), err error) {
-	ha, releaseA, err := acquire(ctx, v.A.NS)
+// handles returns the handles of A's and B's namespaces: one handle of k
+// when both are in one namespace.
+func (v *Veth) handles(k *Kernel) (ha, hb *Handle, release func(), err error) {
+	ha, releaseA, err := acquire(k, v.A.NS)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if v.B.NS.Path() == v.A.NS.Path() {
-		return ha, ha, releaseA, nil
-	}
-	hb, releaseB, err := acquire(ctx, v.B.NS)
+	hb, releaseB, err := acquire(k, v.B.NS)
 	if err != nil {
 		releaseA()
 		return nil, nil, nil, err

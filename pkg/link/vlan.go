@@ -22,8 +22,8 @@ type Vlan struct {
 func (v *Vlan) Kind() string { return "vlan" }
 
 // Create implements Link.
-func (v *Vlan) Create(ctx context.Context) error {
-	return createChild(ctx, v.Underlay, &v.End, v.Marker, func(hu *netlink.Handle, attrs netlink.LinkAttrs) (netlink.Link, error) {
+func (v *Vlan) Create(ctx context.Context, k *Kernel) error {
+	return createChild(ctx, k, v.Underlay, &v.End, v.Marker, func(hu *Handle, attrs netlink.LinkAttrs) (netlink.Link, error) {
 		var err error
 		if attrs.ParentIndex, err = parentIndex(hu, v.Parent); err != nil {
 			return nil, err
@@ -33,8 +33,8 @@ func (v *Vlan) Create(ctx context.Context) error {
 }
 
 // Verify implements Link.
-func (v *Vlan) Verify(ctx context.Context) error {
-	l, err := verifyChild(ctx, &v.End, "vlan", v.Marker)
+func (v *Vlan) Verify(ctx context.Context, k *Kernel) error {
+	l, err := verifyChild(ctx, k, &v.End, "vlan", v.Marker)
 	if err != nil {
 		return err
 	}
@@ -45,6 +45,6 @@ func (v *Vlan) Verify(ctx context.Context) error {
 }
 
 // Remove implements Link.
-func (v *Vlan) Remove(ctx context.Context) error {
-	return removeEnd(ctx, v.End.NS, v.End.Name, v.Marker)
+func (v *Vlan) Remove(ctx context.Context, k *Kernel) error {
+	return removeEnd(k, v.End.NS, v.End.Name, v.Marker)
 }

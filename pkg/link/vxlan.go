@@ -44,8 +44,8 @@ func Overhead(remote net.IP) int {
 
 // Create implements Link. An End.MTU of 0 becomes the underlay MTU less the
 // encapsulation overhead.
-func (v *Vxlan) Create(ctx context.Context) error {
-	return createChild(ctx, v.Underlay, &v.End, v.Marker, func(hu *netlink.Handle, attrs netlink.LinkAttrs) (netlink.Link, error) {
+func (v *Vxlan) Create(ctx context.Context, k *Kernel) error {
+	return createChild(ctx, k, v.Underlay, &v.End, v.Marker, func(hu *Handle, attrs netlink.LinkAttrs) (netlink.Link, error) {
 		dev, err := v.underlayDev(hu)
 		if err != nil {
 			return nil, err
@@ -66,8 +66,8 @@ func (v *Vxlan) Create(ctx context.Context) error {
 }
 
 // Verify implements Link: the tunnel end exists with its VNI, remote and port.
-func (v *Vxlan) Verify(ctx context.Context) error {
-	l, err := verifyChild(ctx, &v.End, "vxlan", v.Marker)
+func (v *Vxlan) Verify(ctx context.Context, k *Kernel) error {
+	l, err := verifyChild(ctx, k, &v.End, "vxlan", v.Marker)
 	if err != nil {
 		return err
 	}
@@ -86,8 +86,8 @@ func (v *Vxlan) Verify(ctx context.Context) error {
 }
 
 // Remove implements Link.
-func (v *Vxlan) Remove(ctx context.Context) error {
-	return removeEnd(ctx, v.End.NS, v.End.Name, v.Marker)
+func (v *Vxlan) Remove(ctx context.Context, k *Kernel) error {
+	return removeEnd(k, v.End.NS, v.End.Name, v.Marker)
 }
 
 func (v *Vxlan) port() int {
@@ -97,7 +97,7 @@ func (v *Vxlan) port() int {
 	return v.Port
 }
 
-func (v *Vxlan) underlayDev(hu *netlink.Handle) (netlink.Link, error) {
+func (v *Vxlan) underlayDev(hu *Handle) (netlink.Link, error) {
 	if v.Dev != "" {
 		l, err := linkIn(hu, v.Dev)
 		if err == nil && l == nil {
