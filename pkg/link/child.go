@@ -90,3 +90,21 @@ func parentIndex(hu *netlink.Handle, name string) (int, error) {
 	}
 	return l.Attrs().Index, nil
 }
+
+// DeviceMTU returns the MTU of the named device in n: what a macvlan or
+// vlan end created without an MTU inherits from its parent.
+func DeviceMTU(n ns.NetNS, name string) (int, error) {
+	h, err := handleAt(n)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	l, err := linkIn(h, name)
+	if err != nil {
+		return 0, err
+	}
+	if l == nil {
+		return 0, fmt.Errorf("device %q not found in %s", name, n.Path())
+	}
+	return l.Attrs().MTU, nil
+}
