@@ -7,6 +7,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/ratchet-cni/ratchet/internal/kind"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -45,7 +46,7 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 	}
 	defer host.Close()
 	key := attachmentKey(conf, args)
-	links, err := buildStatic(conf, podNS, host, ownerOf(key))
+	links, err := buildStaticCheck(conf, podNS, host, ownerOf(key))
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 			return err
 		}
 		joined := other.Declared && other.Attachment != nil && park.Has(other.Parked, other.ParkedIndex)
-		v := &link.Veth{A: spec.Local(), B: link.Endpoint{NS: parkNS, Name: mine.Parked, Down: !joined}, Marker: ownerOf(key).marker(spec.Name)}
+		v := &link.Veth{A: kind.Endpoint(spec.Local(), podNS), B: link.Endpoint{NS: parkNS, Name: mine.Parked, Down: !joined}, Marker: ownerOf(key).marker(spec.Name)}
 		v.A.NS = podNS
 		if err := v.Verify(ctx); err != nil {
 			return mismatch("%v", err)

@@ -10,6 +10,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/ratchet-cni/ratchet/internal/fault"
+	"github.com/ratchet-cni/ratchet/internal/kind"
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -195,13 +197,17 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, end, oth
 	}
 	joined := other.Declared && p.usable(other)
 	v := &link.Veth{
-		A:      spec.Local(),
+		A:      kind.Endpoint(spec.Local(), netns),
 		B:      link.Endpoint{NS: p.park.NS, Name: link.RandomName("rp"), Down: true},
 		Marker: o.marker(spec.Name),
 	}
 	v.A.NS = netns
 	if v.A.MTU == 0 {
 		v.A.MTU = p.defaultMTU
+	}
+	if v.A.MTU == 0 {
+		// Explicitly the kernel's default, so that the result carries it.
+		v.A.MTU = linkparam.DefaultMTU
 	}
 	if v.A.MAC == nil {
 		v.A.MAC = stableMAC(end.Pod, end.IfName)
