@@ -27,6 +27,8 @@ type Kind struct {
 	// Validate checks the kind's part of l, whose generic part is valid;
 	// field is the spec's place ("links[2]"). Errors come from Invalid.
 	Validate func(l *LinkSpec, field string) error
+
+	quoted []byte // Name as a JSON string
 }
 
 // Field is the kind's place in a LinkSpec, as messages name it.
@@ -53,6 +55,7 @@ func RegisterKind(k Kind) {
 			return
 		}
 	}
+	k.quoted = []byte(`"` + k.Name + `"`)
 	registry.kinds = append(registry.kinds, k)
 }
 

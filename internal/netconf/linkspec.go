@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"unicode"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -116,68 +117,96 @@ const (
 // would otherwise be silently ignored). A key that is no registered kind
 // is an unknown field.
 func (l *LinkSpec) UnmarshalJSON(b []byte) error {
+	*l = LinkSpec{}
+	// Most links (every pod link) name no kind with a sub-object: their
+	// JSON is the generic part as it stands, decoded in one pass.
+	if !mentionsSubKind(b) {
+		return l.setGeneric(b)
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(b, &obj); err != nil {
 		return err
 	}
-	*l = LinkSpec{}
-	generic := map[string]json.RawMessage{}
-	// Keys in input order, so that two sub-objects give a stable message.
-	for _, key := range objectKeys(b, obj) {
-		raw := obj[key]
-		k, ok := lookupKind(key)
-		if !ok || k.New == nil {
-			generic[key] = raw
-			continue
+	var kindKeys []string
+	for key := range obj {
+		if k, ok := lookupKind(key); ok && k.New != nil {
+			kindKeys = append(kindKeys, key)
 		}
-		if string(raw) == "null" {
-			continue
-		}
-		spec := k.New()
-		if err := strictUnmarshal(raw, spec); err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
-		if l.Spec == nil {
-			l.Spec = spec
-		}
-		l.subKinds = append(l.subKinds, k.Name)
 	}
-	rest, err := json.Marshal(generic)
-	if err != nil {
-		return err
+	rest := b
+	if len(kindKeys) > 0 {
+		if len(kindKeys) > 1 {
+			// In input order, so that the first one names the kind.
+			kindKeys = objectKeys(b, kindKeys)
+		}
+		for _, key := range kindKeys {
+			raw := obj[key]
+			delete(obj, key)
+			if string(raw) == "null" {
+				continue
+			}
+			k, _ := lookupKind(key)
+			spec := k.New()
+			if err := strictUnmarshal(raw, spec); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			if l.Spec == nil {
+				l.Spec = spec
+			}
+			l.subKinds = append(l.subKinds, k.Name)
+		}
+		var err error
+		if rest, err = json.Marshal(obj); err != nil {
+			return err
+		}
 	}
+	return l.setGeneric(rest)
+}
+
+// setGeneric decodes the generic part, strictly.
+func (l *LinkSpec) setGeneric(b []byte) error {
 	var g linkSpecJSON
-	if err := strictUnmarshal(rest, &g); err != nil {
+	if err := strictUnmarshal(b, &g); err != nil {
 		return err
 	}
 	l.Name, l.IPs, l.MAC, l.MTU, l.Routes, l.Netem, l.Peer = g.Name, g.IPs, g.MAC, g.MTU, g.Routes, g.Netem, g.Peer
 	return nil
 }
 
-// objectKeys returns obj's keys in the order b has them.
-func objectKeys(b []byte, obj map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(obj))
+// mentionsSubKind reports whether b holds the quoted name of a kind with
+// a sub-object anywhere: a cheap test that lets the rest skip a pass.
+func mentionsSubKind(b []byte) bool {
+	for _, k := range registeredKinds() {
+		if k.New != nil && bytes.Contains(b, k.quoted) {
+			return true
+		}
+	}
+	return false
+}
+
+// objectKeys returns those of keys that b, a JSON object, has at its top
+// level, in b's order.
+func objectKeys(b []byte, keys []string) []string {
+	var ordered []string
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if _, err := dec.Token(); err != nil {
 		return keys
 	}
-	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			break
+			return keys
 		}
 		key, _ := t.(string)
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			break
+			return keys
 		}
-		if _, ok := obj[key]; ok && !seen[key] {
-			seen[key] = true
-			keys = append(keys, key)
+		if slices.Contains(keys, key) && !slices.Contains(ordered, key) {
+			ordered = append(ordered, key)
 		}
 	}
-	return keys
+	return ordered
 }
 
 // MarshalJSON writes the generic fields and the kind's sub-object under
