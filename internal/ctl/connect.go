@@ -65,7 +65,7 @@ func connect(args []string, stdout io.Writer) error {
 			return badArg("--mtu %d: %v", *mtu, err)
 		}
 	}
-	var chosen []Unit
+	var chosen []kind.Unit
 	var value string
 	for i, u := range units {
 		if *values[i] != "" {
@@ -132,9 +132,6 @@ func connect(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "connected %s (%s)\n", strings.Join(ends, " <-> "), l.Kind())
 	return nil
 }
-
-// Unit is a link kind with a connect flag.
-type Unit = kind.Unit
 
 // flagList names the kinds' connect flags: "-x, -M and -V".
 func flagList(conj string) string {

@@ -75,8 +75,8 @@ func Endpoint(e netconf.End, n ns.NetNS) link.Endpoint {
 		end.Routes = append(end.Routes, link.Route{Dst: r.Dst, GW: r.GW})
 	}
 	if e.Netem != nil {
-		n := link.Netem(*e.Netem)
-		end.Netem = &n
+		imp := link.Netem(*e.Netem)
+		end.Netem = &imp
 	}
 	return end
 }
