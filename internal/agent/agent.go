@@ -22,6 +22,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/ratchet-cni/ratchet/internal/agentapi"
+	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
 )
@@ -104,7 +105,7 @@ func New(cfg Config, reg Registry) (*Agent, error) {
 		cfg.CallTimeout = 5 * time.Second
 	}
 	if cfg.VNIFirst == 0 {
-		cfg.VNIFirst, cfg.VNILast = 5000, 1<<24-1
+		cfg.VNIFirst, cfg.VNILast = netconf.DefaultVNIFirst, netconf.MaxVNI
 	}
 	a := &Agent{cfg: cfg, reg: reg, log: cfg.Log, kick: make(chan struct{}, 1), full: true, dirty: map[endID]bool{},
 		writes: newWriter(cfg.CallTimeout)}

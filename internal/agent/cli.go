@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,8 +53,8 @@ func Main(args []string, stderr io.Writer) int {
 		socket     = fs.String("socket", "", "unix socket for the plugin (default "+netconf.DefaultAgentSocket+")")
 		vtepDev    = fs.String("vtep-dev", "", "underlay device (default: the default route's)")
 		vtepIP     = fs.String("vtep-ip", "", "underlay address (default: the device's first)")
-		port       = fs.Int("vxlan-port", 0, "VXLAN UDP port (default 4789)")
-		vniRange   = fs.String("vni-range", "", "VNI range FIRST-LAST (default 5000-16777215)")
+		port       = fs.Int("vxlan-port", 0, "VXLAN UDP port (default "+strconv.Itoa(netconf.DefaultVXLANPort)+")")
+		vniRange   = fs.String("vni-range", "", "VNI range FIRST-LAST (default "+netconf.DefaultVNIRange+")")
 		mtu        = fs.Int("mtu", 0, "tunnel MTU (default: the underlay's less 50, or 70 over IPv6)")
 		resync     = fs.Duration("resync", 30*time.Second, "how often to check every tunnel again")
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")

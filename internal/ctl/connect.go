@@ -5,12 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
 	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/ratchet-cni/ratchet/internal/kind"
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
@@ -49,62 +49,50 @@ func endpointFlagSet(name string) (*orderedEndpoints, *flag.FlagSet) {
 
 func connect(args []string, stdout io.Writer) error {
 	eps, fs := endpointFlagSet("connect")
-	vxlan := fs.String("x", "", "PARENT,REMOTE,VNI[,port=N]")
-	macvlan := fs.String("M", "", "PARENT,MODE")
-	vlan := fs.String("V", "", "PARENT,VLANID")
+	// Each kind with a connect flag (-x, -M, -V) is a unit of
+	// internal/kind: its flag, syntax and link live there.
+	units := kind.Flags()
+	values := make([]*string, len(units))
+	for i, u := range units {
+		values[i] = fs.String(u.Flag.Name, "", u.Flag.Arg)
+	}
 	mtu := fs.Int("mtu", 0, "MTU of both ends")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *mtu != 0 && (*mtu < 68 || *mtu > 65535) {
-		return badArg("--mtu %d: must be 68..65535", *mtu)
+	if *mtu != 0 {
+		if err := linkparam.CheckMTU(*mtu); err != nil {
+			return badArg("--mtu %d: %v", *mtu, err)
+		}
 	}
-	kinds := 0
-	for _, s := range []string{*vxlan, *macvlan, *vlan} {
-		if s != "" {
-			kinds++
+	var chosen []kind.Unit
+	var value string
+	for i, u := range units {
+		if *values[i] != "" {
+			chosen = append(chosen, u)
+			value = *values[i]
 		}
 	}
 	switch {
-	case kinds > 1:
-		return badArg("-x, -M and -V exclude each other")
-	case kinds == 0 && len(eps.list) != 2:
+	case len(chosen) > 1:
+		return badArg("%s exclude each other", flagList("and"))
+	case len(chosen) == 0 && len(eps.list) != 2:
 		return badArg("a veth link needs two endpoints, got %d", len(eps.list))
-	case kinds == 1 && len(eps.list) != 1:
-		return badArg("-x, -M or -V takes one endpoint, got %d", len(eps.list))
+	case len(chosen) == 1 && len(eps.list) != 1:
+		return badArg("%s takes one endpoint, got %d", flagList("or"), len(eps.list))
 	}
 
 	var build func(namespaces []ns.NetNS, underlay ns.NetNS) (link.Link, error)
-	switch {
-	case *vxlan != "":
-		parent, remote, vni, port, err := parseVxlanFlag(*vxlan)
+	if len(chosen) == 1 {
+		newLink, err := chosen[0].Flag.Parse(value)
 		if err != nil {
-			return err
+			return badArg("%v", err)
 		}
 		build = func(n []ns.NetNS, u ns.NetNS) (link.Link, error) {
-			return &link.Vxlan{End: eps.list[0].endpoint(n[0], *mtu), Underlay: u, Dev: parent, Remote: remote, VNI: vni, Port: port,
-				Marker: link.Marker{Alias: ctlMarker + eps.list[0].ifname}}, nil
+			e := eps.list[0]
+			return newLink(e.endpoint(n[0], *mtu), u, link.Marker{Alias: ctlMarker + e.ifname}), nil
 		}
-	case *macvlan != "":
-		parent, mode, ok := strings.Cut(*macvlan, ",")
-		if _, known := link.MacvlanModes[mode]; !ok || parent == "" || !known {
-			return badArg("-M %q: want PARENT,MODE with MODE bridge, private, vepa or passthru", *macvlan)
-		}
-		build = func(n []ns.NetNS, u ns.NetNS) (link.Link, error) {
-			return &link.Macvlan{End: eps.list[0].endpoint(n[0], *mtu), Underlay: u, Master: parent, Mode: mode,
-				Marker: link.Marker{Alias: ctlMarker + eps.list[0].ifname}}, nil
-		}
-	case *vlan != "":
-		parent, idText, ok := strings.Cut(*vlan, ",")
-		id, err := strconv.Atoi(idText)
-		if !ok || parent == "" || err != nil || id < 1 || id > 4094 {
-			return badArg("-V %q: want PARENT,VLANID with VLANID 1..4094", *vlan)
-		}
-		build = func(n []ns.NetNS, u ns.NetNS) (link.Link, error) {
-			return &link.Vlan{End: eps.list[0].endpoint(n[0], *mtu), Underlay: u, Parent: parent, ID: id,
-				Marker: link.Marker{Alias: ctlMarker + eps.list[0].ifname}}, nil
-		}
-	default:
+	} else {
 		build = func(n []ns.NetNS, _ ns.NetNS) (link.Link, error) {
 			a, b := eps.list[0], eps.list[1]
 			return &link.Veth{A: a.endpoint(n[0], *mtu), B: b.endpoint(n[1], *mtu),
@@ -145,26 +133,26 @@ func connect(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func parseVxlanFlag(v string) (parent string, remote net.IP, vni, port int, err error) {
-	parts := strings.Split(v, ",")
-	bad := badArg("-x %q: want PARENT,REMOTE,VNI[,port=N]", v)
-	if len(parts) < 3 || len(parts) > 4 || parts[0] == "" {
-		return "", nil, 0, 0, bad
+// flagList names the kinds' connect flags: "-x, -M and -V".
+func flagList(conj string) string {
+	var names []string
+	for _, u := range kind.Flags() {
+		names = append(names, "-"+u.Flag.Name)
 	}
-	parent = parts[0]
-	if remote = net.ParseIP(parts[1]); remote == nil {
-		return "", nil, 0, 0, badArg("-x %q: remote %q is not an IP address", v, parts[1])
+	if len(names) < 2 {
+		return strings.Join(names, "")
 	}
-	if vni, err = strconv.Atoi(parts[2]); err != nil || vni < 1 || vni > 1<<24-1 {
-		return "", nil, 0, 0, badArg("-x %q: VNI %q must be 1..16777215", v, parts[2])
+	return strings.Join(names[:len(names)-1], ", ") + " " + conj + " " + names[len(names)-1]
+}
+
+// connectUsage is the usage of connect with each kind's flag.
+func connectUsage() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %-47s  %s\n", "ratchetctl connect EP EP [--mtu N]", "a veth pair between two endpoints")
+	for _, u := range kind.Flags() {
+		fmt.Fprintf(&b, "  %-47s  %s\n", "ratchetctl connect EP -"+u.Flag.Name+" "+u.Flag.Arg, u.Flag.Usage)
 	}
-	if len(parts) == 4 {
-		p, ok := strings.CutPrefix(parts[3], "port=")
-		if port, err = strconv.Atoi(p); !ok || err != nil || port < 1 || port > 65535 {
-			return "", nil, 0, 0, badArg("-x %q: %q must be port=1..65535", v, parts[3])
-		}
-	}
-	return parent, remote, vni, port, nil
+	return b.String()
 }
 
 func disconnect(args []string, stdout io.Writer) error {

@@ -11,14 +11,11 @@ import (
 	"strings"
 )
 
-const usage = `ratchetctl: point-to-point links between network namespaces, and CNI by hand
+// usage lists connect's kind flags from their units (internal/kind).
+var usage = `ratchetctl: point-to-point links between network namespaces, and CNI by hand
 
 usage:
-  ratchetctl connect EP EP [--mtu N]               a veth pair between two endpoints
-  ratchetctl connect EP -x PARENT,REMOTE,VNI[,port=N]   a vxlan end on PARENT to REMOTE
-  ratchetctl connect EP -M PARENT,MODE             a macvlan on PARENT (bridge, private, vepa, passthru)
-  ratchetctl connect EP -V PARENT,VLANID           a vlan sub-interface of PARENT
-  ratchetctl disconnect EP                         remove a link ratchet made (both veth ends)
+` + connectUsage() + `  ratchetctl disconnect EP                         remove a link ratchet made (both veth ends)
   ratchetctl run [--conf-dir DIR] [--bin-dir DIR] [--name ID] [--namespace NS] [--annotation K=V]... [--keep] -- CMD [ARGS]
                                                    run CMD in a new netns attached through CNI
                                                    (defaults: $NETCONFPATH or /etc/cni/net.d, $CNI_PATH or /opt/cni/bin)

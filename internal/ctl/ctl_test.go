@@ -12,6 +12,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/ratchet-cni/ratchet/internal/kind"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
 
@@ -292,6 +293,12 @@ func TestHelp(t *testing.T) {
 		out, _, code := ctl(t, nil, args...)
 		if code != 0 || !strings.Contains(out, "--annotation K=V") || !strings.Contains(out, "-x PARENT,REMOTE,VNI") {
 			t.Errorf("ratchetctl %v: exit %d\n%s", args, code, out)
+		}
+		// Every kind's connect flag, from the kind units' registry.
+		for _, u := range kind.Flags() {
+			if line := "ratchetctl connect EP -" + u.Flag.Name + " " + u.Flag.Arg; !strings.Contains(out, line) {
+				t.Errorf("ratchetctl %v does not show %q\n%s", args, line, out)
+			}
 		}
 	}
 }

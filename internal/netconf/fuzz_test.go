@@ -27,6 +27,7 @@ func FuzzLoad(f *testing.F) {
 		`{"cniVersion":"1.0.0","name":"lab","links":[{"name":"in1","ips":["192.0.2.1/24"],"peer":{"netns":"r2","name":"in2"}}]}`,
 		`{"cniVersion":"1.0.0","name":"lab","links":[{"name":"vx","vxlan":{"remote":"192.0.2.2","vni":5}}],"vxlan":{"port":4790,"vniRange":"1-9","mtu":1400}}`,
 		`{"cniVersion":"1.0.0","name":"lab","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]},"links":[{"name":"m","macvlan":{"master":"eth0"}}]}`,
+		`{"cniVersion":"1.0.0","name":"lab","links":[{"name":"v","mtu":1400,"vlan":{"master":"eth0","id":4094}}]}`,
 		`{"cniVersion":"1.0.0","name":"lab","store":{"type":"etcd","endpoints":["127.0.0.1:2379"]},"maxLinksPerPod":"x"}`,
 		`{"links":[{"netem":{"delay":"1ms","loss":"1%","rate":"1mbit"},"routes":[{"dst":"198.51.100.0/24","gw":"192.0.2.1"}]}]}`,
 		`[`, ``, `null`,
@@ -48,7 +49,8 @@ func FuzzLoad(f *testing.F) {
 }
 
 // FuzzLinkSpec: any link, from either source, validates or is refused with
-// a CNI error; an annotation link never names a host resource.
+// a CNI error; an annotation link never names a host resource; a valid
+// link survives a JSON round trip.
 func FuzzLinkSpec(f *testing.F) {
 	for _, seed := range []string{
 		`{"name":"e1","ips":["192.0.2.1/24","2001:db8::1/64"],"mac":"02:00:00:00:00:01","mtu":1500,"peer":{"pod":"r2","name":"w1"}}`,
@@ -56,6 +58,8 @@ func FuzzLinkSpec(f *testing.F) {
 		`{"name":"e1","vxlan":{"remote":"2001:db8::9","vni":16777215,"port":1,"dev":"eth0"}}`,
 		`{"name":"e1","macvlan":{"master":"eth0","mode":"passthru"}}`,
 		`{"name":"e1","peer":{"pod":"r2","netns":"x","name":"w1"},"netem":{"jitter":"1ms"}}`,
+		`{"name":"e1","vlan":{"master":"eth0","id":42}}`,
+		`{"name":"e1","vlan":{"master":"eth0","id":4095},"macvlan":{"master":"eth0"}}`,
 	} {
 		f.Add([]byte(seed), true)
 	}
@@ -74,6 +78,19 @@ func FuzzLinkSpec(f *testing.F) {
 		}
 		if fromAnnotation && spec.Kind() != netconf.KindPod {
 			t.Fatalf("an annotation link of kind %s was accepted: %s", spec.Kind(), raw)
+		}
+		// A valid spec survives a JSON round trip (the store records pod
+		// links' specs as JSON).
+		out, err := json.Marshal(spec)
+		if err != nil {
+			t.Fatalf("marshal %s: %v", raw, err)
+		}
+		var again netconf.LinkSpec
+		if err := json.Unmarshal(out, &again); err != nil {
+			t.Fatalf("%s became %s, which does not decode: %v", raw, out, err)
+		}
+		if err := again.Validate("links[0]", src); err != nil || again.Kind() != spec.Kind() {
+			t.Fatalf("%s became %s: kind %s, %v", raw, out, again.Kind(), err)
 		}
 	})
 }

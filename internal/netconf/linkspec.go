@@ -1,30 +1,51 @@
 package netconf
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
-	"path/filepath"
+	"slices"
 	"unicode"
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/ratchet-cni/ratchet/pkg/link"
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 )
 
 // LinkSpec declares one link of a pod: its local end and exactly one peer
-// kind (peer.pod, peer.netns, vxlan or macvlan).
+// kind. The peer kinds are registered (see Kind): peer.pod and peer.netns
+// in the peer object, and the kinds with a sub-object of their own (vxlan,
+// macvlan, vlan) under their name. LinkSpec holds the generic parts; each
+// kind's unit (internal/kind) holds its sub-object and its validation.
 type LinkSpec struct {
-	Name    string       `json:"name,omitempty"`
-	IPs     []string     `json:"ips,omitempty"`
-	MAC     string       `json:"mac,omitempty"`
-	MTU     int          `json:"mtu,omitempty"`
-	Routes  []RouteSpec  `json:"routes,omitempty"`
-	Netem   *NetemSpec   `json:"netem,omitempty"`
-	Peer    *Peer        `json:"peer,omitempty"`
-	VXLAN   *VXLANPeer   `json:"vxlan,omitempty"`
-	Macvlan *MacvlanPeer `json:"macvlan,omitempty"`
+	Name   string      `json:"name,omitempty"`
+	IPs    []string    `json:"ips,omitempty"`
+	MAC    string      `json:"mac,omitempty"`
+	MTU    int         `json:"mtu,omitempty"`
+	Routes []RouteSpec `json:"routes,omitempty"`
+	Netem  *NetemSpec  `json:"netem,omitempty"`
+	Peer   *Peer       `json:"peer,omitempty"`
 
-	local, remote link.Endpoint
+	// Spec is the decoded sub-object of a kind that has one (a pointer
+	// from that Kind's New); nil for the peer kinds.
+	Spec any `json:"-"`
+	// subKinds are the kinds whose sub-objects the JSON carried, in input
+	// order; Validate insists on exactly one kind in all.
+	subKinds []string
+
+	local End
+}
+
+// linkSpecJSON is LinkSpec's generic part as JSON, decoded strictly.
+type linkSpecJSON struct {
+	Name   string      `json:"name,omitempty"`
+	IPs    []string    `json:"ips,omitempty"`
+	MAC    string      `json:"mac,omitempty"`
+	MTU    int         `json:"mtu,omitempty"`
+	Routes []RouteSpec `json:"routes,omitempty"`
+	Netem  *NetemSpec  `json:"netem,omitempty"`
+	Peer   *Peer       `json:"peer,omitempty"`
 }
 
 // RouteSpec is a route through a link end.
@@ -55,26 +76,29 @@ type Peer struct {
 	Routes []RouteSpec `json:"routes,omitempty"`
 }
 
-// VXLANPeer is a tunnel to a fixed remote VTEP (netconf only).
-type VXLANPeer struct {
-	Remote string `json:"remote"`
-	VNI    int    `json:"vni"`
-	Port   int    `json:"port,omitempty"`
-	Dev    string `json:"dev,omitempty"`
+// End is the parsed local (or peer.netns) end of a validated spec, free of
+// any kernel type: the kind units turn it into a link.Endpoint.
+type End struct {
+	Name  string
+	Addrs []*net.IPNet
+	MAC   net.HardwareAddr
+	// MTU is 0 when the spec sets none: the kind's default applies.
+	MTU    int
+	Routes []Route
+	Netem  *linkparam.Netem
 }
 
-// MacvlanPeer puts the link end on a node device (netconf only).
-type MacvlanPeer struct {
-	Master string `json:"master"`
-	Mode   string `json:"mode,omitempty"`
+// Route is a parsed route through an end.
+type Route struct {
+	Dst *net.IPNet
+	GW  net.IP
 }
 
-// Link kinds, as LinkSpec.Kind names them.
+// The peer kinds every build knows by name: pod links are made by the
+// pod-link code, not by a kind unit's link.
 const (
-	KindPod     = "pod"
-	KindNetns   = "netns"
-	KindVXLAN   = "vxlan"
-	KindMacvlan = "macvlan"
+	KindPod   = "pod"
+	KindNetns = "netns"
 )
 
 // Source says where a LinkSpec came from, which decides what it may name.
@@ -88,162 +112,184 @@ const (
 	Annotation
 )
 
+// UnmarshalJSON decodes the generic fields and the sub-object of every
+// registered kind, refusing unknown fields at every level (a misspelt key
+// would otherwise be silently ignored). A key that is no registered kind
+// is an unknown field.
+func (l *LinkSpec) UnmarshalJSON(b []byte) error {
+	*l = LinkSpec{}
+	// Most links (every pod link) name no kind with a sub-object: their
+	// JSON is the generic part as it stands, decoded in one pass.
+	if !mentionsSubKind(b) {
+		return l.setGeneric(b)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return err
+	}
+	var kindKeys []string
+	for key := range obj {
+		if k, ok := lookupKind(key); ok && k.New != nil {
+			kindKeys = append(kindKeys, key)
+		}
+	}
+	rest := b
+	if len(kindKeys) > 0 {
+		if len(kindKeys) > 1 {
+			// In input order, so that the first one names the kind.
+			kindKeys = objectKeys(b, kindKeys)
+		}
+		for _, key := range kindKeys {
+			raw := obj[key]
+			delete(obj, key)
+			if string(raw) == "null" {
+				continue
+			}
+			k, _ := lookupKind(key)
+			spec := k.New()
+			if err := strictUnmarshal(raw, spec); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			if l.Spec == nil {
+				l.Spec = spec
+			}
+			l.subKinds = append(l.subKinds, k.Name)
+		}
+		var err error
+		if rest, err = json.Marshal(obj); err != nil {
+			return err
+		}
+	}
+	return l.setGeneric(rest)
+}
+
+// setGeneric decodes the generic part, strictly.
+func (l *LinkSpec) setGeneric(b []byte) error {
+	var g linkSpecJSON
+	if err := strictUnmarshal(b, &g); err != nil {
+		return err
+	}
+	l.Name, l.IPs, l.MAC, l.MTU, l.Routes, l.Netem, l.Peer = g.Name, g.IPs, g.MAC, g.MTU, g.Routes, g.Netem, g.Peer
+	return nil
+}
+
+// mentionsSubKind reports whether b holds the quoted name of a kind with
+// a sub-object anywhere: a cheap test that lets the rest skip a pass.
+func mentionsSubKind(b []byte) bool {
+	for _, k := range registeredKinds() {
+		if k.New != nil && bytes.Contains(b, k.quoted) {
+			return true
+		}
+	}
+	return false
+}
+
+// objectKeys returns those of keys that b, a JSON object, has at its top
+// level, in b's order.
+func objectKeys(b []byte, keys []string) []string {
+	var ordered []string
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		return keys
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return keys
+		}
+		key, _ := t.(string)
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return keys
+		}
+		if slices.Contains(keys, key) && !slices.Contains(ordered, key) {
+			ordered = append(ordered, key)
+		}
+	}
+	return ordered
+}
+
+// MarshalJSON writes the generic fields and the kind's sub-object under
+// its name.
+func (l LinkSpec) MarshalJSON() ([]byte, error) {
+	g := linkSpecJSON{Name: l.Name, IPs: l.IPs, MAC: l.MAC, MTU: l.MTU, Routes: l.Routes, Netem: l.Netem, Peer: l.Peer}
+	b, err := json.Marshal(g)
+	if err != nil || l.Spec == nil || len(l.subKinds) == 0 {
+		return b, err
+	}
+	sub, err := json.Marshal(l.Spec)
+	if err != nil {
+		return nil, err
+	}
+	key, _ := json.Marshal(l.subKinds[0])
+	if string(b) == "{}" {
+		return fmt.Appendf(nil, "{%s:%s}", key, sub), nil
+	}
+	return fmt.Appendf(nil, "%s,%s:%s}", b[:len(b)-1], key, sub), nil
+}
+
+// SetSpec makes spec, a pointer from the New of the kind named kind, the
+// spec's sub-object: how code (rather than JSON) declares such a link.
+func (l *LinkSpec) SetSpec(kind string, spec any) {
+	l.Spec, l.subKinds = spec, []string{kind}
+}
+
+// kinds returns the kinds the spec declares: its sub-objects', then the
+// peer kinds its peer object selects.
+func (l *LinkSpec) kinds() []string {
+	found := append([]string(nil), l.subKinds...)
+	if l.Peer != nil {
+		for _, k := range registeredKinds() {
+			if k.InPeer != nil && k.InPeer(l.Peer) {
+				found = append(found, k.Name)
+			}
+		}
+	}
+	return found
+}
+
 // Kind returns the peer kind of a validated spec.
 func (l *LinkSpec) Kind() string {
-	switch {
-	case l.VXLAN != nil:
-		return KindVXLAN
-	case l.Macvlan != nil:
-		return KindMacvlan
-	case l.Peer != nil && l.Peer.Netns != "":
-		return KindNetns
+	if found := l.kinds(); len(found) > 0 {
+		return found[0]
 	}
 	return KindPod
 }
 
-// Local returns the parsed local end of a validated spec, with no namespace.
-func (l *LinkSpec) Local() link.Endpoint { return l.local }
-
-// Remote returns the parsed peer end of a validated peer.netns spec.
-func (l *LinkSpec) Remote() link.Endpoint { return l.remote }
+// Local returns the parsed local end of a validated spec.
+func (l *LinkSpec) Local() End { return l.local }
 
 // Validate checks every field; field is the spec's place in the input, used
-// in error messages ("links[2]").
+// in error messages ("links[2]"). The generic parts are checked here, the
+// kind's part by the kind's own Validate.
 func (l *LinkSpec) Validate(field string, src Source) error {
+	found := l.kinds()
 	if src == Annotation {
-		if err := rejectHostResources(l, field); err != nil {
-			return err
+		for _, name := range found {
+			if k, _ := lookupKind(name); k.HostResource {
+				return types.NewError(types.ErrInvalidNetworkConfig,
+					fmt.Sprintf("%s.%s is not allowed in pod annotations: annotations may only link pods (peer.pod), never host resources", field, k.Field()), "")
+			}
 		}
 	}
-	kinds := 0
-	if l.Peer != nil {
-		if l.Peer.Pod != "" {
-			kinds++
-		}
-		if l.Peer.Netns != "" {
-			kinds++
-		}
-		if l.Peer.Pod == "" && l.Peer.Netns == "" {
-			return Invalid(field+".peer", "{}", "needs pod or netns")
-		}
+	if l.Peer != nil && l.Peer.Pod == "" && l.Peer.Netns == "" {
+		return Invalid(field+".peer", "{}", "needs pod or netns")
 	}
-	if l.VXLAN != nil {
-		kinds++
-	}
-	if l.Macvlan != nil {
-		kinds++
-	}
-	if kinds != 1 {
-		return Invalid(field, l.Name, fmt.Sprintf("has %d peer kinds; want exactly one of peer.pod, peer.netns, vxlan, macvlan", kinds))
+	if len(found) != 1 {
+		return Invalid(field, l.Name, fmt.Sprintf("has %d peer kinds; want exactly one of %s", len(found), kindFields()))
 	}
 	var err error
-	if l.local, err = parseEnd(field, l.Name, l.IPs, l.MAC, l.MTU, l.Routes); err != nil {
+	if l.local, err = ParseEnd(field, l.Name, l.IPs, l.MAC, l.MTU, l.Routes); err != nil {
 		return err
 	}
 	if l.Netem != nil {
 		n := l.Netem
-		if l.local.Netem, err = link.ParseNetem(n.Delay, n.Jitter, n.Loss, n.Rate); err != nil {
+		if l.local.Netem, err = linkparam.ParseNetem(n.Delay, n.Jitter, n.Loss, n.Rate); err != nil {
 			return Invalid(field+".netem", fmt.Sprintf("%+v", *n), err.Error())
 		}
 	}
-	switch l.Kind() {
-	case KindPod:
-		return l.validatePodPeer(field)
-	case KindNetns:
-		return l.validateNetnsPeer(field)
-	case KindVXLAN:
-		return l.validateVXLAN(field)
-	default:
-		return l.validateMacvlan(field)
-	}
-}
-
-func rejectHostResources(l *LinkSpec, field string) error {
-	host := ""
-	switch {
-	case l.Peer != nil && l.Peer.Netns != "":
-		host = field + ".peer.netns"
-	case l.VXLAN != nil:
-		host = field + ".vxlan"
-	case l.Macvlan != nil:
-		host = field + ".macvlan"
-	}
-	if host != "" {
-		return types.NewError(types.ErrInvalidNetworkConfig,
-			fmt.Sprintf("%s is not allowed in pod annotations: annotations may only link pods (peer.pod), never host resources", host), "")
-	}
-	return nil
-}
-
-func (l *LinkSpec) validatePodPeer(field string) error {
-	p := l.Peer
-	if !IsDNSName(p.Pod) || len(p.Pod) > 253 {
-		return Invalid(field+".peer.pod", p.Pod, "not a Kubernetes object name")
-	}
-	if p.Namespace != "" && (!IsDNSName(p.Namespace) || len(p.Namespace) > 63) {
-		return Invalid(field+".peer.namespace", p.Namespace, "not a Kubernetes namespace name")
-	}
-	if p.Name == "" {
-		return Invalid(field+".peer.name", "", "a pod link names the peer's interface (the peer must declare the link back with this name)")
-	}
-	if err := CheckIfName(p.Name); err != nil {
-		return Invalid(field+".peer.name", p.Name, err.Error())
-	}
-	if len(p.IPs) > 0 || p.MAC != "" || p.MTU != 0 || len(p.Routes) > 0 {
-		return Invalid(field+".peer", p.Pod, "a pod peer configures its own end; peer.ips/mac/mtu/routes are for peer.netns")
-	}
-	return nil
-}
-
-func (l *LinkSpec) validateNetnsPeer(field string) error {
-	p := l.Peer
-	if p.Namespace != "" {
-		return Invalid(field+".peer.namespace", p.Namespace, "only a pod peer has a namespace")
-	}
-	if filepath.IsAbs(p.Netns) {
-		if filepath.Clean(p.Netns) != p.Netns {
-			return Invalid(field+".peer.netns", p.Netns, "not a clean path")
-		}
-	} else if _, err := link.NetnsPath("name", p.Netns); err != nil {
-		return Invalid(field+".peer.netns", p.Netns, "neither an absolute path nor an `ip netns` name")
-	}
-	name := p.Name
-	if name == "" {
-		name = l.Name
-	}
-	var err error
-	l.remote, err = parseEnd(field+".peer", name, p.IPs, p.MAC, p.MTU, p.Routes)
-	return err
-}
-
-func (l *LinkSpec) validateVXLAN(field string) error {
-	v := l.VXLAN
-	if net.ParseIP(v.Remote) == nil {
-		return Invalid(field+".vxlan.remote", v.Remote, "not an IP address")
-	}
-	if v.VNI < 1 || v.VNI > MaxVNI {
-		return Invalid(field+".vxlan.vni", v.VNI, fmt.Sprintf("must be 1..%d", MaxVNI))
-	}
-	if v.Port < 0 || v.Port > 65535 {
-		return Invalid(field+".vxlan.port", v.Port, "must be 1..65535")
-	}
-	if v.Dev != "" {
-		if err := CheckIfName(v.Dev); err != nil {
-			return Invalid(field+".vxlan.dev", v.Dev, err.Error())
-		}
-	}
-	return nil
-}
-
-func (l *LinkSpec) validateMacvlan(field string) error {
-	m := l.Macvlan
-	if err := CheckIfName(m.Master); err != nil {
-		return Invalid(field+".macvlan.master", m.Master, err.Error())
-	}
-	if _, ok := link.MacvlanModes[m.Mode]; m.Mode != "" && !ok {
-		return Invalid(field+".macvlan.mode", m.Mode, "want bridge, private, vepa or passthru")
-	}
-	return nil
+	k, _ := lookupKind(found[0])
+	return k.Validate(l, field)
 }
 
 // IsDNSName reports whether s matches ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$, the
@@ -266,8 +312,10 @@ func isLowerAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
 }
 
-func parseEnd(field, name string, ips []string, mac string, mtu int, routes []RouteSpec) (link.Endpoint, error) {
-	end := link.Endpoint{Name: name}
+// ParseEnd parses one end of a link; field is its place in the input
+// ("links[2]" or "links[2].peer").
+func ParseEnd(field, name string, ips []string, mac string, mtu int, routes []RouteSpec) (End, error) {
+	end := End{Name: name}
 	if err := CheckIfName(name); err != nil {
 		return end, Invalid(field+".name", name, err.Error())
 	}
@@ -290,7 +338,7 @@ func parseEnd(field, name string, ips []string, mac string, mtu int, routes []Ro
 		end.MAC = hw
 	}
 	if mtu != 0 {
-		if err := checkMTU(mtu); err != nil {
+		if err := linkparam.CheckMTU(mtu); err != nil {
 			return end, Invalid(field+".mtu", mtu, err.Error())
 		}
 		end.MTU = mtu
@@ -301,7 +349,7 @@ func parseEnd(field, name string, ips []string, mac string, mtu int, routes []Ro
 		if err != nil {
 			return end, Invalid(f+".dst", r.Dst, "not a CIDR")
 		}
-		route := link.Route{Dst: dst}
+		route := Route{Dst: dst}
 		if r.GW != "" {
 			if route.GW = net.ParseIP(r.GW); route.GW == nil {
 				return end, Invalid(f+".gw", r.GW, "not an IP address")
@@ -313,13 +361,6 @@ func parseEnd(field, name string, ips []string, mac string, mtu int, routes []Ro
 		end.Routes = append(end.Routes, route)
 	}
 	return end, nil
-}
-
-func checkMTU(mtu int) error {
-	if mtu < 68 || mtu > 65535 {
-		return fmt.Errorf("must be 68..65535")
-	}
-	return nil
 }
 
 // CheckIfName applies the kernel's rules for interface names: 1 to 15

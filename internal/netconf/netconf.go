@@ -17,6 +17,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 )
 
 // Defaults.
@@ -31,10 +33,16 @@ const (
 	// stuck holder shows as "try again later" rather than as a hung runtime.
 	DefaultLockTimeout    = 30 * time.Second
 	DefaultMaxLinksPerPod = 1024
-	DefaultVXLANPort      = 4789
-	DefaultVNIRange       = "5000-16777215"
-	MaxVNI                = 1<<24 - 1
+	DefaultVXLANPort      = linkparam.DefaultVXLANPort
+	// DefaultVNIFirst is the first VNI of the default range, which ends
+	// at MaxVNI.
+	DefaultVNIFirst = 5000
+	MaxVNI          = linkparam.MaxVNI
 )
+
+// DefaultVNIRange is the VNI range pod links take their VNIs from unless
+// vxlan.vniRange says otherwise.
+var DefaultVNIRange = strconv.Itoa(DefaultVNIFirst) + "-" + strconv.Itoa(MaxVNI)
 
 // PodAnnotationsCapability is the capability under which containerd and
 // CRI-O hand a plugin all pod annotations in runtimeConfig.
@@ -229,14 +237,14 @@ func ValidateAgent(c *NetConf) error {
 }
 
 func (c *NetConf) validateNodeAndVXLAN() error {
-	if c.VXLAN.Port < 1 || c.VXLAN.Port > 65535 {
-		return Invalid("vxlan.port", c.VXLAN.Port, "must be 1..65535")
+	if err := linkparam.CheckPort(c.VXLAN.Port); err != nil {
+		return Invalid("vxlan.port", c.VXLAN.Port, err.Error())
 	}
 	if _, _, err := ParseVNIRange(c.VXLAN.VNIRange); err != nil {
 		return Invalid("vxlan.vniRange", c.VXLAN.VNIRange, err.Error())
 	}
 	if c.VXLAN.MTU != 0 {
-		if err := checkMTU(c.VXLAN.MTU); err != nil {
+		if err := linkparam.CheckMTU(c.VXLAN.MTU); err != nil {
 			return Invalid("vxlan.mtu", c.VXLAN.MTU, err.Error())
 		}
 	}

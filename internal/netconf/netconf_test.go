@@ -9,6 +9,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	// The kind units register the peer kinds netconf decodes.
+	_ "github.com/ratchet-cni/ratchet/internal/kind"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 )
 
@@ -31,7 +33,7 @@ func TestUnnamedLinkTakesIfName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.Links[0].Name != "net1" || conf.Links[0].Kind() != netconf.KindMacvlan {
+	if conf.Links[0].Name != "net1" || conf.Links[0].Kind() != "macvlan" {
 		t.Fatalf("link %+v", conf.Links[0])
 	}
 }
@@ -44,13 +46,10 @@ func TestParsedEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := conf.Links[0]
-	local, remote := l.Local(), l.Remote()
+	local := l.Local()
 	if local.Addrs[0].String() != "192.0.2.1/24" || local.MAC.String() != "02:00:00:00:00:01" || local.MTU != 9000 ||
 		local.Routes[0].GW.String() != "192.0.2.2" || local.Netem.Loss != 1 {
 		t.Fatalf("local end %+v", local)
-	}
-	if remote.Name != "in1" || remote.Addrs[0].String() != "192.0.2.2/24" {
-		t.Fatalf("peer end %+v: its name defaults to the link's", remote)
 	}
 }
 
@@ -59,6 +58,7 @@ func TestAnnotationLinksMayNotNameHostResources(t *testing.T) {
 		`{"name":"a","peer":{"netns":"/proc/1/ns/net"}}`,
 		`{"name":"a","vxlan":{"remote":"192.0.2.1","vni":1}}`,
 		`{"name":"a","macvlan":{"master":"eth0"}}`,
+		`{"name":"a","vlan":{"master":"eth0","id":42}}`,
 	} {
 		var spec netconf.LinkSpec
 		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
@@ -124,6 +124,44 @@ func TestLockTimeout(t *testing.T) {
 		var cniErr *types.Error
 		if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cniErr.Msg, "store.lockTimeout") || !strings.Contains(cniErr.Msg, bad) {
 			t.Errorf("lockTimeout %q: %v, want code 7 naming store.lockTimeout and the value", bad, err)
+		}
+	}
+}
+
+func TestLinkSpecKinds(t *testing.T) {
+	for _, c := range []struct {
+		raw, want string
+	}{
+		// A key that is no kind nor generic field is an unknown field.
+		{`{"name":"a","bridge":{"master":"br0"}}`, `unknown field "bridge"`},
+		// Unknown fields inside a kind's sub-object too.
+		{`{"name":"a","vlan":{"master":"eth0","id":4,"qos":1}}`, `unknown field "qos"`},
+		{`{"name":"a","vlan":{"master":"eth0","id":4},"macvlan":{"master":"eth0"}}`, "has 2 peer kinds; want exactly one of peer.pod, peer.netns, vxlan, macvlan, vlan"},
+		{`{"name":"a","vlan":{"master":"eth0","id":4},"peer":{"netns":"red"}}`, "has 2 peer kinds"},
+		{`{"name":"a"}`, "has 0 peer kinds"},
+		{`{"name":"a","vlan":null}`, "has 0 peer kinds"},
+	} {
+		_, err := netconf.Load([]byte(`{"cniVersion":"1.0.0","name":"lab","links":[`+c.raw+`]}`), "eth0")
+		var cniErr *types.Error
+		if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cniErr.Msg, c.want) || !strings.Contains(cniErr.Msg, "links[0]") {
+			t.Errorf("%s: got %v, want code 7 saying %q", c.raw, err, c.want)
+		}
+	}
+}
+
+func TestLinkSpecJSONRoundTrip(t *testing.T) {
+	for _, raw := range []string{
+		`{"name":"a","mtu":1400,"vlan":{"master":"eth0","id":42}}`,
+		`{"vxlan":{"remote":"192.0.2.1","vni":7}}`,
+		`{"name":"a","peer":{"pod":"r2","name":"b"}}`,
+	} {
+		var spec netconf.LinkSpec
+		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+			t.Fatal(err)
+		}
+		out, err := json.Marshal(spec)
+		if err != nil || string(out) != raw {
+			t.Errorf("%s became %s (%v)", raw, out, err)
 		}
 	}
 }

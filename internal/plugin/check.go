@@ -8,6 +8,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/ratchet-cni/ratchet/internal/kind"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
@@ -47,7 +48,7 @@ func (p *Plugin) CheckContext(ctx context.Context, args *skel.CmdArgs) error {
 	}
 	defer host.Close()
 	key := attachmentKey(conf, args)
-	links, err := buildStatic(conf, podNS, host, ownerOf(key))
+	links, err := buildStaticCheck(conf, podNS, host, ownerOf(key))
 	if err != nil {
 		return err
 	}
@@ -102,8 +103,7 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 		}
 		d := podlink.OnCheck(rec, indexOf(rec, mine), x.ObserveParked(rec))
 		err = x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
-			v := &link.Veth{A: spec.Local(), Marker: ownerOf(key).marker(spec.Name)}
-			v.A.NS = podNS
+			v := &link.Veth{A: kind.Endpoint(spec.Local(), podNS), Marker: ownerOf(key).marker(spec.Name)}
 			return v, nil
 		})
 		var mm *podlink.MismatchError

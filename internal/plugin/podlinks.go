@@ -10,6 +10,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/ratchet-cni/ratchet/internal/kind"
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/sha256"
@@ -233,13 +235,16 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, s
 	var made *link.Veth
 	err := p.x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
 		made = &link.Veth{
-			A:      spec.Local(),
+			A:      kind.Endpoint(spec.Local(), netns),
 			B:      link.Endpoint{Name: link.RandomName("rp")},
 			Marker: o.marker(spec.Name),
 		}
-		made.A.NS = netns
 		if made.A.MTU == 0 {
 			made.A.MTU = p.defaultMTU
+		}
+		if made.A.MTU == 0 {
+			// Explicitly the kernel's default, so that the result carries it.
+			made.A.MTU = linkparam.DefaultMTU
 		}
 		if made.A.MAC == nil {
 			made.A.MAC = stableMAC(rec.Ends[i].Pod, rec.Ends[i].IfName)

@@ -1,9 +1,13 @@
 package store
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
+)
 
 // MaxVNI is the largest VXLAN network identifier (24 bits).
-const MaxVNI = 1<<24 - 1
+const MaxVNI = linkparam.MaxVNI
 
 // CheckVNIRange refuses a VNI range that AllocateVNI cannot use: 0 means
 // "no VNI", and a VNI has 24 bits.

@@ -9,6 +9,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	// The kind units register the peer kinds (peer.pod among them) that
+	// LinkSpec.Validate checks annotation links against.
+	_ "github.com/ratchet-cni/ratchet/internal/kind"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 )
 

@@ -93,3 +93,21 @@ func parentIndex(hu *Handle, name string) (int, error) {
 	}
 	return l.Attrs().Index, nil
 }
+
+// DeviceMTU returns the MTU of the named device in n: what a macvlan or
+// vlan end created without an MTU inherits from its parent.
+func DeviceMTU(k *Kernel, n ns.NetNS, name string) (int, error) {
+	h, release, err := acquire(k, n)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	l, err := linkIn(h, name)
+	if err != nil {
+		return 0, err
+	}
+	if l == nil {
+		return 0, fmt.Errorf("device %q not found in %s", name, n.Path())
+	}
+	return l.Attrs().MTU, nil
+}

@@ -6,9 +6,12 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 )
 
-// MacvlanModes are the macvlan modes by name.
+// MacvlanModes are the macvlan modes by name (the names are
+// linkparam.MacvlanModes).
 var MacvlanModes = map[string]netlink.MacvlanMode{
 	"bridge":   netlink.MACVLAN_MODE_BRIDGE,
 	"private":  netlink.MACVLAN_MODE_PRIVATE,
@@ -64,7 +67,7 @@ func (m *Macvlan) Remove(ctx context.Context, k *Kernel) error {
 
 func (m *Macvlan) mode() string {
 	if m.Mode == "" {
-		return "bridge"
+		return linkparam.DefaultMacvlanMode
 	}
 	return m.Mode
 }

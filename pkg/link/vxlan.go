@@ -7,11 +7,13 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 )
 
 // DefaultVXLANPort is the IANA VXLAN port (the kernel's own default is the
 // pre-standard 8472).
-const DefaultVXLANPort = 4789
+const DefaultVXLANPort = linkparam.DefaultVXLANPort
 
 // Vxlan is a VXLAN tunnel end to a fixed remote VTEP. The netdev is born in
 // End.NS; its UDP socket and underlay device stay in Underlay.
@@ -63,6 +65,21 @@ func (v *Vxlan) Create(ctx context.Context, k *Kernel) error {
 			Port:         v.port(),
 		}, nil
 	})
+}
+
+// AutoMTU returns the MTU Create gives an End without one: the underlay
+// device's MTU less the encapsulation overhead. CHECK compares with it.
+func (v *Vxlan) AutoMTU(k *Kernel) (int, error) {
+	hu, release, err := acquire(k, v.Underlay)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	dev, err := v.underlayDev(hu)
+	if err != nil {
+		return 0, err
+	}
+	return dev.Attrs().MTU - Overhead(v.Remote), nil
 }
 
 // Verify implements Link: the tunnel end exists with its VNI, remote and port.

@@ -1,0 +1,91 @@
+package linkparam
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Netem is an impairment of the traffic leaving an interface, as tc-netem
+// applies it.
+type Netem struct {
+	Delay  time.Duration
+	Jitter time.Duration
+	// Loss is a percentage, 0 to 100.
+	Loss float64
+	// Rate limits the interface, in bits per second; 0 means no limit.
+	Rate uint64
+}
+
+// ParseNetem parses impairments written as tc writes them: "10ms", "1ms",
+// "0.5%", "100mbit". Empty strings mean none. The error names the field.
+func ParseNetem(delay, jitter, loss, rate string) (*Netem, error) {
+	n := &Netem{}
+	var err error
+	if n.Delay, err = parseNonNegativeDuration("delay", delay); err != nil {
+		return nil, err
+	}
+	if n.Jitter, err = parseNonNegativeDuration("jitter", jitter); err != nil {
+		return nil, err
+	}
+	if n.Jitter > 0 && n.Delay == 0 {
+		return nil, fmt.Errorf("jitter %q needs a delay", jitter)
+	}
+	if loss != "" {
+		if n.Loss, err = ParseLoss(loss); err != nil {
+			return nil, err
+		}
+	}
+	if rate != "" {
+		if n.Rate, err = ParseRate(rate); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func parseNonNegativeDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > time.Hour {
+		return 0, fmt.Errorf("%s %q is not a duration between 0 and 1h (like \"10ms\")", field, s)
+	}
+	return d, nil
+}
+
+// ParseLoss parses a loss percentage such as "0.5%" or "0.5".
+func ParseLoss(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil || math.IsNaN(v) || v < 0 || v > 100 {
+		return 0, fmt.Errorf("loss %q is not a percentage between 0%% and 100%%", s)
+	}
+	return v, nil
+}
+
+// rateUnits are tc's rate units, in bits per second.
+var rateUnits = []struct {
+	suffix string
+	bits   float64
+}{
+	{"tbit", 1e12}, {"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1},
+	{"tbps", 8e12}, {"gbps", 8e9}, {"mbps", 8e6}, {"kbps", 8e3}, {"bps", 8},
+}
+
+// ParseRate parses a rate in tc's units ("100mbit", "1gbit", "500kbps").
+func ParseRate(s string) (uint64, error) {
+	lower := strings.ToLower(s)
+	for _, u := range rateUnits {
+		if num, ok := strings.CutSuffix(lower, u.suffix); ok {
+			v, err := strconv.ParseFloat(num, 64)
+			if err != nil || v <= 0 || math.IsInf(v, 0) || v*u.bits > math.MaxUint64/2 {
+				break
+			}
+			return uint64(v * u.bits), nil
+		}
+	}
+	return 0, fmt.Errorf("rate %q is not a positive rate like \"100mbit\" or \"1gbit\"", s)
+}
