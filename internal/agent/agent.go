@@ -23,15 +23,15 @@ import (
 
 	"github.com/ratchet-cni/ratchet/internal/agentapi"
 	"github.com/ratchet-cni/ratchet/internal/store"
-	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
 )
 
 // Registry is what the agent needs of the cluster store: the registry,
-// a health probe and a watch (etcdstore.Etcd).
+// a health probe and a watch. etcdstore.Etcd is one; ratchetd's main wires
+// it in, so that the agent depends on the store's interface, not on etcd.
 type Registry interface {
 	store.Registry
 	Health(ctx context.Context) error
-	Watch(ctx context.Context) <-chan etcdstore.Change
+	Watch(ctx context.Context) <-chan store.Change
 	// Connected says, without a round trip, whether a write would likely
 	// go through now.
 	Connected() bool
