@@ -222,15 +222,17 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 	case agentapi.OpHealth:
 		err = retry(ctx, a.cfg.CallTimeout, a.reg.Health)
 	case agentapi.OpRegister:
-		for _, e := range req.Ends {
+		ends := make([]*store.EndRecord, len(req.Ends))
+		for i, e := range req.Ends {
 			if e == nil {
 				return failed(types.ErrDecodingFailure, "register: an end is null")
 			}
 			if e.Node != a.cfg.Node {
 				return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("end %s|%s is for node %q", e.Pod, e.IfName, e.Node))
 			}
+			ends[i] = endRecord(e)
 		}
-		w := a.writes.enqueue(func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, req.Ends) })
+		w := a.writes.enqueue(func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, ends) })
 		if !a.reg.Connected() {
 			// Not known to be reachable: the ADD waits for the write (see
 			// writer.go), and fails if it does not go through.
@@ -239,20 +241,20 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 			case <-time.After(a.cfg.CallTimeout):
 				err = fmt.Errorf("%w: no answer within %v", store.ErrUnavailable, a.cfg.CallTimeout)
 			}
-			if err != nil && len(req.Ends) > 0 {
+			if err != nil && len(ends) > 0 {
 				// The ADD fails and undoes itself: its registration must
 				// not be made later. Dropped if not made yet; withdrawn
 				// behind it if it was.
 				w.abandoned.Store(true)
 				a.writes.enqueue(func(ctx context.Context) error {
-					return a.reg.UnregisterEnds(ctx, a.cfg.Node, req.Ends[0].Attachment, req.Ends[0].Pod, endNames(req.Ends))
+					return a.reg.UnregisterEnds(ctx, a.cfg.Node, ends[0].Attachment, ends[0].Pod, endNames(ends))
 				})
 			}
 		}
 	case agentapi.OpUnregister:
 		// DEL is best effort: it never waits for etcd.
 		a.writes.enqueue(func(ctx context.Context) error {
-			return a.reg.UnregisterEnds(ctx, a.cfg.Node, req.Attachment, req.Pod, req.IfNames)
+			return a.reg.UnregisterEnds(ctx, a.cfg.Node, attachmentKey(req.Attachment), req.Pod, req.IfNames)
 		})
 	default:
 		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("unknown operation %q", req.Op))
@@ -283,6 +285,19 @@ func retry(ctx context.Context, timeout time.Duration, op func(context.Context) 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// endRecord is the registry's record of an end the plugin announced.
+func endRecord(e *agentapi.End) *store.EndRecord {
+	return &store.EndRecord{
+		Pod: e.Pod, IfName: e.IfName, PeerPod: e.PeerPod, PeerIfName: e.PeerIfName,
+		Node: e.Node, Attachment: attachmentKey(e.Attachment),
+	}
+}
+
+// attachmentKey is the store's key of the attachment the plugin named.
+func attachmentKey(a agentapi.Attachment) store.AttachmentKey {
+	return store.AttachmentKey{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName}
 }
 
 // endNames returns the interface names of ends.
