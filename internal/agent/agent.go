@@ -356,10 +356,10 @@ func (a *Agent) poke() {
 // a pod's many links, a pod and its peer registering one after the other,
 // a burst of ADDs on a node, each become one pass instead of many. It also
 // keeps the agent's own work (the store's lock, the kernel's RTNL, CPU)
-// out of the way of the ADDs that caused it: with 5 ms, an ADD right after
-// its peer's on a 2-core node ran 1.3 - 2.1 times as long as on one node;
-// with 20 ms, 1.2 - 1.3 (make bench, crossnode). A tunnel is made that
-// much later, which nothing waits for.
+// out of the way of the ADDs that caused it: a shorter delay made an ADD
+// right after its peer's on a small node measurably slower than the same
+// ADD on one node (docs/performance.md, the cross-node scenario). A tunnel
+// is made that much later, which nothing waits for.
 const gather = 20 * time.Millisecond
 
 // loop reconciles whenever there is work, and everything every Resync.

@@ -11,7 +11,7 @@ import (
 // BenchmarkRegister is one plugin request to register a pod's end, through
 // the agent's socket (the write to etcd is queued): what a cross-node ADD
 // adds, with the agent busy. An idle agent on an idle VM takes longer to
-// wake: about 0.5 ms here.
+// wake (docs/performance.md has both figures).
 func BenchmarkRegister(b *testing.B) {
 	c := newCluster(b, 1, startEtcd(b))
 	n := c.nodes[0]

@@ -12,8 +12,8 @@ import (
 
 // The plugin's registrations reach etcd through a queue, in the order they
 // arrive, so that an ADD does not wait for etcd's round trip and commit
-// (over a real network, several milliseconds) while the agent knows etcd
-// is reachable. When it does not know (no ready connection), the ADD waits
+// (a network round trip and a disk write on a quorum) while the agent
+// knows etcd is reachable. When it does not know (no ready connection), the ADD waits
 // for the write, and fails with code 11 if it does not go through: an ADD
 // never succeeds against an etcd known to be down. A queued write lost
 // with the agent is made again by its first resync, which re-registers the
