@@ -6,8 +6,6 @@ package main
 import (
 	"os"
 	"runtime"
-
-	"github.com/ratchet-cni/ratchet/internal/agent"
 )
 
 func init() {
@@ -16,5 +14,5 @@ func init() {
 }
 
 func main() {
-	os.Exit(agent.Main(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stderr))
 }

@@ -21,8 +21,8 @@ R1=demo-r1-$tag R2=demo-r2-$tag NODE_A=demo-node-a-$tag NODE_B=demo-node-b-$tag 
 LINE=(demo-l1-$tag demo-l2-$tag demo-l3-$tag)
 STATE=$(mktemp -d /tmp/ratchet-demo.XXXXXX)
 # Pod links wait and meet in a parking netns that ratchet makes per store
-# directory: ratchet-park-<first 8 hex digits of sha256(store.dir)>.
-parking() { echo "ratchet-park-$(printf %s "$1" | sha256sum | cut -c1-8)"; }
+# directory: ratchet-park-<first 8 hex digits of BLAKE2b-256(store.dir)>.
+parking() { echo "ratchet-park-$(printf %s "$1" | b2sum -l 256 | cut -c1-8)"; }
 PARKING=$(parking "$STATE/line")
 PARK_A=$(parking "$STATE/node-a-pods") PARK_B=$(parking "$STATE/node-b-pods")
 MN=(demo-m1-$tag demo-m2-$tag)

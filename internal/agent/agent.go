@@ -24,15 +24,15 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/agentapi"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store"
-	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
 )
 
 // Registry is what the agent needs of the cluster store: the registry,
-// a health probe and a watch (etcdstore.Etcd).
+// a health probe and a watch. etcdstore.Etcd is one; ratchetd's main wires
+// it in, so that the agent depends on the store's interface, not on etcd.
 type Registry interface {
 	store.Registry
 	Health(ctx context.Context) error
-	Watch(ctx context.Context) <-chan etcdstore.Change
+	Watch(ctx context.Context) <-chan store.Change
 	// Connected says, without a round trip, whether a write would likely
 	// go through now.
 	Connected() bool
@@ -223,15 +223,17 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 	case agentapi.OpHealth:
 		err = retry(ctx, a.cfg.CallTimeout, a.reg.Health)
 	case agentapi.OpRegister:
-		for _, e := range req.Ends {
+		ends := make([]*store.EndRecord, len(req.Ends))
+		for i, e := range req.Ends {
 			if e == nil {
 				return failed(types.ErrDecodingFailure, "register: an end is null")
 			}
 			if e.Node != a.cfg.Node {
 				return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("end %s|%s is for node %q", e.Pod, e.IfName, e.Node))
 			}
+			ends[i] = endRecord(e)
 		}
-		w := a.writes.enqueue(func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, req.Ends) })
+		w := a.writes.enqueue(func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, ends) })
 		if !a.reg.Connected() {
 			// Not known to be reachable: the ADD waits for the write (see
 			// writer.go), and fails if it does not go through.
@@ -240,20 +242,20 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 			case <-time.After(a.cfg.CallTimeout):
 				err = fmt.Errorf("%w: no answer within %v", store.ErrUnavailable, a.cfg.CallTimeout)
 			}
-			if err != nil && len(req.Ends) > 0 {
+			if err != nil && len(ends) > 0 {
 				// The ADD fails and undoes itself: its registration must
 				// not be made later. Dropped if not made yet; withdrawn
 				// behind it if it was.
 				w.abandoned.Store(true)
 				a.writes.enqueue(func(ctx context.Context) error {
-					return a.reg.UnregisterEnds(ctx, a.cfg.Node, req.Ends[0].Attachment, req.Ends[0].Pod, endNames(req.Ends))
+					return a.reg.UnregisterEnds(ctx, a.cfg.Node, ends[0].Attachment, ends[0].Pod, endNames(ends))
 				})
 			}
 		}
 	case agentapi.OpUnregister:
 		// DEL is best effort: it never waits for etcd.
 		a.writes.enqueue(func(ctx context.Context) error {
-			return a.reg.UnregisterEnds(ctx, a.cfg.Node, req.Attachment, req.Pod, req.IfNames)
+			return a.reg.UnregisterEnds(ctx, a.cfg.Node, attachmentKey(req.Attachment), req.Pod, req.IfNames)
 		})
 	default:
 		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("unknown operation %q", req.Op))
@@ -284,6 +286,19 @@ func retry(ctx context.Context, timeout time.Duration, op func(context.Context) 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// endRecord is the registry's record of an end the plugin announced.
+func endRecord(e *agentapi.End) *store.EndRecord {
+	return &store.EndRecord{
+		Pod: e.Pod, IfName: e.IfName, PeerPod: e.PeerPod, PeerIfName: e.PeerIfName,
+		Node: e.Node, Attachment: attachmentKey(e.Attachment),
+	}
+}
+
+// attachmentKey is the store's key of the attachment the plugin named.
+func attachmentKey(a agentapi.Attachment) store.AttachmentKey {
+	return store.AttachmentKey{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName}
 }
 
 // endNames returns the interface names of ends.
@@ -342,10 +357,10 @@ func (a *Agent) poke() {
 // a pod's many links, a pod and its peer registering one after the other,
 // a burst of ADDs on a node, each become one pass instead of many. It also
 // keeps the agent's own work (the store's lock, the kernel's RTNL, CPU)
-// out of the way of the ADDs that caused it: with 5 ms, an ADD right after
-// its peer's on a 2-core node ran 1.3 - 2.1 times as long as on one node;
-// with 20 ms, 1.2 - 1.3 (make bench, crossnode). A tunnel is made that
-// much later, which nothing waits for.
+// out of the way of the ADDs that caused it: a shorter delay made an ADD
+// right after its peer's on a small node measurably slower than the same
+// ADD on one node (docs/performance.md, the cross-node scenario). A tunnel
+// is made that much later, which nothing waits for.
 const gather = 20 * time.Millisecond
 
 // loop reconciles whenever there is work, and everything every Resync.

@@ -12,8 +12,8 @@ import (
 
 // The plugin's registrations reach etcd through a queue, in the order they
 // arrive, so that an ADD does not wait for etcd's round trip and commit
-// (over a real network, several milliseconds) while the agent knows etcd
-// is reachable. When it does not know (no ready connection), the ADD waits
+// (a network round trip and a disk write on a quorum) while the agent
+// knows etcd is reachable. When it does not know (no ready connection), the ADD waits
 // for the write, and fails with code 11 if it does not go through: an ADD
 // never succeeds against an etcd known to be down. A queued write lost
 // with the agent is made again by its first resync, which re-registers the
@@ -61,7 +61,8 @@ func (w *writer) enqueue(op func(context.Context) error) *write {
 	return wr
 }
 
-// pending reports how many writes wait.
+// pending reports how many writes wait or are being made; a write whose
+// outcome was reported is no longer counted.
 func (w *writer) pending() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -108,9 +109,12 @@ func (w *writer) run(ctx context.Context, onErr func(error)) {
 		if err != nil {
 			onErr(err) // not for retrying: a record etcd refuses
 		}
-		head.report(err)
+		// Off the queue before its waiter hears the outcome: a waiter that
+		// then asks pending (Settle does) must not count a write it was
+		// told is done.
 		w.mu.Lock()
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
+		head.report(err)
 	}
 }

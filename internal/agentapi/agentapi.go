@@ -12,8 +12,6 @@ import (
 	"io"
 	"net"
 	"time"
-
-	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
 // Operations.
@@ -35,11 +33,34 @@ type Request struct {
 	Node   string `json:"node"`
 	Prefix string `json:"prefix"`
 	// Ends to register (OpRegister).
-	Ends []*store.EndRecord `json:"ends,omitempty"`
+	Ends []*End `json:"ends,omitempty"`
 	// Attachment, Pod and IfNames say which ends to unregister.
-	Attachment store.AttachmentKey `json:"attachment,omitzero"`
-	Pod        string              `json:"pod,omitempty"`
-	IfNames    []string            `json:"ifNames,omitempty"`
+	Attachment Attachment `json:"attachment,omitzero"`
+	Pod        string     `json:"pod,omitempty"`
+	IfNames    []string   `json:"ifNames,omitempty"`
+}
+
+// The protocol has its own types rather than the store's records, so that
+// the plugin and the agent agree on the wire format whatever the store
+// keeps; the agent turns them into registry records.
+
+// Attachment names the CNI attachment (network name, container id,
+// interface name) that made some ends.
+type Attachment struct {
+	Network     string `json:"network"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+}
+
+// End is one pod's end of a pod link: the pod's interface IfName, the
+// peer it declares, and the node and attachment that made it.
+type End struct {
+	Pod        string     `json:"pod"`
+	IfName     string     `json:"ifName"`
+	PeerPod    string     `json:"peerPod"`
+	PeerIfName string     `json:"peerIfName"`
+	Node       string     `json:"node"`
+	Attachment Attachment `json:"attachment"`
 }
 
 // Response is what the agent answers.
@@ -63,8 +84,8 @@ const maxMessage = 8 << 20
 // Call sends req to the agent at socket and returns its response. A
 // response carrying an error is returned as a *CallError.
 func Call(ctx context.Context, socket string, req *Request) (*Response, error) {
-	// DialUnix, not a Dialer: it needs no resolver, which would add 0.3 MB
-	// to the plugin binary.
+	// DialUnix, not a Dialer: it needs no resolver, which would make the
+	// plugin binary bigger (docs/performance.md).
 	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, socket, err)

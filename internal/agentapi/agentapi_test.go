@@ -74,3 +74,24 @@ func TestServeRefusesGarbage(t *testing.T) {
 		t.Fatalf("after garbage: %v", err)
 	}
 }
+
+// The wire format is what plugin and agent binaries of different builds
+// agree on: its field names are pinned here.
+func TestRequestWireFormat(t *testing.T) {
+	att := agentapi.Attachment{Network: "lab", ContainerID: "c1", IfName: "eth0"}
+	req := &agentapi.Request{Op: agentapi.OpRegister, Node: "n1", Prefix: "/r", Ends: []*agentapi.End{{
+		Pod: "ns/a", IfName: "e1", PeerPod: "ns/b", PeerIfName: "e2", Node: "n1", Attachment: att}}}
+	got, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"op":"register","node":"n1","prefix":"/r","ends":[{"pod":"ns/a","ifName":"e1","peerPod":"ns/b","peerIfName":"e2","node":"n1",` +
+		`"attachment":{"network":"lab","containerID":"c1","ifName":"eth0"}}]}`
+	if string(got) != want {
+		t.Fatalf("register request\n got %s\nwant %s", got, want)
+	}
+	unreg := &agentapi.Request{Op: agentapi.OpUnregister, Node: "n1", Prefix: "/r", Attachment: att, Pod: "ns/a", IfNames: []string{"e1"}}
+	if got, _ = json.Marshal(unreg); string(got) != `{"op":"unregister","node":"n1","prefix":"/r","attachment":{"network":"lab","containerID":"c1","ifName":"eth0"},"pod":"ns/a","ifNames":["e1"]}` {
+		t.Fatalf("unregister request %s", got)
+	}
+}

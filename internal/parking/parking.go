@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/crypto/blake2b"
 
-	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
@@ -26,6 +26,14 @@ const MetaKey = "parking-netns"
 
 // ErrNone says that the node has no parking namespace yet.
 var ErrNone = errors.New("no parking namespace")
+
+// Name is the name of the parking namespace a store in storeDir makes:
+// "ratchet-park-" and the first 4 bytes, in hex, of the BLAKE2b-256 digest
+// of storeDir (b2sum -l 256), one per store directory.
+func Name(storeDir string) string {
+	sum := blake2b.Sum256([]byte(storeDir))
+	return "ratchet-park-" + hex.EncodeToString(sum[:4])
+}
 
 // Open opens the parking namespace of the store in storeDir. With create,
 // it is made on first use: a named netns (one per store directory) with
@@ -52,8 +60,7 @@ func Open(ctx context.Context, st store.Topology, storeDir string, create bool) 
 	if !create {
 		return nil, ErrNone
 	}
-	sum := sha256.Sum256([]byte(storeDir))
-	name := "ratchet-park-" + hex.EncodeToString(sum[:4])
+	name := Name(storeDir)
 	path = link.NetnsDir + "/" + name
 	park, err := ns.GetNS(path)
 	if err != nil {

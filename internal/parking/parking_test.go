@@ -29,3 +29,18 @@ func TestRecordedButGoneIsNone(t *testing.T) {
 		t.Fatalf("recorded but gone: %v, want ErrNone", err)
 	}
 }
+
+// The parking namespace's name is derived from the store directory, so
+// that one made before a restart is found again; the expected names are
+// BLAKE2b-256 digests taken with another implementation (Python's
+// hashlib.blake2b(dir, digest_size=32); b2sum -l 256 agrees).
+func TestNameIsStable(t *testing.T) {
+	for dir, want := range map[string]string{
+		"/var/lib/cni/ratchet":    "ratchet-park-6b8f0567",
+		"/tmp/cni-tutorial/store": "ratchet-park-6f031440",
+	} {
+		if got := parking.Name(dir); got != want {
+			t.Errorf("Name(%q) = %q, want %q", dir, got, want)
+		}
+	}
+}

@@ -27,9 +27,9 @@ func multiNode(conf *netconf.NetConf) bool { return conf.Store.Type == "etcd" }
 func registerEnds(ctx context.Context, conf *netconf.NetConf, key store.AttachmentKey, pod string, decl *topology.Declaration) (int, error) {
 	req := &agentapi.Request{Op: agentapi.OpRegister, Node: conf.Node.Name, Prefix: conf.Store.Prefix}
 	for _, l := range decl.Links {
-		req.Ends = append(req.Ends, &store.EndRecord{
+		req.Ends = append(req.Ends, &agentapi.End{
 			Pod: pod, IfName: l.Spec.Name, PeerPod: l.Peer.String(), PeerIfName: l.Spec.Peer.Name,
-			Node: conf.Node.Name, Attachment: key,
+			Node: conf.Node.Name, Attachment: wireAttachment(key),
 		})
 	}
 	resp, err := callAgent(ctx, conf, req)
@@ -45,9 +45,14 @@ func registerEnds(ctx context.Context, conf *netconf.NetConf, key store.Attachme
 func unregisterEnds(ctx context.Context, conf *netconf.NetConf, key store.AttachmentKey, pod string, ifNames []string) error {
 	_, err := callAgent(ctx, conf, &agentapi.Request{
 		Op: agentapi.OpUnregister, Node: conf.Node.Name, Prefix: conf.Store.Prefix,
-		Attachment: key, Pod: pod, IfNames: ifNames,
+		Attachment: wireAttachment(key), Pod: pod, IfNames: ifNames,
 	})
 	return err
+}
+
+// wireAttachment is key as the agent protocol carries it.
+func wireAttachment(key store.AttachmentKey) agentapi.Attachment {
+	return agentapi.Attachment{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName}
 }
 
 // agentHealth is STATUS's question: does the agent reach the cluster?

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +50,7 @@ func killedBySIGKILL(err error) bool {
 func TestCrashSafety(t *testing.T) {
 	const links = 64
 	e := newPodEnv(t)
+	rng := testutil.Rand(t) // the timed kills' delays
 	var la, lb []map[string]any
 	for i := 0; i < links; i++ {
 		la = append(la, podLink(fmt.Sprintf("a%d", i), fmt.Sprintf("2001:db8:%x::1/64", i), "pb", fmt.Sprintf("b%d", i)))
@@ -136,10 +136,11 @@ func TestCrashSafety(t *testing.T) {
 	for i := 0; i < timed; i++ {
 		fresh()
 		cmd := startFault(t, e.call("ADD", "pa", annA))
-		time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
+		delay := time.Duration(rng.IntN(60)) * time.Millisecond
+		time.Sleep(delay)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		check(fmt.Sprintf("timed kill %d", i))
+		check(fmt.Sprintf("timed kill %d, %v after the start", i, delay))
 	}
 	t.Logf("survived %d kills (%d at steps out of %d, %d at random times)", survived, len(points), steps, timed)
 	if survived < 50 {

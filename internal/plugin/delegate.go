@@ -24,8 +24,8 @@ import (
 // runs a delegate: found in CNI_PATH, with this call's CNI_* environment and
 // CNI_COMMAND set, the config on stdin. The invoke package itself is not
 // used: it imports OpenTelemetry, which brings net/http and crypto/tls into
-// the plugin (1.8 MB, and about 0.45 ms added to every exec of ratchet,
-// delegating or not).
+// the plugin, a bigger binary and a slower start for every exec of
+// ratchet, delegating or not (docs/performance.md, "VERSION: the imports").
 
 // Which delegate an attachment used, as recorded.
 const (

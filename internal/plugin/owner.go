@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 
-	"github.com/ratchet-cni/ratchet/internal/sha256"
+	"golang.org/x/crypto/blake2b"
+
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
@@ -19,7 +20,7 @@ type owner struct {
 }
 
 func ownerOf(key store.AttachmentKey) owner {
-	sum := sha256.Sum256([]byte(key.String()))
+	sum := blake2b.Sum256([]byte(key.String()))
 	return owner{
 		prefix: "ratchet:" + hex.EncodeToString(sum[:6]) + ":",
 		// 2^30 and up keeps clear of the small group numbers admins use;

@@ -9,12 +9,12 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/crypto/blake2b"
 
 	"github.com/ratchet-cni/ratchet/internal/kind"
 	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
-	"github.com/ratchet-cni/ratchet/internal/sha256"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/topology"
 	"github.com/ratchet-cni/ratchet/pkg/link"
@@ -269,7 +269,7 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, s
 // neighbour entries stay right (a new MAC would leave them sending to the
 // old one until their entries expire). Locally administered, unicast.
 func stableMAC(pod, ifName string) net.HardwareAddr {
-	sum := sha256.Sum256([]byte("ratchet-mac\x00" + pod + "\x00" + ifName))
+	sum := blake2b.Sum256([]byte("ratchet-mac\x00" + pod + "\x00" + ifName))
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = mac[0]&0xfe | 0x02
 	return mac

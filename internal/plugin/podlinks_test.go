@@ -2,8 +2,6 @@ package plugin_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
@@ -187,17 +186,12 @@ func TestParkingRefusedInPrivateMountNamespace(t *testing.T) {
 		t.Fatalf("ADD in a private mount namespace: %v, want code 101 saying why", cniErr)
 	}
 	noLinks(t, e.pods["r1"])
-	name := "ratchet-park-" + parkingHash(e.dir)
+	name := parking.Name(e.dir)
 	if _, err := os.Stat(filepath.Join("/var/run/netns", name)); err == nil {
 		t.Fatalf("%s left behind", name)
 	}
 	// The same ADD from the host's mount namespace works.
 	mustRun(t, e.call("ADD", "r1", linksJSON(t, podLink("e1", "192.0.2.1/24", "r2", "w1"))))
-}
-
-func parkingHash(dir string) string {
-	sum := sha256.Sum256([]byte(dir))
-	return hex.EncodeToString(sum[:4])
 }
 
 func TestPodLinkNeedsBothSides(t *testing.T) {

@@ -2,7 +2,6 @@ package plugin_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"testing"
 
@@ -18,6 +17,7 @@ import (
 func TestRingConcurrent(t *testing.T) {
 	const pods, inFlight, rounds = 32, 8, 3
 	e := newPodEnv(t)
+	rng := testutil.Rand(t)
 	name := func(i int) string { return fmt.Sprintf("ring%02d", (i+pods)%pods) }
 	// Link i joins pod i's "e" to pod i+1's "w" in 192.0.2.4i/30.
 	ann := map[string]map[string]string{}
@@ -28,7 +28,7 @@ func TestRingConcurrent(t *testing.T) {
 			podLink("w", fmt.Sprintf("192.0.2.%d/30", 4*prev+2), name(prev), "e"))
 	}
 	parallel := func(f func(i int)) {
-		order := rand.Perm(pods)
+		order := rng.Perm(pods)
 		sem := make(chan struct{}, inFlight)
 		var wg sync.WaitGroup
 		for _, i := range order {

@@ -91,8 +91,8 @@ func (l *NodeLock) Open() (*Local, error) {
 	// The freelist is written with each commit (no NoFreelistSync): without
 	// it, bbolt rebuilds the list by walking every page at the first write
 	// of each process, and every ADD and DEL would cost in proportion to
-	// the node's state (BenchmarkOpenWriteClose: 0.95 ms instead of 0.18 ms
-	// with 5000 attachments held).
+	// the node's state (BenchmarkOpenWriteClose; figures in
+	// docs/performance.md).
 	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
 
 // A plugin process can be killed at any instant, in the middle of a
@@ -27,6 +27,7 @@ func TestLocalSurvivesSIGKILLMidWrite(t *testing.T) {
 		return
 	}
 	dir := filepath.Join(t.TempDir(), "state")
+	rng := testutil.Rand(t)
 	kills := 60
 	if testing.Short() {
 		kills = 15
@@ -39,7 +40,7 @@ func TestLocalSurvivesSIGKILLMidWrite(t *testing.T) {
 		}
 		// The writer needs a few ms to start; kill it anywhere from
 		// before its first open to deep in its loop.
-		time.Sleep(time.Duration(2+rand.IntN(40)) * time.Millisecond)
+		time.Sleep(time.Duration(2+rng.IntN(40)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		checkFile(t, filepath.Join(dir, "state.db"), i)

@@ -114,6 +114,29 @@ type Registry interface {
 	Close() error
 }
 
+// Change says that something in a registry changed (a registry that can
+// be watched reports it; etcd's does). It is a hint: the
+// consumer re-reads what it names (End, Node, VNI), so a change delivered
+// twice or one that the consumer's read already saw does no harm.
+type Change struct {
+	// Kind is "end", "node" or "vni"; "" with Resync.
+	Kind string
+	// Pod and IfName name the end (Kind "end").
+	Pod, IfName string
+	// Node names the node (Kind "node").
+	Node string
+	// LinkID names the link whose VNI changed (Kind "vni").
+	LinkID string
+	// Deleted: the record is gone (else it was created or replaced).
+	Deleted bool
+	// Resync: the watch was (re)established after a read of the cluster's
+	// revision R, and delivers every change after R. The consumer must
+	// re-read everything (Ends, and the nodes and VNIs it cares about):
+	// a read that starts after it receives the Resync sees at least R, so
+	// together with the changes that follow nothing is missed.
+	Resync bool
+}
+
 // ErrVNIExhausted says that every VNI of the range is taken.
 var ErrVNIExhausted = errors.New("no free VNI in the range")
 

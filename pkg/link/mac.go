@@ -8,9 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/crypto/blake2b"
 	"golang.org/x/sys/unix"
-
-	"github.com/ratchet-cni/ratchet/internal/sha256"
 )
 
 // fillMAC gives end a random MAC when it has none, so the caller learns the
@@ -51,7 +50,7 @@ func RandomName(prefix string) string {
 // reads too, through x/sys/unix's Getrandom (the vDSO's getrandom where the
 // kernel has one). Not crypto/rand itself: since Go 1.24 any crypto
 // package brings the FIPS 140-3 module's initialisers and a 32 MiB buffer
-// into every exec of the plugin (see internal/sha256). Requests of up to
+// into every exec of the plugin (see docs/performance.md). Requests of up to
 // 256 bytes are never cut short; a signal can interrupt one made before
 // the kernel's pool is ready, and a kernel without getrandom (before 3.17)
 // is served from /dev/urandom.
@@ -74,9 +73,9 @@ func randomBytes(b []byte) {
 	// Neither failing is known on Linux. Should both, names and MACs need
 	// to be unique, not secret: derive them from the process, the time and
 	// a count.
-	for i := 0; i < len(b); i += sha256.Size {
+	for i := 0; i < len(b); i += blake2b.Size256 {
 		seed := fmt.Sprintf("%d/%d/%d", os.Getpid(), time.Now().UnixNano(), fallbackCount.Add(1))
-		sum := sha256.Sum256([]byte(seed))
+		sum := blake2b.Sum256([]byte(seed))
 		copy(b[i:], sum[:])
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/agentapi"
+	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
@@ -262,7 +263,7 @@ func (b *bench) crossNode(iters int) error {
 func (c *clusterEnv) waitNoTunnels(b *bench, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for _, dir := range c.stores {
-		park, err := openPath(filepath.Join(netnsDir, parkingName(dir)))
+		park, err := openPath(filepath.Join(netnsDir, parking.Name(dir)))
 		if err != nil {
 			continue // no pod link made there yet
 		}

@@ -365,9 +365,9 @@ func build(ctx context.Context, root, tmp, ratchet string) (*binaries, error) {
 // installFile copies src to dst with write(2), as install(1), cp or a
 // package manager puts a plugin in /opt/cni/bin. The Go linker writes its
 // output through a shared mapping, and a file written that way execs
-// measurably slower for as long as it stays in the page cache (here: 0.2 ms
-// per exec for the 4.3 MB plugin, 0.05 - 0.12 ms for the 1.1 MB trivial
-// binary, minutes after the build): it is not what a node runs. The copy
+// measurably slower for as long as it stays in the page cache, a bigger
+// binary more so (docs/performance.md, "Measured as installed"): it is
+// not what a node runs. The copy
 // streams: the plugins' peak RSS is read from wait4, and a child forked
 // from this process counts this process's own peak as well.
 func installFile(src, dst string) error {

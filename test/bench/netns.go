@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ratchet-cni/ratchet/internal/parking"
 )
 
 // netnsDir is where named namespaces are bind-mounted, as by `ip netns add`.
@@ -104,19 +104,13 @@ func (s *netnsSet) removeAll() error {
 }
 
 // watchParking records the parking namespace ratchet makes for a store
-// directory (ratchet-park-<first 8 hex of sha256(dir)>), to delete it at
-// the end.
+// directory (parking.Name), to delete it at the end.
 func (s *netnsSet) watchParking(storeDir string) string {
-	name := parkingName(storeDir)
+	name := parking.Name(storeDir)
 	s.mu.Lock()
 	s.parking[name] = true
 	s.mu.Unlock()
 	return name
-}
-
-func parkingName(storeDir string) string {
-	sum := sha256.Sum256([]byte(storeDir))
-	return "ratchet-park-" + hex.EncodeToString(sum[:4])
 }
 
 // newNamed is `ip netns add name`: a new namespace bind-mounted under
@@ -196,7 +190,7 @@ func sweepStale(tmpRoot string) []string {
 		}
 		stores, _ := filepath.Glob(filepath.Join(dir, "store-*"))
 		for _, st := range stores {
-			name := parkingName(st)
+			name := parking.Name(st)
 			if _, err := os.Stat(filepath.Join(netnsDir, name)); err == nil && deleteNamed(name) == nil {
 				swept = append(swept, name)
 			}

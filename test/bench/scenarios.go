@@ -11,6 +11,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ratchet-cni/ratchet/internal/parking"
 )
 
 // sample is one timed operation.
@@ -584,7 +586,7 @@ func (b *bench) podLinks(spec podLinkSpec, iters int) error {
 // parkingEmpty checks that ratchet left no parked end behind once both
 // pods are gone.
 func (b *bench) parkingEmpty(store string) error {
-	path := filepath.Join(netnsDir, parkingName(store))
+	path := filepath.Join(netnsDir, parking.Name(store))
 	park, err := openPath(path)
 	if err != nil {
 		return fmt.Errorf("parking netns %s: %w", path, err)

@@ -370,9 +370,9 @@ hold_netns() {
 netns_links() { nsenter --net="$1" ip -o link show; }
 
 # park_netns STORE_DIR: the name of ratchet's parking netns for that store
-# directory (in /var/run/netns): ratchet-park-<first 8 hex of sha256(dir)>.
+# directory (in /var/run/netns): ratchet-park-<first 8 hex of BLAKE2b-256(dir), b2sum -l 256>.
 # The plugin makes it for the first pod link and never deletes it.
-park_netns() { echo "ratchet-park-$(printf %s "$1" | sha256sum | cut -c1-8)"; }
+park_netns() { echo "ratchet-park-$(printf %s "$1" | b2sum -l 256 | cut -c1-8)"; }
 
 # ratchet_leftovers NETNS_PATH: netdevs there that carry ratchet's marker.
 ratchet_leftovers() { netns_links "$1" | grep 'alias ratchet:' || true; }

@@ -359,7 +359,7 @@ tutorial_netns() {
   grep -o 'ip netns add [^ ;]*' "$DOC" | awk '{print $4}'
   grep -o -- '--name [a-z0-9.-]*' "$DOC" | awk '{print $2}'
   for d in $(grep -o '"store": *{"dir": *"[^"]*"' "$DOC" | grep -o '"/[^"]*"' | tr -d '"' | sort -u); do
-    echo "ratchet-park-$(printf %s "$d" | sha256sum | cut -c1-8)"
+    echo "ratchet-park-$(printf %s "$d" | b2sum -l 256 | cut -c1-8)"
   done
 }
 

@@ -260,7 +260,7 @@ func leaderOf(t *testing.T, e *etcdstore.Etcd, c *etcdtest.Cluster) *etcdtest.Me
 }
 
 // next returns the next change, failing the test after 10s.
-func next(t *testing.T, ch <-chan etcdstore.Change) etcdstore.Change {
+func next(t *testing.T, ch <-chan store.Change) store.Change {
 	t.Helper()
 	select {
 	case c, ok := <-ch:
@@ -271,10 +271,10 @@ func next(t *testing.T, ch <-chan etcdstore.Change) etcdstore.Change {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no change within 10s")
 	}
-	return etcdstore.Change{}
+	return store.Change{}
 }
 
-func expect(t *testing.T, ch <-chan etcdstore.Change, want etcdstore.Change) {
+func expect(t *testing.T, ch <-chan store.Change, want store.Change) {
 	t.Helper()
 	if got := next(t, ch); got != want {
 		t.Fatalf("change %+v, want %+v", got, want)
@@ -302,7 +302,7 @@ func TestWatch(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	ch := w.Watch(wctx)
-	expect(t, ch, etcdstore.Change{Resync: true})
+	expect(t, ch, store.Change{Resync: true})
 
 	if err := stranger.RegisterEnds(ctx, []*store.EndRecord{end("ns/x", "eth1", "node9")}); err != nil {
 		t.Fatal(err)
@@ -311,34 +311,34 @@ func TestWatch(t *testing.T) {
 	if err := writer.RegisterEnds(ctx, []*store.EndRecord{a}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, etcdstore.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1"})
+	expect(t, ch, store.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1"})
 	if err := writer.UnregisterEnds(ctx, "node2", a.Attachment, a.Pod, []string{a.IfName}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, etcdstore.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1", Deleted: true})
+	expect(t, ch, store.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1", Deleted: true})
 	if err := writer.PutNode(ctx, &store.NodeRecord{Name: "node2", VTEP: "192.0.2.2"}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, etcdstore.Change{Kind: "node", Node: "node2"})
+	expect(t, ch, store.Change{Kind: "node", Node: "node2"})
 	id, _ := store.LinkID("ns/a", "eth1", "ns/b", "eth1")
 	if _, err := writer.AllocateVNI(ctx, id, 10, 20); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, etcdstore.Change{Kind: "vni", LinkID: id})
+	expect(t, ch, store.Change{Kind: "vni", LinkID: id})
 	if err := writer.ReleaseVNI(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, etcdstore.Change{Kind: "vni", LinkID: id, Deleted: true})
+	expect(t, ch, store.Change{Kind: "vni", LinkID: id, Deleted: true})
 
 	// etcd restarts: the watch comes back with a Resync.
 	m.Kill()
 	time.Sleep(300 * time.Millisecond) // an outage, not just a blip
 	m.Restart(t, true)
-	expect(t, ch, etcdstore.Change{Resync: true})
+	expect(t, ch, store.Change{Resync: true})
 	if err := writer.RegisterEnds(ctx, []*store.EndRecord{end("ns/after", "eth1", "node1")}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, etcdstore.Change{Kind: "end", Pod: "ns/after", IfName: "eth1"})
+	expect(t, ch, store.Change{Kind: "end", Pod: "ns/after", IfName: "eth1"})
 	if all, err := w.Ends(ctx); err != nil || len(all) != 2 {
 		t.Fatalf("Ends after the restart = %d, %v; want 2 (ns/before, ns/after)", len(all), err)
 	}
@@ -371,9 +371,9 @@ func TestWatchStartsWhileDown(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 	m.Restart(t, true)
-	expect(t, ch, etcdstore.Change{Resync: true})
+	expect(t, ch, store.Change{Resync: true})
 	if err := w.PutNode(context.Background(), &store.NodeRecord{Name: "n1"}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, etcdstore.Change{Kind: "node", Node: "n1"})
+	expect(t, ch, store.Change{Kind: "node", Node: "n1"})
 }

@@ -9,29 +9,9 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
-)
 
-// Change says that something under the prefix changed. It is a hint: the
-// consumer re-reads what it names (End, Node, VNI), so a change delivered
-// twice or one that the consumer's read already saw does no harm.
-type Change struct {
-	// Kind is "end", "node" or "vni"; "" with Resync.
-	Kind string
-	// Pod and IfName name the end (Kind "end").
-	Pod, IfName string
-	// Node names the node (Kind "node").
-	Node string
-	// LinkID names the link whose VNI changed (Kind "vni").
-	LinkID string
-	// Deleted: the record is gone (else it was created or replaced).
-	Deleted bool
-	// Resync: the watch was (re)established after a read of the cluster's
-	// revision R, and delivers every change after R. The consumer must
-	// re-read everything (Ends, and the nodes and VNIs it cares about):
-	// a read that starts after it receives the Resync sees at least R, so
-	// together with the changes that follow nothing is missed.
-	Resync bool
-}
+	"github.com/ratchet-cni/ratchet/internal/store"
+)
 
 // Watch reports the changes under the prefix until ctx ends, then closes
 // the channel. The first value is always a Resync (sent once the cluster is
@@ -48,8 +28,8 @@ type Change struct {
 // 2s), reads the revision again, sends another Resync and watches on from
 // there. A consumer that lags only delays the watch: values are never
 // dropped.
-func (e *Etcd) Watch(ctx context.Context) <-chan Change {
-	out := make(chan Change, 64)
+func (e *Etcd) Watch(ctx context.Context) <-chan store.Change {
+	out := make(chan store.Change, 64)
 	go func() {
 		defer close(out)
 		backoff := 50 * time.Millisecond
@@ -70,7 +50,7 @@ func (e *Etcd) Watch(ctx context.Context) <-chan Change {
 // watchSession reads the revision, sends a Resync and relays the watch
 // from there until it is lost. It reports whether it got as far as the
 // Resync.
-func (e *Etcd) watchSession(ctx context.Context, out chan<- Change) bool {
+func (e *Etcd) watchSession(ctx context.Context, out chan<- store.Change) bool {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	gctx, gcancel := e.call(sctx)
@@ -95,7 +75,7 @@ func (e *Etcd) watchSession(ctx context.Context, out chan<- Change) bool {
 	}()
 	wch := e.cli.Watch(clientv3.WithRequireLeader(sctx), e.prefix+"/",
 		clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-	if !send(ctx, out, Change{Resync: true}) {
+	if !send(ctx, out, store.Change{Resync: true}) {
 		return true
 	}
 	for {
@@ -120,7 +100,7 @@ func (e *Etcd) watchSession(ctx context.Context, out chan<- Change) bool {
 	}
 }
 
-func send(ctx context.Context, out chan<- Change, c Change) bool {
+func send(ctx context.Context, out chan<- store.Change, c store.Change) bool {
 	select {
 	case out <- c:
 		return true
@@ -131,26 +111,26 @@ func send(ctx context.Context, out chan<- Change, c Change) bool {
 
 // change decodes a key under the prefix; the VNI's own key (vni/<n>) is
 // not reported: its link's key changes in the same transaction.
-func (e *Etcd) change(key string) (Change, bool) {
+func (e *Etcd) change(key string) (store.Change, bool) {
 	rest, ok := strings.CutPrefix(key, e.prefix+"/")
 	if !ok {
-		return Change{}, false
+		return store.Change{}, false
 	}
 	parts := strings.Split(rest, "/")
 	for i, p := range parts {
 		u, err := url.PathUnescape(p)
 		if err != nil {
-			return Change{}, false
+			return store.Change{}, false
 		}
 		parts[i] = u
 	}
 	switch {
 	case len(parts) == 3 && parts[0] == "ends":
-		return Change{Kind: "end", Pod: parts[1], IfName: parts[2]}, true
+		return store.Change{Kind: "end", Pod: parts[1], IfName: parts[2]}, true
 	case len(parts) == 2 && parts[0] == "nodes":
-		return Change{Kind: "node", Node: parts[1]}, true
+		return store.Change{Kind: "node", Node: parts[1]}, true
 	case len(parts) == 3 && parts[0] == "links" && parts[2] == "vni":
-		return Change{Kind: "vni", LinkID: parts[1]}, true
+		return store.Change{Kind: "vni", LinkID: parts[1]}, true
 	}
-	return Change{}, false
+	return store.Change{}, false
 }

@@ -3,16 +3,16 @@
 // imports are done, the one with the smallest import path first, and this
 // package imports only the runtime. Done this early, the GOMAXPROCS(1) stop
 // of the world has little to tear down; done in main's init, after every
-// other package, it cost 0.1 ms more per exec (P 1's cached spans were
-// released one size class at a time, each a fresh page), about 5 % of a
-// VERSION call. Measured with GODEBUG=inittrace=1 and interleaved execs,
-// see docs/performance.md.
+// other package, it cost measurably more per exec (P 1's cached spans were
+// released one size class at a time, each a fresh page). Measured with
+// GODEBUG=inittrace=1 and interleaved execs, see docs/performance.md.
 package oneproc
 
 import "runtime"
 
 func init() {
-	// A plugin run is a few milliseconds of sequential work: more than one P
-	// only adds threads and wake-ups (measured here: ADD 5.0 -> 4.0-4.5 ms).
+	// A plugin run is a short burst of sequential work: more than one P
+	// only adds threads and wake-ups, which made ADD slower
+	// (docs/performance.md, "GOMAXPROCS 1").
 	runtime.GOMAXPROCS(1)
 }

@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ratchet-cni/ratchet/internal/agent"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
 )
@@ -31,9 +32,10 @@ Usage: ratchetd [--config FILE] [flags]
 network: its store, node and vxlan settings. Flags override it.
 `
 
-// Main runs ratchetd with command-line args until SIGINT or SIGTERM and
-// returns its exit code.
-func Main(args []string, stderr io.Writer) int {
+// run runs ratchetd with command-line args until SIGINT or SIGTERM and
+// returns its exit code. It is where the agent gets its etcd registry:
+// the agent itself knows only the store's interfaces.
+func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ratchetd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -120,7 +122,7 @@ func Main(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	first, last, _ := netconf.ParseVNIRange(conf.VXLAN.VNIRange)
-	cfg := Config{
+	cfg := agent.Config{
 		Node: conf.Node.Name, Prefix: conf.Store.Prefix,
 		VtepDev: conf.Node.VtepDev, VtepIP: net.ParseIP(conf.Node.VtepIP),
 		Port: conf.VXLAN.Port, MTU: conf.VXLAN.MTU,
@@ -138,7 +140,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer reg.Close()
-	a, err := New(cfg, reg)
+	a, err := agent.New(cfg, reg)
 	if err != nil {
 		log.Error("agent", "error", err)
 		return 1

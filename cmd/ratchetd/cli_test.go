@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"bytes"
@@ -51,7 +51,7 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 	} {
 		var stderr bytes.Buffer
-		if code := Main(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+		if code := run(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("ratchetd %q: exit %d, stderr %q; want 2 and %q", c.args, code, stderr.String(), c.want)
 		}
 	}
