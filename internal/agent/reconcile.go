@@ -178,8 +178,8 @@ func (a *Agent) remotePeer(view *registryView, mine, other *store.LinkEnd) *stor
 
 // apply makes and removes tunnels from the local ends as they are now,
 // under the lock; the netdevs of removed tunnels are deleted after it is
-// released, as each deletion waits for an RCU grace period (about 20 ms
-// here) that a DEL on the node need not wait for too.
+// released, as each deletion waits for an RCU grace period (docs/performance.md) that a DEL
+// on the node need not wait for too.
 func (a *Agent) apply(ctx context.Context, under *underlay, view *registryView, full bool, dirty map[endID]bool) error {
 	var t *tunnels
 	err := a.withNode(ctx, func(st *store.Local) (err error) {

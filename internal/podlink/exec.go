@@ -43,9 +43,6 @@ func NewExecutor(k *link.Kernel, parkNS ns.NetNS, undo *Undo) (*Executor, error)
 // Close releases the executor's netlink handle.
 func (x *Executor) Close() { x.park.Close() }
 
-// NS is the parking namespace.
-func (x *Executor) NS() ns.NetNS { return x.park.NS }
-
 // ObserveParked looks at whether each end the record says is made has its
 // parked netdev: one lookup per such end, none for the others.
 func (x *Executor) ObserveParked(rec *store.LinkRecord) Observation {

@@ -49,7 +49,7 @@ func createChild(ctx context.Context, k *Kernel, underlay ns.NetNS, end *Endpoin
 	created := false
 	defer func() {
 		if !created {
-			discard(hp, end.Name)
+			err = errors.Join(err, discard(hp, end.Name))
 		}
 	}()
 	// The index netlink filled in after LinkAdd was looked up in the

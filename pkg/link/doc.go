@@ -6,7 +6,8 @@
 // routes and impairments in a network namespace) and a kind: a veth pair, a
 // VXLAN tunnel end, a macvlan or a vlan sub-interface. Every netdev is born in
 // its final namespace: moving a netdev between namespaces costs an RCU grace
-// period (about 20 ms), creating it in place costs well under a millisecond.
+// period, creating it in place costs a small fraction of that (the README's
+// performance section has the figures).
 //
 // Every netdev the library creates carries a Marker (an interface alias and
 // a netdev group) so that removal and verification touch only what the

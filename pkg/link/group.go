@@ -11,31 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Owned lists the netdevs in n whose marker alias starts with aliasPrefix.
-// k holds the handles to use; nil means a one-shot handle.
-func Owned(k *Kernel, n ns.NetNS, aliasPrefix string) ([]netlink.Link, error) {
-	h, release, err := acquire(k, n)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	return owned(h, aliasPrefix)
-}
-
-func owned(h *Handle, aliasPrefix string) ([]netlink.Link, error) {
-	all, err := h.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	var mine []netlink.Link
-	for _, l := range all {
-		if aliasPrefix != "" && strings.HasPrefix(l.Attrs().Alias, aliasPrefix) {
-			mine = append(mine, l)
-		}
-	}
-	return mine, nil
-}
-
 // RemoveOwned deletes every netdev in n that an owner made: those whose
 // marker alias starts with aliasPrefix, and those in the owner's group that
 // carry no alias at all (a netdev is born with its group, and gets its alias

@@ -196,11 +196,17 @@ func whichExists(k *Kernel, err error, ends ...*Endpoint) error {
 	return err
 }
 
-// discard deletes a netdev this call has just created, marked or not.
-func discard(h *Handle, name string) {
-	if l, err := linkIn(h, name); err == nil && l != nil {
-		_ = h.LinkDel(l)
+// discard deletes a netdev this call has just created, marked or not. Its
+// error joins the failure it undoes, so that the caller sees both.
+func discard(h *Handle, name string) error {
+	l, err := linkIn(h, name)
+	if err == nil && l != nil {
+		err = h.LinkDel(l)
 	}
+	if err != nil && !isGone(err) {
+		return fmt.Errorf("undo: delete %s: %w", name, err)
+	}
+	return nil
 }
 
 // removeEnd deletes the named interface if it carries the marker.

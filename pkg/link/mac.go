@@ -49,7 +49,7 @@ func RandomName(prefix string) string {
 // randomBytes fills b from the kernel's CSPRNG, the source crypto/rand
 // reads too, through x/sys/unix's Getrandom (the vDSO's getrandom where the
 // kernel has one). Not crypto/rand itself: since Go 1.24 any crypto
-// package brings the FIPS 140-3 module's initialisers and a 32 MiB buffer
+// package brings the FIPS 140-3 module's initialisers and a large buffer
 // into every exec of the plugin (see docs/performance.md). Requests of up to
 // 256 bytes are never cut short; a signal can interrupt one made before
 // the kernel's pool is ready, and a kernel without getrandom (before 3.17)

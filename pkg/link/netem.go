@@ -32,9 +32,6 @@ func ParseNetem(delay, jitter, loss, rate string) (*Netem, error) {
 	return &n, nil
 }
 
-// ParseLoss parses a loss percentage such as "0.5%" or "0.5".
-func ParseLoss(s string) (float64, error) { return linkparam.ParseLoss(s) }
-
 // ParseRate parses a rate in tc's units ("100mbit", "1gbit", "500kbps").
 func ParseRate(s string) (uint64, error) { return linkparam.ParseRate(s) }
 

@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/vishvananda/netlink"
@@ -44,8 +45,7 @@ func (v *Veth) Create(ctx context.Context, k *Kernel) (err error) {
 	defer func() {
 		if !created {
 			// The ends may not carry their marker yet: delete by name.
-			discard(ha, v.A.Name)
-			discard(hb, v.B.Name)
+			err = errors.Join(err, discard(ha, v.A.Name), discard(hb, v.B.Name))
 		}
 	}()
 	if err := k.Step("create"); err != nil {
