@@ -49,6 +49,9 @@ type podLinker struct {
 	defaultMTU int
 	// made are the pod's own interfaces, in order, for the result.
 	made []*link.Endpoint
+	// stored are the stored versions of the records read, by id (nil for
+	// a record that is new), to put back should the ADD be undone.
+	stored map[string]*store.LinkRecord
 	// changed are the records to write, all in one transaction at the end.
 	changed []*store.LinkRecord
 }
@@ -90,44 +93,39 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 	// The records are written last, in one transaction: a crash before it
 	// leaves netdevs that carry this attachment's marker, which DEL and GC
 	// remove. A later failure puts the records back as they were.
-	prev, err := p.storedLinks(ctx)
-	if err != nil {
-		return err
-	}
 	if err := p.st.PutLinks(ctx, p.changed); err != nil {
 		return storeError(err)
 	}
-	p.undo.Push("restore link records", func() error { return p.restoreLinks(context.WithoutCancel(ctx), prev) })
+	p.undo.Push("restore link records", func() error { return p.restoreLinks(context.WithoutCancel(ctx)) })
 	return p.k.Step("links recorded")
 }
 
-// storedLinks returns the stored version of every record ADD is about to
-// write (nil for a record that is new), for restoreLinks. Every one of them
-// has an end in this pod: one read finds them all.
-func (p *podLinker) storedLinks(ctx context.Context) ([]*store.LinkRecord, error) {
-	recs, err := p.st.LinksOf(ctx, p.pod)
-	if err != nil {
-		return nil, storeError(err)
+// remember keeps the stored version of record id as read, before this ADD
+// changes it (nil: there was none), for restoreLinks. A decision replaces
+// a record's ends and keys rather than writing through them, so a copy of
+// the struct is the stored version.
+func (p *podLinker) remember(id string, stored *store.LinkRecord) {
+	if _, seen := p.stored[id]; seen {
+		return
 	}
-	byID := make(map[string]*store.LinkRecord, len(recs))
-	for _, rec := range recs {
-		byID[rec.ID] = rec
+	if p.stored == nil {
+		p.stored = map[string]*store.LinkRecord{}
 	}
-	prev := make([]*store.LinkRecord, len(p.changed))
-	for i, rec := range p.changed {
-		prev[i] = byID[rec.ID]
+	if stored != nil {
+		c := *stored
+		stored = &c
 	}
-	return prev, nil
+	p.stored[id] = stored
 }
 
 // restoreLinks undoes PutLinks: each record goes back to its stored
 // version, or away if it was new.
-func (p *podLinker) restoreLinks(ctx context.Context, prev []*store.LinkRecord) error {
+func (p *podLinker) restoreLinks(ctx context.Context) error {
 	var errs []error
-	for i, rec := range p.changed {
+	for _, rec := range p.changed {
 		var err error
-		if prev[i] != nil {
-			err = p.st.PutLink(ctx, prev[i])
+		if prev := p.stored[rec.ID]; prev != nil {
+			err = p.st.PutLink(ctx, prev)
 		} else {
 			err = p.st.DeleteLink(ctx, rec.ID)
 		}
@@ -180,6 +178,7 @@ func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration
 		if rec.LegacyPrimary == "" || rec.LegacyPrimary == p.pod {
 			continue
 		}
+		p.remember(rec.ID, rec)
 		mine, _ := endOf(rec, p.pod)
 		if mine.Attachment != nil && *mine.Attachment == p.key {
 			continue // made already, by the primary's ADD
@@ -283,6 +282,7 @@ func (p *podLinker) load(ctx context.Context, ifName, peer, peerIf string) (*sto
 	if err != nil {
 		return nil, storeError(err)
 	}
+	p.remember(id, rec)
 	if rec == nil {
 		return newLinkRecord(p.pod, ifName, peer, peerIf), nil
 	}
