@@ -60,6 +60,7 @@ func run(args []string, stderr io.Writer) int {
 		mtu        = fs.Int("mtu", 0, "tunnel MTU (default: the underlay's less 50, or 70 over IPv6)")
 		resync     = fs.Duration("resync", 30*time.Second, "how often to check every tunnel again")
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+		noFilter   = fs.Bool("no-tunnel-filter", false, "run without the nftables filter that lets only registered nodes reach the VXLAN port\n(only where the kernel has no nf_tables: anyone who reaches the port can then inject frames)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -129,6 +130,7 @@ func run(args []string, stderr io.Writer) int {
 		VNIFirst: uint32(first), VNILast: uint32(last),
 		StoreDir: conf.Store.Dir, Socket: conf.Store.AgentSocket,
 		Resync: *resync, CallTimeout: conf.Store.CallTimeout(), Log: log,
+		NoFirewall: *noFilter,
 	}
 	ecfg := etcdstore.Config{Endpoints: conf.Store.Endpoints, Prefix: conf.Store.Prefix, Timeout: conf.Store.CallTimeout()}
 	if t := conf.Store.TLS; t != nil {

@@ -33,6 +33,9 @@ type Registry interface {
 	store.Registry
 	Health(ctx context.Context) error
 	Watch(ctx context.Context) <-chan store.Change
+	// Nodes returns every announced node: their VTEPs, and no other
+	// address, may reach the tunnel port (firewall.go).
+	Nodes(ctx context.Context) ([]*store.NodeRecord, error)
 	// Connected says, without a round trip, whether a write would likely
 	// go through now.
 	Connected() bool
@@ -51,10 +54,14 @@ type Config struct {
 	// the default route's device and its first address.
 	VtepDev string
 	VtepIP  net.IP
-	// Port is the VXLAN UDP port; MTU the tunnels' MTU (0: the underlay's
-	// less the encapsulation).
+	// Port is the VXLAN UDP port (0: the default, 4789); MTU the tunnels'
+	// MTU (0: the underlay's less the encapsulation).
 	Port int
 	MTU  int
+	// NoFirewall runs the agent without its tunnel filter (firewall.go):
+	// any address that reaches Port can then inject frames into the
+	// node's cross-node links. Only for kernels without nf_tables.
+	NoFirewall bool
 	// VNIFirst and VNILast bound VNI allocation.
 	VNIFirst, VNILast uint32
 	// StoreDir is the node's local store, shared with the plugin.
@@ -88,6 +95,9 @@ type Agent struct {
 
 	// view is the loop's copy of the registry.
 	view *registryView
+
+	// fw is the tunnel filter; nil with Config.NoFirewall.
+	fw *firewall
 }
 
 // New returns an agent for cfg on reg; Run starts it.
@@ -104,11 +114,17 @@ func New(cfg Config, reg Registry) (*Agent, error) {
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 5 * time.Second
 	}
+	if cfg.Port == 0 {
+		cfg.Port = netconf.DefaultVXLANPort
+	}
 	if cfg.VNIFirst == 0 {
 		cfg.VNIFirst, cfg.VNILast = netconf.DefaultVNIFirst, netconf.MaxVNI
 	}
 	a := &Agent{cfg: cfg, reg: reg, log: cfg.Log, kick: make(chan struct{}, 1), full: true, dirty: map[endID]bool{},
 		writes: newWriter(cfg.CallTimeout)}
+	if !cfg.NoFirewall {
+		a.fw = &firewall{nodeNS: cfg.NodeNS, port: uint16(cfg.Port)}
+	}
 	return a, nil
 }
 
@@ -118,6 +134,16 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	under, err := a.underlay()
 	if err != nil {
 		return err
+	}
+	if a.fw != nil {
+		// Before any tunnel: the port is closed to all but the nodes an
+		// earlier agent let in until the first reconcile reads the nodes.
+		if err := a.fw.install(); err != nil {
+			return fmt.Errorf("%w (run with the tunnel filter off only where the kernel cannot filter: --no-tunnel-filter)", err)
+		}
+		a.log.Info("tunnel filter installed", "table", "inet "+FirewallTable, "port", a.cfg.Port)
+	} else {
+		a.log.Warn("tunnel filter off: any address that reaches the VXLAN port can inject frames into cross-node links", "port", a.cfg.Port)
 	}
 	ln, sock, err := listen(a.cfg.Socket)
 	if err != nil {

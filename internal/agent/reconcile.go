@@ -24,6 +24,10 @@ import (
 // local ends afresh and make the tunnels.
 func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty map[endID]bool) error {
 	if full {
+		// The filter first: a node is let in before any tunnel to it.
+		if err := a.syncFirewall(ctx); err != nil {
+			return err
+		}
 		if err := a.announce(ctx, under); err != nil {
 			return err
 		}
