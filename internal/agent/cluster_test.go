@@ -96,6 +96,8 @@ type cluster struct {
 	timeout time.Duration
 	port    int
 	ipv6    bool
+	// noFirewall runs the agents without their tunnel filter.
+	noFirewall bool
 }
 
 type node struct {
@@ -124,6 +126,8 @@ type clusterOpts struct {
 	port int
 	// ipv6 puts the tunnels on the LAN's IPv6 addresses.
 	ipv6 bool
+	// noFirewall runs the agents without their tunnel filter.
+	noFirewall bool
 }
 
 // newCluster starts nodes on etcd at endpoints.
@@ -138,6 +142,7 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 			c.port = o.port
 		}
 		c.ipv6 = c.ipv6 || o.ipv6
+		c.noFirewall = c.noFirewall || o.noFirewall
 	}
 	var all []ns.NetNS
 	for i := range nodes {
@@ -167,7 +172,7 @@ func (c *cluster) startAgent(n *node) {
 	}
 	a, err := agent.New(agent.Config{
 		Node: n.name, Prefix: c.prefix, NodeNS: n.ns, Port: c.port, VtepIP: vtep,
-		StoreDir: n.dir, Socket: n.socket, Resync: 2 * time.Second, CallTimeout: c.timeout,
+		StoreDir: n.dir, Socket: n.socket, Resync: 2 * time.Second, CallTimeout: c.timeout, NoFirewall: c.noFirewall,
 		Log: slog.New(slog.NewTextHandler(testWriter{c.t, n.name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, reg)
 	if err != nil {
