@@ -28,8 +28,8 @@ import (
 //		set nodes6 { type ipv6_addr; }
 //		chain input {
 //			type filter hook input priority filter; policy accept;
-//			meta nfproto ipv4 udp dport PORT ip saddr != @nodes4 counter drop
-//			meta nfproto ipv6 udp dport PORT ip6 saddr != @nodes6 counter drop
+//			udp dport PORT ip saddr != @nodes4 counter drop
+//			udp dport PORT ip6 saddr != @nodes6 counter drop
 //		}
 //	}
 //

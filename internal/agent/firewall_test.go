@@ -2,7 +2,9 @@ package agent
 
 import (
 	"errors"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -68,6 +70,21 @@ func TestFirewallTable(t *testing.T) {
 	}
 	if !slices.Equal(v4, []string{"192.0.2.1", "192.0.2.2"}) || !slices.Equal(v6, []string{"2001:db8::1"}) {
 		t.Fatalf("after a restart the sets hold %v %v, want the nodes let in before", v4, v6)
+	}
+	// nft (Debian's nftables) reads the table as docs/multinode.md shows it.
+	out, err := exec.Command("nsenter", "--net="+n.Path(), "nft", "list", "table", "inet", FirewallTable).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list table: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"type filter hook input priority filter; policy accept;",
+		"udp dport 4789 ip saddr != @nodes4 counter packets 0 bytes 0 drop",
+		"udp dport 4789 ip6 saddr != @nodes6 counter packets 0 bytes 0 drop",
+		"elements = { 192.0.2.1, 192.0.2.2 }",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("nft list table lacks %q:\n%s", want, out)
+		}
 	}
 	rules, err := c.GetRules(fwTable(), &nftables.Chain{Name: fwChain, Table: fwTable()})
 	if err != nil || len(rules) != 2 {
