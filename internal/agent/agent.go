@@ -135,21 +135,24 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	if a.fw != nil {
-		// Before any tunnel: the port is closed to all but the nodes an
-		// earlier agent let in until the first reconcile reads the nodes.
-		if err := a.fw.install(); err != nil {
-			return fmt.Errorf("%w (run with the tunnel filter off only where the kernel cannot filter: --no-tunnel-filter)", err)
-		}
-		a.log.Info("tunnel filter installed", "table", "inet "+FirewallTable, "port", a.cfg.Port)
-	} else {
-		a.log.Warn("tunnel filter off: any address that reaches the VXLAN port can inject frames into cross-node links", "port", a.cfg.Port)
-	}
 	ln, sock, err := listen(a.cfg.Socket)
 	if err != nil {
 		return err
 	}
 	defer removeSocket(a.cfg.Socket, sock)
+	if a.fw != nil {
+		// Once the socket is ours (a second agent must not rebuild the
+		// running one's table), before any tunnel: until the first
+		// reconcile reads the nodes, the port is open only to those an
+		// earlier agent let in.
+		if err := a.fw.install(); err != nil {
+			ln.Close()
+			return fmt.Errorf("%w (only where the kernel cannot filter, run without it: Config.NoFirewall, ratchetd --no-tunnel-filter)", err)
+		}
+		a.log.Info("tunnel filter installed", "table", "inet "+FirewallTable, "port", a.cfg.Port)
+	} else {
+		a.log.Warn("tunnel filter off: any address that reaches the VXLAN port can inject frames into cross-node links", "port", a.cfg.Port)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
