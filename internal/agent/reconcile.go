@@ -24,11 +24,12 @@ import (
 // local ends afresh and make the tunnels.
 func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty map[endID]bool) error {
 	if full {
-		// The filter first: a node is let in before any tunnel to it.
-		if err := a.syncFirewall(ctx); err != nil {
+		if err := a.announce(ctx, under); err != nil {
 			return err
 		}
-		if err := a.announce(ctx, under); err != nil {
+		// The filter next (it then holds this node too), before any
+		// tunnel: a node is let in before a tunnel to it is made.
+		if err := a.syncFirewall(ctx); err != nil {
 			return err
 		}
 	}

@@ -29,7 +29,7 @@
 . "$(dirname "$0")/lib.sh"
 e2e_init multinode
 
-need_pkgs iproute2 iputils-ping jq util-linux etcd-server etcd-client
+need_pkgs iproute2 iputils-ping jq util-linux etcd-server etcd-client nftables
 [ -x "$BIN/ratchetd" ] || fail "no ratchetd binary in BIN=$BIN (run: make build)"
 [ -x "$BIN/ratchetctl" ] || fail "no ratchetctl binary in BIN=$BIN (run: make build)"
 
@@ -166,6 +166,16 @@ t1=$(tunnels 1) t2=$(tunnels 2) v=$(vnis)
 { [ "${t1%%:*}" = "${t2%%:*}" ] && [ "${t1%%:*}" = "rvx${v% }" ]; } ||
   fail "both nodes' tunnels should be rvx<the link's VNI>: node1 '$t1', node2 '$t2', VNI '$v'"
 ok "one tunnel on each node, both ${t1%%:*} (vxlan in the node's parking netns), the VNI etcd allocated for the link"
+
+# The tunnel filter: each agent let both nodes' VTEPs, and no other
+# address, reach its VXLAN port (docs/multinode.md, the tunnel filter).
+for n in 1 2; do
+  fw=$(ip netns exec "${NODE_NS[n]}" nft list table inet ratchet) || fail "node$n: no table inet ratchet"
+  grep -q 'elements = { 192.0.2.1, 192.0.2.2 }' <<<"$fw" || fail "node$n's filter should let in exactly the two nodes: $fw"
+  grep -q 'udp dport 4789 ip saddr != @nodes4 counter packets [0-9]* bytes [0-9]* drop' <<<"$fw" ||
+    fail "node$n's filter should drop UDP to 4789 from other addresses: $fw"
+done
+ok "each node's ratchetd filters its VXLAN port: table inet ratchet lets in 192.0.2.1 and 192.0.2.2 only"
 
 plugin 1 CHECK "${POD_ID[a]}" "$A" a "${LINKS[a]}" || fail "CHECK a on node1: $(cat "$W/out")"
 plugin 2 CHECK "${POD_ID[b]}" "$B" b "${LINKS[b]}" || fail "CHECK b on node2: $(cat "$W/out")"
