@@ -245,24 +245,33 @@ func (f *firewall) allow(v4, v6 []string) (changed bool, err error) {
 	return true, nil
 }
 
-// drops returns the packets the drop rules have counted since the table
-// was installed, and how many of them are new since the last call.
-func (f *firewall) drops() (total, fresh uint64, err error) {
+// count returns the packets the drop rules have counted since the table
+// was installed.
+func (f *firewall) count() (uint64, error) {
 	c, err := f.conn()
 	if err != nil {
-		return 0, 0, fmt.Errorf("tunnel filter: nftables: %w", err)
+		return 0, fmt.Errorf("tunnel filter: nftables: %w", err)
 	}
 	t := fwTable()
 	rules, err := c.GetRules(t, &nftables.Chain{Name: fwChain, Table: t})
 	if err != nil {
-		return 0, 0, fmt.Errorf("tunnel filter: read the drop counters: %w", err)
+		return 0, fmt.Errorf("tunnel filter: read the drop counters: %w", err)
 	}
+	var total uint64
 	for _, r := range rules {
 		for _, e := range r.Exprs {
 			if ctr, ok := e.(*expr.Counter); ok {
 				total += ctr.Packets
 			}
 		}
+	}
+	return total, nil
+}
+
+// drops returns count, and how much of it is new since the last call.
+func (f *firewall) drops() (total, fresh uint64, err error) {
+	if total, err = f.count(); err != nil {
+		return 0, 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -299,7 +308,8 @@ func (a *Agent) Firewall() (FirewallState, error) {
 	if err != nil {
 		return FirewallState{}, err
 	}
-	total, _, err := a.fw.drops()
+	// count, not drops: the log's baseline stays the last sync's.
+	total, err := a.fw.count()
 	if err != nil {
 		return FirewallState{}, err
 	}
