@@ -184,9 +184,9 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 }
 
 // listen opens the socket: its directory is 0700, the socket 0600, as only
-// the plugin (root) may talk to the agent.
+// the plugin (root) may talk to the agent; serve checks each caller too.
 func listen(path string) (net.Listener, os.FileInfo, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := checkSocketDir(filepath.Dir(path)); err != nil {
 		return nil, nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
@@ -232,6 +232,11 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener, under *underlay) {
 				a.log.Error("accept", "error", err)
 			}
 			return
+		}
+		if uid, err := checkPeer(conn); err != nil {
+			a.log.Warn("refused a caller on the socket", "uid", uid, "error", err)
+			conn.Close()
+			continue
 		}
 		go agentapi.Serve(conn, a.cfg.CallTimeout+time.Second, func(req *agentapi.Request) *agentapi.Response {
 			return a.handle(ctx, req, under)

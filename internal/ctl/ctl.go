@@ -77,7 +77,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "ratchetctl %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "ratchetctl %s: %s\n", escapeControls(args[0]), escapeControls(err.Error()))
 		var ue *usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintln(stderr, "see 'ratchetctl --help'")

@@ -44,16 +44,18 @@ func links(args []string, stdout io.Writer) error {
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "POD\tNETNS\tATTACHMENT")
 	for _, p := range pods {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", p.Pod, p.Netns, p.Attachment)
+		fmt.Fprintf(w, "%s\t%s\t%s\n", shown(p.Pod), shown(p.Netns), shown(p.Attachment.String()))
 	}
 	fmt.Fprintln(w, "\nSTATE\tEND\tEND")
 	for _, v := range views {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", v.State, endName(v.Ends[0]), endName(v.Ends[1]))
+		fmt.Fprintf(w, "%s\t%s\t%s\n", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]))
 	}
 	return w.Flush()
 }
 
-func endName(e store.LinkEnd) string { return e.Pod + ":" + e.IfName }
+// endName prints an end as pod:ifname, each quoted if it holds a
+// non-printable character (see shown).
+func endName(e store.LinkEnd) string { return shown(e.Pod) + ":" + shown(e.IfName) }
 
 // edgeStyle draws each state so that a glance shows what is wrong.
 var edgeStyle = map[podlink.State]string{
@@ -64,6 +66,9 @@ var edgeStyle = map[podlink.State]string{
 	podlink.StateBroken:  `style=bold, color="red"`,
 }
 
+// printDot draws the graph. Every name is written with %q, Go's quoting,
+// so no raw control character reaches the output (Graphviz shows the
+// escapes as written) and a quote cannot end a DOT string early.
 func printDot(w io.Writer, pods []*store.PodRecord, views []podlink.LinkView) error {
 	fmt.Fprintln(w, "graph ratchet {")
 	fmt.Fprintln(w, "  node [shape=box, style=rounded];")

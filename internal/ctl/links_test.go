@@ -79,3 +79,44 @@ func hasRow(out, want string) bool {
 	}
 	return false
 }
+
+// TestLinksQuotesControlCharacters: names written to the store (from
+// annotations, CNI arguments or the kernel) reach the operator's terminal
+// quoted when they hold control characters, in the table and the graph.
+func TestLinksQuotesControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	t.Cleanup(func() { testutil.RemoveParking(dir) })
+	st, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	evil := "lab/r\x1b[2J1"
+	key := store.AttachmentKey{Network: "lab", ContainerID: "sb\r1", IfName: "eth0"}
+	if err := st.PutPod(ctx, &store.PodRecord{Pod: evil, Attachment: key, Netns: "/run/netns/x\nlab/forged"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutLink(ctx, &store.LinkRecord{ID: "l1", Ends: [2]store.LinkEnd{
+		{Pod: evil, IfName: "e\a1", Declared: true}, {Pod: "lab/r2", IfName: "w1"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, args := range [][]string{{"links", "--store", dir}, {"links", "--store", dir, "--dot"}} {
+		out := mustCtl(t, nil, args...)
+		if i := strings.IndexFunc(out, func(r rune) bool { return r < 0x20 && r != '\n' || r == 0x7f }); i >= 0 {
+			t.Errorf("%v printed a raw control character at %d:\n%q", args, i, out)
+		}
+		for _, want := range []string{`"lab/r\x1b[2J1"`, `"/run/netns/x\nlab/forged"`, `\r`, `"e\a1"`} {
+			if args[len(args)-1] == "--dot" && (strings.HasPrefix(want, `"/run`) || want == `\r`) {
+				continue // the graph shows no netns or attachment
+			}
+			if !strings.Contains(out, want) {
+				t.Errorf("%v lacks %s:\n%s", args, want, out)
+			}
+		}
+		if strings.Contains(out, "\nlab/forged") {
+			t.Errorf("%v: a name forged a line:\n%s", args, out)
+		}
+	}
+}

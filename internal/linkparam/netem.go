@@ -46,13 +46,22 @@ func ParseNetem(delay, jitter, loss, rate string) (*Netem, error) {
 	return n, nil
 }
 
+// MaxNetemDelay is the longest delay or jitter tc-netem can hold: the
+// kernel's netem options carry them as 32-bit counts of psched ticks (64 ns
+// each), so anything longer would wrap silently (1h became 26.6 s).
+const MaxNetemDelay = time.Duration(math.MaxUint32) * 64 * time.Nanosecond
+
+// MinRate is the lowest rate netem can express: the kernel counts bytes per
+// second, so a rate under one byte a second would become 0, "no limit".
+const MinRate = 8
+
 func parseNonNegativeDuration(field, s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 || d > time.Hour {
-		return 0, fmt.Errorf("%s %q is not a duration between 0 and 1h (like \"10ms\")", field, s)
+	if err != nil || d < 0 || d > MaxNetemDelay {
+		return 0, fmt.Errorf("%s %q is not a duration between 0 and %s (like \"10ms\")", field, s, MaxNetemDelay.Truncate(time.Millisecond))
 	}
 	return d, nil
 }
@@ -81,11 +90,13 @@ func ParseRate(s string) (uint64, error) {
 	for _, u := range rateUnits {
 		if num, ok := strings.CutSuffix(lower, u.suffix); ok {
 			v, err := strconv.ParseFloat(num, 64)
-			if err != nil || v <= 0 || math.IsInf(v, 0) || v*u.bits > math.MaxUint64/2 {
+			// The comparisons are written so that NaN fails them: NaN
+			// compares false with everything, and uint64(NaN) is undefined.
+			if err != nil || !(v*u.bits >= MinRate) || !(v*u.bits <= math.MaxUint64/2) {
 				break
 			}
 			return uint64(v * u.bits), nil
 		}
 	}
-	return 0, fmt.Errorf("rate %q is not a positive rate like \"100mbit\" or \"1gbit\"", s)
+	return 0, fmt.Errorf("rate %q is not a rate from 8bit (a byte a second) to 9e18bit, like \"100mbit\" or \"1gbit\"", s)
 }

@@ -100,6 +100,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		delegated = usedBootNetwork
 	}
 	rec := &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String(), Marker: owner.prefix, Group: owner.group, Links: names, PeerNetns: links.peerNetns(), Delegated: delegated, Created: now()}
+	rec.NetnsID, rec.PeerNetnsIDs = nsIDOf(podNS), links.peerNetnsIDs()
 	if err := st.PutAttachment(ctx, rec); err != nil {
 		return nil, storeError(err)
 	}

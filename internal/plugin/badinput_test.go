@@ -73,6 +73,8 @@ func TestBadInput(t *testing.T) {
 		{"route dst", conf(good(`,"routes":[{"dst":"198.51.100.0"}]`)), nil, "", 7, []string{"links[0].routes[0].dst", "198.51.100.0"}},
 		{"route gw family", conf(good(`,"routes":[{"dst":"198.51.100.0/24","gw":"2001:db8::1"}]`)), nil, "", 7, []string{"links[0].routes[0].gw", "2001:db8::1"}},
 		{"netem delay", conf(good(`,"netem":{"delay":"soon"}`)), nil, "", 7, []string{"links[0].netem", "soon"}},
+		{"netem delay past the kernel's field", conf(good(`,"netem":{"delay":"1h"}`)), nil, "", 7, []string{"links[0].netem", "delay", "1h"}},
+		{"netem rate NaN", conf(good(`,"netem":{"rate":"NaNmbit"}`)), nil, "", 7, []string{"links[0].netem", "rate", "NaNmbit"}},
 		{"peer netns missing", conf(`{"name":"in1","peer":{"netns":"/var/run/netns/ratchet-test-absent"}}`), nil, "", 7, []string{"links[0].peer.netns", "/var/run/netns/ratchet-test-absent"}},
 		{"too many links", top(`"maxLinksPerPod":1,"links":[` + good("") + `,{"name":"in2","peer":{"netns":"` + peerPath + `"}}]`), nil, "", 7, []string{"links", "maxLinksPerPod"}},
 		{"maxLinksPerPod wrong type", top(`"maxLinksPerPod":"many"`), nil, "", 7, []string{"maxLinksPerPod", "string"}},

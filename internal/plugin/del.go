@@ -5,7 +5,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
@@ -38,8 +37,9 @@ func (p *Plugin) DelContext(ctx context.Context, args *skel.CmdArgs) error {
 		pod, _ := topology.PodFromArgs(args.Args, args.ContainerID)
 		rec = &store.Attachment{AttachmentKey: key, Netns: args.Netns, Pod: pod.String()}
 	}
-	if args.Netns != "" {
-		rec.Netns = args.Netns
+	if args.Netns != "" && args.Netns != rec.Netns {
+		// The runtime's word: the recorded identity is of another path.
+		rec.Netns, rec.NetnsID = args.Netns, nil
 	}
 	removed, err := release(ctx, st, conf, rec)
 	if err != nil {
@@ -56,8 +56,15 @@ func release(ctx context.Context, st store.Store, conf *netconf.NetConf, rec *st
 	removed := 0
 	// The peer namespaces too: with an empty CNI_NETNS (as ctr sends) the
 	// recorded pod path may be gone while the namespace itself lives on.
-	for _, path := range append([]string{rec.Netns}, rec.PeerNetns...) {
-		n, err := removeAttachment(path, ownerOf(rec.AttachmentKey))
+	for i, path := range append([]string{rec.Netns}, rec.PeerNetns...) {
+		want := rec.NetnsID
+		if i > 0 {
+			want = nil
+			if len(rec.PeerNetnsIDs) == len(rec.PeerNetns) {
+				want = &rec.PeerNetnsIDs[i-1]
+			}
+		}
+		n, err := removeAttachment(path, want, i == 0, ownerOf(rec.AttachmentKey))
 		if err != nil {
 			return removed, types.NewError(netconf.ErrLinkFailed, err.Error(), "")
 		}
@@ -112,13 +119,12 @@ func delegatesOf(conf *netconf.NetConf, rec *store.Attachment) []string {
 }
 
 // removeAttachment deletes every netdev an attachment owns in the
-// namespace at nsPath; a namespace that is gone owns nothing.
-func removeAttachment(nsPath string, owner owner) (int, error) {
-	if nsPath == "" {
-		return 0, nil
-	}
-	podNS, err := ns.GetNS(nsPath)
-	if err != nil {
+// namespace at nsPath; a namespace that is gone owns nothing, and so does
+// one that is no longer the namespace recorded there (want), or, for the
+// pod's namespace (pod), the plugin's own (see openRecorded).
+func removeAttachment(nsPath string, want *store.NetnsID, pod bool, owner owner) (int, error) {
+	podNS := openRecorded(nsPath, want, pod)
+	if podNS == nil {
 		return 0, nil
 	}
 	defer podNS.Close()

@@ -64,6 +64,7 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 		return storeError(err)
 	}
 	rec := &store.PodRecord{Pod: p.pod, UID: uid, Attachment: p.key, Netns: netns, LegacyConsent: d.LegacyConsent}
+	rec.NetnsID = nsIDOf(p.podNS)
 	if err := p.st.PutPod(ctx, rec); err != nil {
 		return storeError(err)
 	}
@@ -215,9 +216,9 @@ func (p *podLinker) completeLegacyPair(ctx context.Context, rec *store.LinkRecor
 	if err != nil {
 		return err
 	}
-	pairNS, err := ns.GetNS(pr.Netns)
-	if err != nil {
-		return nil // the pair's namespace is gone; its DEL or GC will follow
+	pairNS := openRecorded(pr.Netns, pr.NetnsID, true)
+	if pairNS == nil {
+		return nil // the pair's namespace is gone (or its path names another); its DEL or GC will follow
 	}
 	p.undo.Own(func() { pairNS.Close() }) // the undo of makeEnd acts in it
 	pair.Declared = true

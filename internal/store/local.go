@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -126,9 +127,10 @@ func createBuckets(db *bolt.DB) error {
 	})
 }
 
-// checkDir refuses a store directory that is a symlink, and closes one that
-// others can read or write to 0700: the state names the namespaces and
-// links of every pod.
+// checkDir refuses a store directory that is a symlink or that another user
+// owns (its owner could swap the files under us whatever their modes), and
+// closes one that others can read or write to 0700: the state names the
+// namespaces and links of every pod.
 func checkDir(dir string) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
@@ -136,6 +138,9 @@ func checkDir(dir string) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("store dir %s is not a directory (a symlink is refused)", dir)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("store dir %s is owned by uid %d: refused, it must be owned by root or uid %d", dir, st.Uid, os.Geteuid())
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return os.Chmod(dir, 0o700)

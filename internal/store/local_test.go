@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -218,4 +219,42 @@ func TestLocalRefusesSymlinks(t *testing.T) {
 	if fi, _ := os.Stat(open); fi.Mode().Perm() != 0o700 {
 		t.Errorf("a world-readable store dir was left %v, want 0700", fi.Mode().Perm())
 	}
+}
+
+// TestLocalRefusesForeignOwner: a store directory another user owns is
+// refused, not tightened and used: its owner could swap the files in it.
+func TestLocalRefusesForeignOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another uid")
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const stranger = 64123
+	if err := os.Chown(dir, stranger, stranger); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := store.OpenLocal(dir); err == nil {
+		s.Close()
+		t.Fatal("a store dir owned by another uid was accepted")
+	} else if !strings.Contains(err.Error(), "64123") {
+		t.Errorf("the error does not name the owner: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Errorf("the refused dir got files: %v", entries)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
+		t.Errorf("the refused dir's mode was changed to %v", fi.Mode().Perm())
+	}
+	// Root's own directory stays accepted.
+	if err := os.Chown(dir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 }

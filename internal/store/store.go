@@ -21,6 +21,13 @@ func (k AttachmentKey) String() string {
 	return k.Network + "/" + k.ContainerID + "/" + k.IfName
 }
 
+// NetnsID identifies a network namespace: the device and inode of its
+// nsfs file, the same whatever path names it.
+type NetnsID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+}
+
 // Attachment records what an ADD made, written before it makes anything so
 // that a DEL or GC after a crash still finds it.
 type Attachment struct {
@@ -36,9 +43,16 @@ type Attachment struct {
 	// Delegated names the other plugin the attachment ran: "delegate" or
 	// "bootNetwork" (Ratchet compatibility mode), or "".
 	Delegated string `json:"delegated,omitempty"`
+	// NetnsID is the identity of the namespace at Netns when ADD opened it
+	// (nil in records of older versions): a path such as /proc/<pid>/ns/net
+	// may name another namespace once the pid is reused, and DEL must not
+	// act there.
+	NetnsID *NetnsID `json:"netnsID,omitempty"`
 	// PeerNetns are the namespaces of static peer.netns links, whose ends
 	// outlive the pod's if its namespace is kept alive after the pod.
 	PeerNetns []string `json:"peerNetns,omitempty"`
+	// PeerNetnsIDs are their identities, in the same order.
+	PeerNetnsIDs []NetnsID `json:"peerNetnsIDs,omitempty"`
 	// Links are the interface names in the pod.
 	Links   []string  `json:"links"`
 	Created time.Time `json:"created"`
@@ -68,6 +82,8 @@ type PodRecord struct {
 	UID        string        `json:"uid,omitempty"`
 	Attachment AttachmentKey `json:"attachment"`
 	Netns      string        `json:"netns"`
+	// NetnsID is the identity of the namespace at Netns when recorded.
+	NetnsID *NetnsID `json:"netnsID,omitempty"`
 	// LegacyConsent: the pod carries Ratchet's ratchet: "true".
 	LegacyConsent bool `json:"legacyConsent,omitempty"`
 }

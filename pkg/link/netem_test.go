@@ -19,12 +19,14 @@ func TestParseNetem(t *testing.T) {
 	for _, bad := range [][4]string{
 		{"ten", "", "", ""}, {"-1ms", "", "", ""}, {"", "1ms", "", ""}, {"", "", "101%", ""},
 		{"", "", "x%", ""}, {"", "", "", "fast"}, {"", "", "", "0mbit"}, {"", "", "", "-5kbit"}, {"2h", "", "", ""},
+		// 1bit is 0 bytes a second, which the kernel reads as no limit.
+		{"", "", "", "1bit"}, {"", "", "", "NaNmbit"}, {"275s", "", "", ""},
 	} {
 		if _, err := link.ParseNetem(bad[0], bad[1], bad[2], bad[3]); err == nil {
 			t.Errorf("ParseNetem%q accepted", bad)
 		}
 	}
-	rates := map[string]uint64{"1bit": 1, "2kbit": 2000, "1.5gbit": 1_500_000_000, "10mbps": 80_000_000, "8bps": 64}
+	rates := map[string]uint64{"8bit": 8, "2kbit": 2000, "1.5gbit": 1_500_000_000, "10mbps": 80_000_000, "8bps": 64}
 	for s, want := range rates {
 		if got, err := link.ParseRate(s); err != nil || got != want {
 			t.Errorf("ParseRate(%q) = %d, %v; want %d", s, got, err, want)

@@ -1,0 +1,36 @@
+package ctl
+
+import "testing"
+
+func TestShownQuotesNonPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"lab/r1":            "lab/r1",
+		"ns-ü/pod":          "ns-ü/pod",
+		"a b":               "a b",
+		"e\x1b[2J":          `"e\x1b[2J"`,
+		"e1\nup lab/x:y":    `"e1\nup lab/x:y"`,
+		"tab\there":         `"tab\there"`,
+		"\u202eevil":        `"\u202eevil"`,
+		"bad\xffutf8":       `"bad\xffutf8"`,
+		`"looks-quoted"`:    `"\"looks-quoted\""`,
+		"del\x7f":           `"del\x7f"`,
+		"nbsp\u00a0x":       `"nbsp\u00a0x"`,
+		"zero-width\u200bx": `"zero-width\u200bx"`,
+	} {
+		if got := shown(in); got != want {
+			t.Errorf("shown(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestEscapeControls(t *testing.T) {
+	for in, want := range map[string]string{
+		`open "x": no such file`:      `open "x": no such file`,
+		"link e\x1b]0;pwned\a1: gone": `link e\x1b]0;pwned\a1: gone`,
+		"two\nlines\xff":              `two\nlines\xff`,
+	} {
+		if got := escapeControls(in); got != want {
+			t.Errorf("escapeControls(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
