@@ -321,3 +321,24 @@ func TestLinkIDUnambiguous(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLinkID: whatever the names, ParseLinkID gives back the ends LinkID
+// was given, so no two different links can share an id.
+func FuzzLinkID(f *testing.F) {
+	f.Add("ns/a", "x~ns/b|y", "ns/b", "z")
+	f.Add("ns/a", "x", "ns/b", "y~ns/b|z")
+	f.Add("ns/a", "%7C", "ns/b", "%")
+	f.Fuzz(func(t *testing.T, podA, ifA, podB, ifB string) {
+		if podA == "" || podB == "" {
+			return
+		}
+		id, aFirst := store.LinkID(podA, ifA, podB, ifB)
+		pa, ia, pb, ib, ok := store.ParseLinkID(id)
+		if !aFirst {
+			pa, ia, pb, ib = pb, ib, pa, ia
+		}
+		if !ok || pa != podA || ia != ifA || pb != podB || ib != ifB {
+			t.Fatalf("LinkID(%q, %q, %q, %q) = %q, read back as %q %q %q %q %v", podA, ifA, podB, ifB, id, pa, ia, pb, ib, ok)
+		}
+	})
+}
