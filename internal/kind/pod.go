@@ -27,8 +27,16 @@ func validatePod(l *netconf.LinkSpec, field string) error {
 	if p.Name == "" {
 		return netconf.Invalid(field+".peer.name", "", "a pod link names the peer's interface (the peer must declare the link back with this name)")
 	}
-	if err := netconf.CheckIfName(p.Name); err != nil {
+	if err := netconf.CheckPodLinkName(p.Name); err != nil {
 		return netconf.Invalid(field+".peer.name", p.Name, err.Error())
+	}
+	// The name may be empty in a network config (the link takes
+	// CNI_IFNAME, which the runtime chose); any other is checked as both
+	// ends' names are: they are parts of the link's id.
+	if l.Name != "" {
+		if err := netconf.CheckPodLinkName(l.Name); err != nil {
+			return netconf.Invalid(field+".name", l.Name, err.Error())
+		}
 	}
 	if len(p.IPs) > 0 || p.MAC != "" || p.MTU != 0 || len(p.Routes) > 0 {
 		return netconf.Invalid(field+".peer", p.Pod, "a pod peer configures its own end; peer.ips/mac/mtu/routes are for peer.netns")

@@ -60,6 +60,11 @@ func FuzzLinkSpec(f *testing.F) {
 		`{"name":"e1","peer":{"pod":"r2","netns":"x","name":"w1"},"netem":{"jitter":"1ms"}}`,
 		`{"name":"e1","vlan":{"master":"eth0","id":42}}`,
 		`{"name":"e1","vlan":{"master":"eth0","id":4095},"macvlan":{"master":"eth0"}}`,
+		`{"name":"x~ns/b|y","peer":{"pod":"b","name":"z"}}`,
+		`{"name":"x","peer":{"pod":"b","name":"y~ns/b|z"}}`,
+		`{"name":"e%1","peer":{"pod":"b","name":"w1"}}`,
+		`{"peer":{"pod":"b","name":"W_1.x-y"}}`,
+		`{"name":"x~y|z","peer":{"pod":"b","name":"w|1"}}`,
 	} {
 		f.Add([]byte(seed), true)
 	}
@@ -79,6 +84,10 @@ func FuzzLinkSpec(f *testing.F) {
 		if fromAnnotation && spec.Kind() != netconf.KindPod {
 			t.Fatalf("an annotation link of kind %s was accepted: %s", spec.Kind(), raw)
 		}
+		// A pod link's names are parts of its link id: only the safe set.
+		if spec.Kind() == netconf.KindPod && (spec.Name != "" && !safePodLinkName(spec.Name) || !safePodLinkName(spec.Peer.Name)) {
+			t.Fatalf("a pod link with a name outside [A-Za-z0-9_.-] was accepted: %s", raw)
+		}
 		// A valid spec survives a JSON round trip (the store records pod
 		// links' specs as JSON).
 		out, err := json.Marshal(spec)
@@ -93,4 +102,18 @@ func FuzzLinkSpec(f *testing.F) {
 			t.Fatalf("%s became %s: kind %s, %v", raw, out, again.Kind(), err)
 		}
 	})
+}
+
+// safePodLinkName is the pod-link interface name set, written out here
+// rather than taken from the code under test.
+func safePodLinkName(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

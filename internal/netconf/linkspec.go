@@ -363,6 +363,26 @@ func ParseEnd(field, name string, ips []string, mac string, mtu int, routes []Ro
 	return end, nil
 }
 
+// CheckPodLinkName checks the name of a pod link's interface (either end):
+// a valid interface name (CheckIfName) made only of letters, digits, '_',
+// '.' and '-'. Pod-link names are parts of link ids and store keys, where a
+// separator inside a name could make two links' ids equal.
+func CheckPodLinkName(name string) error {
+	if err := CheckIfName(name); err != nil {
+		return err
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !isPodLinkNameByte(c) {
+			return fmt.Errorf("a pod link's interface name is made of letters, digits, '_', '.' and '-'; it contains %q", rune(c))
+		}
+	}
+	return nil
+}
+
+func isPodLinkNameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
 // CheckIfName applies the kernel's rules for interface names: 1 to 15
 // bytes, no '/', ':' or white space, and not "." or "..".
 func CheckIfName(name string) error {

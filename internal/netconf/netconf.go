@@ -64,6 +64,11 @@ type NetConf struct {
 	LogFile             string            `json:"logFile,omitempty"`
 	LogLevel            string            `json:"logLevel,omitempty"`
 
+	// LegacyKeys honours Ratchet's pod annotations (ratchet: "true",
+	// ratchet.primary...), which trust every pod of the namespace that
+	// sets ratchet: "true"; without it they are refused (code 7).
+	LegacyKeys bool `json:"legacyKeys,omitempty"`
+
 	// Delegate is a whole plugin config run for pods with no ratchet links
 	// (Ratchet compatibility).
 	Delegate json.RawMessage `json:"delegate,omitempty"`

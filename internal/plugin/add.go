@@ -174,7 +174,7 @@ func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.
 	if err != nil {
 		return nil, linkError(err)
 	}
-	linker := &podLinker{k: k, st: st, x: x, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
+	linker := &podLinker{k: k, st: st, x: x, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, log: undo.Logger(), defaultMTU: defaultMTU}
 	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
 		return nil, err
 	}
@@ -190,7 +190,8 @@ func declaredPodLinks(conf *netconf.NetConf, pod topology.PodID, ifName string) 
 	if err != nil {
 		return nil, err
 	}
-	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, topology.Rules{
+		AllowCrossNamespace: conf.AllowCrossNamespace, LegacyKeys: conf.LegacyKeys, MaxLinks: conf.MaxLinksPerPod})
 	if err != nil {
 		return nil, err
 	}

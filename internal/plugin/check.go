@@ -92,8 +92,8 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 	}
 	held := map[string]bool{}
 	for _, rec := range recs {
-		mine, _ := endOf(rec, pod)
-		if mine.Attachment == nil || *mine.Attachment != key {
+		mine, ok := endOf(rec, pod)
+		if !ok || mine.Attachment == nil || *mine.Attachment != key {
 			continue
 		}
 		held[mine.IfName] = true

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/ratchet-cni/ratchet/internal/kind"
@@ -44,6 +47,7 @@ type podLinker struct {
 	owner owner
 	pod   string
 	undo  *podlink.Undo
+	log   *slog.Logger
 	// defaultMTU is the MTU of interfaces whose spec sets none (0: the
 	// kernel's).
 	defaultMTU int
@@ -63,7 +67,7 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 	if err != nil {
 		return storeError(err)
 	}
-	rec := &store.PodRecord{Pod: p.pod, UID: uid, Attachment: p.key, Netns: netns, LegacyConsent: d.LegacyConsent}
+	rec := &store.PodRecord{Pod: p.pod, UID: uid, Attachment: p.key, Netns: netns, LegacyPrimary: d.LegacyPrimary}
 	rec.NetnsID = nsIDOf(p.podNS)
 	if err := p.st.PutPod(ctx, rec); err != nil {
 		return storeError(err)
@@ -144,7 +148,10 @@ func (p *podLinker) declared(ctx context.Context, l *topology.Link) error {
 	if err != nil {
 		return err
 	}
-	mine, other := rec.End(p.pod, l.Spec.Name)
+	mine, other, ok := rec.End(p.pod, l.Spec.Name)
+	if !ok {
+		return types.NewError(netconf.ErrStore, fmt.Sprintf("link %s: the record has no end %s:%s", rec.ID, p.pod, l.Spec.Name), "")
+	}
 	mine.Declared = true
 	if mine.Spec, err = specJSON(l.Spec); err != nil {
 		return err
@@ -168,19 +175,24 @@ func (p *podLinker) declared(ctx context.Context, l *topology.Link) error {
 	return nil
 }
 
-// consentToLegacy makes this pod's end of every link a legacy primary has
-// declared towards it: ratchet: "true" is the pair's consent.
+// consentToLegacy makes this pod's end of the link its legacy primary (the
+// pod it names in ratchet.pair_name, d.LegacyPrimary) has declared towards
+// it. Links other primaries declare towards it are not its: they are not
+// in its index (store.Topology.PutLinks), and are only found here, in the
+// named primary's.
 func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration) error {
-	recs, err := p.st.LinksOf(ctx, p.pod)
+	recs, err := p.st.LinksOf(ctx, d.LegacyPrimary)
 	if err != nil {
 		return storeError(err)
 	}
 	for _, rec := range recs {
-		if rec.LegacyPrimary == "" || rec.LegacyPrimary == p.pod {
+		if rec.LegacyPrimary != d.LegacyPrimary {
 			continue
 		}
-		p.remember(rec.ID, rec)
-		mine, _ := endOf(rec, p.pod)
+		mine, ok := endOf(rec, p.pod)
+		if !ok {
+			continue // the primary's link to another pair
+		}
 		if mine.Attachment != nil && *mine.Attachment == p.key {
 			continue // made already, by the primary's ADD
 		}
@@ -188,11 +200,21 @@ func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration
 		if err != nil {
 			return err
 		}
-		for _, own := range d.Links {
-			if own.Spec.Name == spec.Name {
-				return netconf.Invalid("annotation ratchet.cni.dev/links", spec.Name, "is also the interface of a Ratchet link from "+rec.LegacyPrimary)
+		taken := func(name string) bool {
+			for _, own := range d.Links {
+				if own.Spec.Name == name {
+					return true
+				}
 			}
+			return false
 		}
+		if why, err := p.pairIfNameTaken(spec.Name, p.key, taken, p.podNS); err != nil {
+			return err
+		} else if why != "" {
+			p.log.Warn("Ratchet link left pending: its pair's interface is taken", "link", rec.ID, "primary", rec.LegacyPrimary, "interface", spec.Name, "reason", why)
+			continue
+		}
+		p.remember(rec.ID, rec)
 		mine.Declared = true
 		if err := p.makeEnd(ctx, rec, indexOf(rec, mine), *spec, p.podNS, p.owner, p.key, true); err != nil {
 			return err
@@ -202,25 +224,77 @@ func (p *podLinker) consentToLegacy(ctx context.Context, d *topology.Declaration
 	return nil
 }
 
+// pairIfNameTaken says why the interface name a legacy primary chose for
+// its pair cannot be made in the pair ("": it can). The name is never the
+// pair's CNI_IFNAME, one of the pair's own links (taken), or any interface
+// the pair's namespace already has: the primary declares the pair's end,
+// and must not take or block what the pair has. Such a link stays pending,
+// and the pair's own ADD goes on: the primary's choice is not the pair's
+// failure.
+func (p *podLinker) pairIfNameTaken(name string, pairKey store.AttachmentKey, taken func(string) bool, pairNS ns.NetNS) (string, error) {
+	switch {
+	case name == pairKey.IfName:
+		return "it is the pair's CNI_IFNAME", nil
+	case taken(name):
+		return "it is one of the pair's own links", nil
+	}
+	var h *link.Handle
+	if p.k != nil {
+		var err error
+		if h, err = p.k.Handle(pairNS); err != nil {
+			return "", linkError(err)
+		}
+	} else {
+		var err error
+		if h, err = link.NewHandle(pairNS); err != nil {
+			return "", linkError(err)
+		}
+		defer h.Close()
+	}
+	_, err := h.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case err == nil:
+		return "the pair already has an interface of that name", nil
+	case errors.As(err, &notFound):
+		return "", nil
+	}
+	return "", linkError(err)
+}
+
 // completeLegacyPair makes the pair's end in the pair's pod when the pair
-// is present and consents: Ratchet's primary declares both ends.
+// is present and consents to this primary: Ratchet's primary declares both
+// ends.
 func (p *podLinker) completeLegacyPair(ctx context.Context, rec *store.LinkRecord, pair *store.LinkEnd) error {
 	pr, err := p.st.Pod(ctx, pair.Pod)
 	if err != nil {
 		return storeError(err)
 	}
-	if pr == nil || !pr.LegacyConsent {
-		return nil // not here, or no consent: the link waits
+	if pr == nil || pr.LegacyPrimary != p.pod {
+		return nil // not here, or no consent to this primary: the link waits
 	}
 	spec, err := specOf(pair, "legacy link "+rec.ID)
 	if err != nil {
 		return err
+	}
+	pairAtt, err := p.st.Attachment(ctx, pr.Attachment)
+	if err != nil {
+		return storeError(err)
+	}
+	taken := func(name string) bool {
+		return pairAtt != nil && slices.Contains(pairAtt.Links, name)
 	}
 	pairNS := openRecorded(pr.Netns, pr.NetnsID, true)
 	if pairNS == nil {
 		return nil // the pair's namespace is gone (or its path names another); its DEL or GC will follow
 	}
 	p.undo.Own(func() { pairNS.Close() }) // the undo of makeEnd acts in it
+	if why, err := p.pairIfNameTaken(spec.Name, pr.Attachment, taken, pairNS); err != nil {
+		return err
+	} else if why != "" {
+		p.log.Warn("Ratchet link left pending: its pair's interface is taken", "link", rec.ID, "pair", pair.Pod, "interface", spec.Name, "reason", why)
+		return nil
+	}
 	pair.Declared = true
 	return p.makeEnd(ctx, rec, indexOf(rec, pair), *spec, pairNS, ownerOf(pr.Attachment), pr.Attachment, false)
 }
@@ -333,11 +407,15 @@ func indexOf(rec *store.LinkRecord, end *store.LinkEnd) int {
 	return 1
 }
 
-func endOf(rec *store.LinkRecord, pod string) (mine, other *store.LinkEnd) {
-	if rec.Ends[0].Pod == pod {
-		return &rec.Ends[0], &rec.Ends[1]
+// endOf returns pod's end of rec; ok is false when rec has none (never the
+// other end instead).
+func endOf(rec *store.LinkRecord, pod string) (mine *store.LinkEnd, ok bool) {
+	for i := range rec.Ends {
+		if rec.Ends[i].Pod == pod {
+			return &rec.Ends[i], true
+		}
 	}
-	return &rec.Ends[1], &rec.Ends[0]
+	return nil, false
 }
 
 // specOf decodes and revalidates an end's recorded spec: records are

@@ -270,6 +270,8 @@ func TestPodLinkHostileAnnotations(t *testing.T) {
 		"no peer name":   `[{"name":"e1","peer":{"pod":"r2"}}]`,
 		"bad ip":         `[{"name":"e1","ips":["10.0.0.1"],"peer":{"pod":"r2","name":"w1"}}]`,
 		"too many links": `[` + strings.Repeat(`{"name":"x","peer":{"pod":"r2","name":"w1"}},`, 1100) + `{}]`,
+		"id separators":  `[{"name":"x~y|z","peer":{"pod":"r2","name":"w1"}}]`,
+		"peer separator": `[{"name":"e1","peer":{"pod":"r2","name":"w|1"}}]`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			e.starts["r1"]++
@@ -300,17 +302,20 @@ func TestCrossNamespaceWhenAllowed(t *testing.T) {
 }
 
 // TestLegacyKeys: Ratchet's primary declares both ends; the pair consents
-// with ratchet: "true"; a bare IP means /24. Either may start first.
+// with ratchet: "true" and the primary's name in ratchet.pair_name (as
+// Ratchet's example pair does once it names its primary); a bare IP means
+// /24. Either may start first.
 func TestLegacyKeys(t *testing.T) {
 	primary := map[string]string{
 		"ratchet": "true", "ratchet.pod_name": "primary-pod", "ratchet.primary": "true",
 		"ratchet.local_ip": "192.0.2.100", "ratchet.local_ifname": "in1",
 		"ratchet.pair_name": "pair-pod", "ratchet.pair_ip": "192.0.2.101", "ratchet.pair_ifname": "in2",
 	}
-	pair := map[string]string{"ratchet": "true", "ratchet.pod_name": "pair-pod", "ratchet.primary": "false"}
+	pair := map[string]string{"ratchet": "true", "ratchet.pod_name": "pair-pod", "ratchet.primary": "false", "ratchet.pair_name": "primary-pod"}
 	for _, first := range []string{"primary-pod", "pair-pod"} {
 		t.Run(first+" first", func(t *testing.T) {
 			e := newPodEnv(t)
+			e.extra = map[string]any{"legacyKeys": true}
 			ann := map[string]map[string]string{"primary-pod": primary, "pair-pod": pair}
 			second := map[string]string{"primary-pod": "pair-pod", "pair-pod": "primary-pod"}[first]
 			e.add(first, ann[first])

@@ -35,6 +35,10 @@ func (u *Undo) Push(what string, fn func() error) {
 	u.steps = append(u.steps, undoStep{what, fn})
 }
 
+// Logger returns the logger the stack reports to, for its user's notes on
+// the same operation.
+func (u *Undo) Logger() *slog.Logger { return u.log }
+
 // Own hands the stack a resource its steps use; release runs once, after
 // the steps (Finish).
 func (u *Undo) Own(release func()) { u.owned = append(u.owned, release) }

@@ -315,7 +315,18 @@ func (l *Local) PutLink(ctx context.Context, r *LinkRecord) error {
 	return l.PutLinks(ctx, []*LinkRecord{r})
 }
 
-// PutLinks implements Topology.
+// ownsIndex reports whether a record may take the index entry of end e:
+// only when the end's own pod declares or holds the link on that
+// interface. Another pod's declaration naming e (a link pending on e's
+// side) must not take the entry from the link e's pod really has there:
+// that pod's DEL and CHECK find its links through the entry.
+func ownsIndex(e *LinkEnd) bool {
+	return e.Declared || e.Attachment != nil
+}
+
+// PutLinks implements Topology: a record takes the index entry of each end
+// its pod declares or holds (ownsIndex); an entry it does not take stays as
+// it is.
 func (l *Local) PutLinks(_ context.Context, rs []*LinkRecord) error {
 	return l.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range rs {
@@ -324,6 +335,9 @@ func (l *Local) PutLinks(_ context.Context, rs []*LinkRecord) error {
 				return err
 			}
 			for _, e := range r.Ends {
+				if !ownsIndex(&e) {
+					continue
+				}
 				if err := tx.Bucket(indexBucket).Put(indexKey(e.Pod, e.IfName), []byte(r.ID)); err != nil {
 					return err
 				}

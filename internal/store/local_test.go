@@ -132,11 +132,12 @@ func TestLocalTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	r := &store.LinkRecord{ID: "ns/a/in1~ns/b/in2", Ends: [2]store.LinkEnd{{Pod: "ns/a", IfName: "in1", Declared: true}, {Pod: "ns/b", IfName: "in2"}}}
+	r := &store.LinkRecord{ID: "ns/a/in1~ns/b/in2", Ends: [2]store.LinkEnd{{Pod: "ns/a", IfName: "in1", Declared: true}, {Pod: "ns/b", IfName: "in2", Declared: true}}}
 	if err := s.PutLink(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	other := &store.LinkRecord{ID: "ns/ab/x~ns/c/y", Ends: [2]store.LinkEnd{{Pod: "ns/ab", IfName: "x"}, {Pod: "ns/c", IfName: "y"}}}
+	held := store.AttachmentKey{Network: "n", ContainerID: "c", IfName: "eth0"}
+	other := &store.LinkRecord{ID: "ns/ab/x~ns/c/y", Ends: [2]store.LinkEnd{{Pod: "ns/ab", IfName: "x", Attachment: &held}, {Pod: "ns/c", IfName: "y", Declared: true}}}
 	if err := s.PutLink(ctx, other); err != nil {
 		t.Fatal(err)
 	}
@@ -146,9 +147,9 @@ func TestLocalTopology(t *testing.T) {
 		}
 	}
 	got, _ := s.LinksOf(ctx, "ns/b")
-	mine, peer := got[0].End("ns/b", "in2")
-	if mine.IfName != "in2" || peer.Pod != "ns/a" || !peer.Declared {
-		t.Fatalf("End: %+v %+v", mine, peer)
+	mine, peer, ok := got[0].End("ns/b", "in2")
+	if !ok || mine.IfName != "in2" || peer.Pod != "ns/a" || !peer.Declared {
+		t.Fatalf("End: %+v %+v %v", mine, peer, ok)
 	}
 	if err := s.DeleteLink(ctx, r.ID); err != nil {
 		t.Fatal(err)
@@ -257,4 +258,126 @@ func TestLocalRefusesForeignOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+}
+
+// TestIndexIsTheDeclaringPods: a link another pod declares towards a pod's
+// interface does not take that pod's index entry: the pod's DEL and CHECK
+// find its real link there. Once the pod declares the other link itself,
+// the entry is that link's.
+func TestIndexIsTheDeclaringPods(t *testing.T) {
+	s, err := store.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ka := store.AttachmentKey{Network: "n", ContainerID: "a", IfName: "eth0"}
+	kb := store.AttachmentKey{Network: "n", ContainerID: "b", IfName: "eth0"}
+	kc := store.AttachmentKey{Network: "n", ContainerID: "c", IfName: "eth0"}
+	ab := &store.LinkRecord{ID: "ab", Joined: true, Ends: [2]store.LinkEnd{
+		{Pod: "ns/a", IfName: "e1", Declared: true, Attachment: &ka}, {Pod: "ns/b", IfName: "w1", Declared: true, Attachment: &kb}}}
+	ca := &store.LinkRecord{ID: "ca", Ends: [2]store.LinkEnd{
+		{Pod: "ns/a", IfName: "e1"}, {Pod: "ns/c", IfName: "x", Declared: true, Attachment: &kc}}}
+	if err := s.PutLinks(ctx, []*store.LinkRecord{ab}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutLinks(ctx, []*store.LinkRecord{ca}); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(pod string) []string {
+		t.Helper()
+		recs, err := s.LinksOf(ctx, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range recs {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	if got := ids("ns/a"); len(got) != 1 || got[0] != "ab" {
+		t.Fatalf("LinksOf(a) after c declared a link to a:e1 = %v, want [ab]", got)
+	}
+	if got := ids("ns/c"); len(got) != 1 || got[0] != "ca" {
+		t.Fatalf("LinksOf(c) = %v, want [ca]", got)
+	}
+	// a is gone (its end forgotten), then comes back declaring c on e1.
+	ab.Ends[0].Declared, ab.Ends[0].Attachment = false, nil
+	ca.Ends[0].Declared, ca.Ends[0].Attachment = true, &ka
+	if err := s.PutLinks(ctx, []*store.LinkRecord{ab, ca}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids("ns/a"); len(got) != 1 || got[0] != "ca" {
+		t.Fatalf("LinksOf(a) once a declares c on e1 = %v, want [ca]", got)
+	}
+	if got := ids("ns/b"); len(got) != 1 || got[0] != "ab" {
+		t.Fatalf("LinksOf(b) = %v, want [ab]", got)
+	}
+}
+
+// TestLinkRecordEnd: End finds an end by pod and interface, and reports
+// none rather than handing out the other end.
+func TestLinkRecordEnd(t *testing.T) {
+	r := &store.LinkRecord{Ends: [2]store.LinkEnd{{Pod: "ns/a", IfName: "e1"}, {Pod: "ns/b", IfName: "w1"}}}
+	if mine, other, ok := r.End("ns/b", "w1"); !ok || mine != &r.Ends[1] || other != &r.Ends[0] {
+		t.Fatalf("End(b, w1) = %p %p %v", mine, other, ok)
+	}
+	for _, c := range [][2]string{{"ns/a", "w1"}, {"ns/c", "e1"}, {"ns/b", "e1"}} {
+		if mine, other, ok := r.End(c[0], c[1]); ok || mine != nil || other != nil {
+			t.Errorf("End(%s, %s) = %+v %+v %v, want none", c[0], c[1], mine, other, ok)
+		}
+	}
+}
+
+// TestLinkIDUnambiguous: no two different links share an id, whatever
+// their names; ParseLinkID returns the ends LinkID was given; ids of
+// names without separators are as they always were.
+func TestLinkIDUnambiguous(t *testing.T) {
+	x, _ := store.LinkID("ns/a", "x~ns/b|y", "ns/b", "z")
+	y, _ := store.LinkID("ns/a", "x", "ns/b", "y~ns/b|z")
+	if x == y {
+		t.Fatalf("two links share the id %q", x)
+	}
+	if id, aFirst := store.LinkID("ns/b", "w1", "ns/a", "e1"); id != "ns/a|e1~ns/b|w1" || aFirst {
+		t.Fatalf("LinkID of plain names = %q, %v", id, aFirst)
+	}
+	for _, ends := range [][4]string{
+		{"ns/a", "x~ns/b|y", "ns/b", "z"}, {"ns/a", "x", "ns/b", "y~ns/b|z"},
+		{"ns/a", "%7C", "ns/b", "|"}, {"ns/a", "%", "ns/b", "%25"}, {"ns/a", "e1", "ns/b", "w1"},
+	} {
+		id, aFirst := store.LinkID(ends[0], ends[1], ends[2], ends[3])
+		pa, ia, pb, ib, ok := store.ParseLinkID(id)
+		if !aFirst {
+			pa, ia, pb, ib = pb, ib, pa, ia
+		}
+		if !ok || [4]string{pa, ia, pb, ib} != ends {
+			t.Errorf("ParseLinkID(%q) = %q %q %q %q %v, want %q", id, pa, ia, pb, ib, ok, ends)
+		}
+	}
+	for _, bad := range []string{"ns/a|e~1~ns/b|w1", "ns/a|e%1~ns/b|w1", "ns/a|e|1~ns/b|w1", "ns/a|e1", "|e1~ns/b|w1"} {
+		if _, _, _, _, ok := store.ParseLinkID(bad); ok {
+			t.Errorf("ParseLinkID(%q) read an id LinkID cannot make", bad)
+		}
+	}
+}
+
+// FuzzLinkID: whatever the names, ParseLinkID gives back the ends LinkID
+// was given, so no two different links can share an id.
+func FuzzLinkID(f *testing.F) {
+	f.Add("ns/a", "x~ns/b|y", "ns/b", "z")
+	f.Add("ns/a", "x", "ns/b", "y~ns/b|z")
+	f.Add("ns/a", "%7C", "ns/b", "%")
+	f.Fuzz(func(t *testing.T, podA, ifA, podB, ifB string) {
+		if podA == "" || podB == "" {
+			return
+		}
+		id, aFirst := store.LinkID(podA, ifA, podB, ifB)
+		pa, ia, pb, ib, ok := store.ParseLinkID(id)
+		if !aFirst {
+			pa, ia, pb, ib = pb, ib, pa, ia
+		}
+		if !ok || pa != podA || ia != ifA || pb != podB || ib != ifB {
+			t.Fatalf("LinkID(%q, %q, %q, %q) = %q, read back as %q %q %q %q %v", podA, ifA, podB, ifB, id, pa, ia, pb, ib, ok)
+		}
+	})
 }

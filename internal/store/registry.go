@@ -49,18 +49,61 @@ func (e *EndRecord) Declares(other *EndRecord) bool {
 
 // LinkID names a pod link by its two ends in a canonical order, so that
 // both pods compute the same id. aFirst says whether the (podA, ifA) end
-// comes first in it.
+// comes first in it. The id is "podA|ifA~podB|ifB" with '%', '|' and '~'
+// inside a name escaped (%25, %7C, %7E), so that no two links share an id
+// whatever their names: "x~ns/b|y" as an interface name cannot pass for a
+// separator. Names without those characters (every valid pod and pod-link
+// interface name) appear as they are, so ids stored before the escaping
+// are unchanged.
 func LinkID(podA, ifA, podB, ifB string) (id string, aFirst bool) {
-	a, b := podA+"|"+ifA, podB+"|"+ifB
+	a, b := escapeIDPart(podA)+"|"+escapeIDPart(ifA), escapeIDPart(podB)+"|"+escapeIDPart(ifB)
 	if a < b {
 		return a + "~" + b, true
 	}
 	return b + "~" + a, false
 }
 
-// ParseLinkID returns the two ends of a link id. Pod names (Kubernetes
-// names, container ids) hold neither "|" nor "~"; an interface name may,
-// and then the id may not tell its ends apart: ok is false.
+var idEscaper = strings.NewReplacer("%", "%25", "|", "%7C", "~", "%7E")
+
+func escapeIDPart(s string) string {
+	if !strings.ContainsAny(s, "%|~") {
+		return s
+	}
+	return idEscaper.Replace(s)
+}
+
+// unescapeIDPart reverses escapeIDPart; ok is false for a part that
+// escapeIDPart cannot have made.
+func unescapeIDPart(s string) (string, bool) {
+	if !strings.Contains(s, "%") {
+		return s, true
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+3 > len(s) {
+			return "", false
+		}
+		switch s[i : i+3] {
+		case "%25":
+			b.WriteByte('%')
+		case "%7C":
+			b.WriteByte('|')
+		case "%7E":
+			b.WriteByte('~')
+		default:
+			return "", false
+		}
+		i += 2
+	}
+	return b.String(), true
+}
+
+// ParseLinkID returns the two ends of a link id as LinkID made it; ok is
+// false for an id LinkID cannot have made.
 func ParseLinkID(id string) (podA, ifA, podB, ifB string, ok bool) {
 	a, b, found := strings.Cut(id, "~")
 	if !found || strings.Contains(b, "~") {
@@ -68,8 +111,16 @@ func ParseLinkID(id string) (podA, ifA, podB, ifB string, ok bool) {
 	}
 	podA, ifA, okA := strings.Cut(a, "|")
 	podB, ifB, okB := strings.Cut(b, "|")
-	if !okA || !okB || podA == "" || podB == "" {
+	if !okA || !okB || podA == "" || podB == "" || strings.Contains(ifA, "|") || strings.Contains(ifB, "|") {
 		return "", "", "", "", false
+	}
+	parts := [4]*string{&podA, &ifA, &podB, &ifB}
+	for _, p := range parts {
+		v, ok := unescapeIDPart(*p)
+		if !ok {
+			return "", "", "", "", false
+		}
+		*p = v
 	}
 	return podA, ifA, podB, ifB, true
 }

@@ -84,8 +84,9 @@ type PodRecord struct {
 	Netns      string        `json:"netns"`
 	// NetnsID is the identity of the namespace at Netns when recorded.
 	NetnsID *NetnsID `json:"netnsID,omitempty"`
-	// LegacyConsent: the pod carries Ratchet's ratchet: "true".
-	LegacyConsent bool `json:"legacyConsent,omitempty"`
+	// LegacyPrimary is the pod a Ratchet pair consents to (it names it in
+	// ratchet.pair_name): that primary's link may be completed in it.
+	LegacyPrimary string `json:"legacyPrimary,omitempty"`
 }
 
 // LinkRecord is a pod-to-pod link between two pods' interfaces. It exists
@@ -117,12 +118,17 @@ type LinkEnd struct {
 	ParkedIndex int    `json:"parkedIndex,omitempty"`
 }
 
-// End returns the end of pod's interface ifName, and the other end.
-func (r *LinkRecord) End(pod, ifName string) (mine, other *LinkEnd) {
-	if r.Ends[0].Pod == pod && r.Ends[0].IfName == ifName {
-		return &r.Ends[0], &r.Ends[1]
+// End returns the end of pod's interface ifName, and the other end; ok is
+// false when neither end is pod's ifName (never the other end instead: a
+// record that does not hold an end is not that end's to change).
+func (r *LinkRecord) End(pod, ifName string) (mine, other *LinkEnd, ok bool) {
+	switch {
+	case r.Ends[0].Pod == pod && r.Ends[0].IfName == ifName:
+		return &r.Ends[0], &r.Ends[1], true
+	case r.Ends[1].Pod == pod && r.Ends[1].IfName == ifName:
+		return &r.Ends[1], &r.Ends[0], true
 	}
-	return &r.Ends[1], &r.Ends[0]
+	return nil, nil, false
 }
 
 // Topology is the part of the store that pod links use.
@@ -134,13 +140,17 @@ type Topology interface {
 
 	// Link returns the record of id, or (nil, nil).
 	Link(ctx context.Context, id string) (*LinkRecord, error)
-	// PutLink writes a record and indexes it under both of its ends.
+	// PutLink writes a record and indexes it under each of its ends that
+	// the end's pod declares or holds (Declared or Attachment): a pod's
+	// index entries are its own links, never a link another pod declares
+	// towards it and it has not taken up.
 	PutLink(ctx context.Context, l *LinkRecord) error
 	// PutLinks writes several records in one transaction.
 	PutLinks(ctx context.Context, ls []*LinkRecord) error
 	// DeleteLink removes a record and its index entries.
 	DeleteLink(ctx context.Context, id string) error
-	// LinksOf returns the records with an end in pod.
+	// LinksOf returns the records indexed under pod's ends: the links pod
+	// declares or holds, or did until its last release.
 	LinksOf(ctx context.Context, pod string) ([]*LinkRecord, error)
 	// Links returns every record.
 	Links(ctx context.Context) ([]*LinkRecord, error)

@@ -25,7 +25,9 @@ const (
 )
 
 // Ratchet's legacy keys: the primary pod declares both ends of one link,
-// the pair consents with ratchet: "true". A bare IP means /24.
+// the pair consents with ratchet: "true" and its primary's name in
+// ratchet.pair_name. A bare IP means /24. They are read only where the
+// network config sets legacyKeys (Rules.LegacyKeys).
 const (
 	legacyEnabled     = "ratchet"
 	legacyPodName     = "ratchet.pod_name"
@@ -37,6 +39,20 @@ const (
 	legacyPrimary     = "ratchet.primary"
 )
 
+// legacyKeys are all of Ratchet's keys, in the order a refusal names them.
+var legacyKeys = []string{legacyEnabled, legacyPodName, legacyPrimary, legacyPairName,
+	legacyLocalIfName, legacyLocalIP, legacyPairIfName, legacyPairIP}
+
+// Rules are what the network config lets a pod's annotations declare.
+type Rules struct {
+	// AllowCrossNamespace lets a link name a peer in another namespace.
+	AllowCrossNamespace bool
+	// LegacyKeys honours Ratchet's keys; without it any of them is refused.
+	LegacyKeys bool
+	// MaxLinks bounds the links of one pod.
+	MaxLinks int
+}
+
 // Link is a pod link as one pod declares it: its own end (Spec, whose
 // Peer names the peer pod and the peer's interface), and for Ratchet's
 // legacy keys the peer's end too.
@@ -44,16 +60,20 @@ type Link struct {
 	Spec netconf.LinkSpec
 	Peer PodID
 	// PeerEnd is the peer's end as a legacy primary declares it; the peer
-	// consents by carrying ratchet: "true".
+	// consents by carrying ratchet: "true" and naming this pod in its
+	// ratchet.pair_name.
 	PeerEnd *netconf.LinkSpec
 }
 
 // Declaration is everything a pod's annotations say about pod links.
 type Declaration struct {
 	Links []Link
-	// LegacyConsent: the pod carries ratchet: "true", so links a legacy
-	// primary declares towards it may be completed in it.
+	// LegacyConsent: the pod is a Ratchet pair (LegacyPrimary is set), so
+	// the link its primary declares towards it may be completed in it.
 	LegacyConsent bool
+	// LegacyPrimary is the pod ("namespace/name") that this pod, a Ratchet
+	// pair, names in ratchet.pair_name: the one primary it consents to.
+	LegacyPrimary string
 }
 
 // Names returns the pod's interface names of the declared links.
@@ -66,22 +86,24 @@ func (d *Declaration) Names() []string {
 }
 
 // Declared reads the pod links in annotations. Every link is checked as an
-// annotation link: it may only name a pod peer, never a host resource, and
-// a peer in another namespace needs allowCrossNamespace.
-func Declared(annotations map[string]string, self PodID, allowCrossNamespace bool, maxLinks int) (*Declaration, error) {
+// annotation link: it may only name a pod peer, never a host resource; a
+// peer in another namespace needs AllowCrossNamespace, and Ratchet's keys
+// need LegacyKeys.
+func Declared(annotations map[string]string, self PodID, rules Rules) (*Declaration, error) {
+	maxLinks := rules.MaxLinks
 	d := &Declaration{}
 	if raw, ok := annotations[LinksAnnotation]; ok {
-		links, err := parseLinks(raw, self, allowCrossNamespace, maxLinks)
+		links, err := parseLinks(raw, self, rules.AllowCrossNamespace, maxLinks)
 		if err != nil {
 			return nil, err
 		}
 		d.Links = links
 	}
-	legacy, consent, err := parseLegacy(annotations, self)
+	legacy, primary, err := parseLegacy(annotations, self, rules.LegacyKeys)
 	if err != nil {
 		return nil, err
 	}
-	d.LegacyConsent = consent
+	d.LegacyPrimary, d.LegacyConsent = primary, primary != ""
 	if legacy != nil {
 		for _, l := range d.Links {
 			if l.Spec.Name == legacy.Spec.Name {
@@ -151,54 +173,75 @@ func parseLinks(raw string, self PodID, allowCrossNamespace bool, maxLinks int) 
 }
 
 // parseLegacy reads Ratchet's keys. It returns the link a primary declares,
-// and whether the pod consents to legacy links at all.
-func parseLegacy(a map[string]string, self PodID) (*Link, bool, error) {
+// or for a pair the primary it consents to ("namespace/name").
+//
+// Ratchet let a pair consent with ratchet: "true" alone, to any primary:
+// any pod of the namespace could then put an interface with an address of
+// its choosing into any running pod that carried it. Here a pair consents
+// only to the primary it names in its own ratchet.pair_name, and only
+// where the network config trusts the namespace's pods with the keys.
+func parseLegacy(a map[string]string, self PodID, enabled bool) (*Link, string, error) {
+	if !enabled {
+		for _, k := range legacyKeys {
+			if v, ok := a[k]; ok {
+				return nil, "", invalid(k, v, `Ratchet's keys are honoured only where the network config sets "legacyKeys": true`)
+			}
+		}
+		return nil, "", nil
+	}
 	if a[legacyEnabled] != "true" {
 		for _, k := range []string{legacyPrimary, legacyPairName, legacyLocalIfName} {
 			if _, ok := a[k]; ok {
-				return nil, false, invalid(k, a[k], `Ratchet's keys take effect only with ratchet: "true"`)
+				return nil, "", invalid(k, a[k], `Ratchet's keys take effect only with ratchet: "true"`)
 			}
 		}
-		return nil, false, nil
+		return nil, "", nil
 	}
 	if name, ok := a[legacyPodName]; ok && name != self.Name {
-		return nil, false, invalid(legacyPodName, name, fmt.Sprintf("is not this pod's name (%s)", self.Name))
+		return nil, "", invalid(legacyPodName, name, fmt.Sprintf("is not this pod's name (%s)", self.Name))
 	}
 	if a[legacyPrimary] != "true" {
-		return nil, true, nil
+		primary := a[legacyPairName]
+		switch {
+		case primary == "":
+			return nil, "", invalid(legacyPairName, "", "a Ratchet pair names its primary pod here: that is its consent to the primary's link")
+		case !netconf.IsDNSName(primary) || len(primary) > 253 || primary == self.Name:
+			return nil, "", invalid(legacyPairName, primary, "not another pod's name")
+		}
+		return nil, PodID{Namespace: self.Namespace, Name: primary}.String(), nil
 	}
 	for _, k := range []string{legacyPairName, legacyLocalIfName, legacyPairIfName} {
 		if a[k] == "" {
-			return nil, false, invalid(k, "", "a Ratchet primary declares "+legacyPairName+", "+legacyLocalIfName+" and "+legacyPairIfName)
+			return nil, "", invalid(k, "", "a Ratchet primary declares "+legacyPairName+", "+legacyLocalIfName+" and "+legacyPairIfName)
 		}
 	}
 	local, err := legacyEnd(legacyLocalIfName, a[legacyLocalIfName], legacyLocalIP, a[legacyLocalIP])
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	pair, err := legacyEnd(legacyPairIfName, a[legacyPairIfName], legacyPairIP, a[legacyPairIP])
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	peer := PodID{Namespace: self.Namespace, Name: a[legacyPairName]}
-	if !netconf.IsDNSName(peer.Name) || peer.Name == self.Name {
-		return nil, false, invalid(legacyPairName, peer.Name, "not another pod's name")
+	if !netconf.IsDNSName(peer.Name) || len(peer.Name) > 253 || peer.Name == self.Name {
+		return nil, "", invalid(legacyPairName, peer.Name, "not another pod's name")
 	}
 	local.Peer = &netconf.Peer{Pod: peer.Name, Name: pair.Name}
 	if err := local.Validate("annotation "+legacyLocalIfName, netconf.Annotation); err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	pair.Peer = &netconf.Peer{Pod: self.Name, Name: local.Name}
 	if err := pair.Validate("annotation "+legacyPairIfName, netconf.Annotation); err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
-	return &Link{Spec: *local, Peer: peer, PeerEnd: pair}, true, nil
+	return &Link{Spec: *local, Peer: peer, PeerEnd: pair}, "", nil
 }
 
 // legacyEnd builds one end from Ratchet's keys: a bare IPv4 address means
 // /24, as in Ratchet (which had no IPv6; a bare IPv6 address means /64).
 func legacyEnd(nameKey, name, ipKey, ip string) (*netconf.LinkSpec, error) {
-	if err := netconf.CheckIfName(name); err != nil {
+	if err := netconf.CheckPodLinkName(name); err != nil {
 		return nil, invalid(nameKey, name, err.Error())
 	}
 	spec := &netconf.LinkSpec{Name: name}

@@ -27,11 +27,16 @@ func FuzzAnnotations(f *testing.F) {
 		`[{"name":"e1","peer":{"netns":"/proc/1/ns/net"}}]`,
 		`[{"name":"e1","vxlan":{"remote":"192.0.2.1","vni":1}}]`,
 		`[[[[[[]]]]]]`, `{}`, `[{}]`, `null`,
+		`[{"name":"x~lab/r2|y","peer":{"pod":"r2","name":"z"}}]`,
+		`[{"name":"x","peer":{"pod":"r2","name":"y~lab/r2|z"}}]`,
+		`[{"name":"e%7C1","peer":{"pod":"r2","name":"w1"}}]`,
+		`[{"name":"x~y|z","peer":{"pod":"r2","name":"w|1"}}]`,
+		`[{"name":"My_e1.2-x","peer":{"pod":"r2","name":"W-1"}}]`,
 	} {
 		f.Add(seed, true)
 	}
 	f.Fuzz(func(t *testing.T, links string, cross bool) {
-		d, err := topology.Declared(map[string]string{topology.LinksAnnotation: links}, topology.PodID{Namespace: "lab", Name: "r1"}, cross, 64)
+		d, err := topology.Declared(map[string]string{topology.LinksAnnotation: links}, topology.PodID{Namespace: "lab", Name: "r1"}, topology.Rules{AllowCrossNamespace: cross, MaxLinks: 64})
 		if err != nil {
 			cniError(t, err, links)
 			return
@@ -43,29 +48,60 @@ func FuzzAnnotations(f *testing.F) {
 			if !cross && l.Peer.Namespace != "lab" {
 				t.Fatalf("crossed namespaces without leave: %q", links)
 			}
+			if !safeName(l.Spec.Name) || !safeName(l.Spec.Peer.Name) {
+				t.Fatalf("accepted a pod-link name outside [A-Za-z0-9_.-]: %q, %q from %q", l.Spec.Name, l.Spec.Peer.Name, links)
+			}
 		}
 	})
 }
 
+// safeName is the pod-link interface name set, written out here rather
+// than taken from the code under test: 1 to 15 of [A-Za-z0-9_.-], not "."
+// or "..".
+func safeName(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // FuzzLegacyKeys: any combination of Ratchet's keys is read or refused
-// with a CNI error.
+// with a CNI error; without legacyKeys always refused; a pair consents
+// only to the primary it names.
 func FuzzLegacyKeys(f *testing.F) {
 	f.Add("true", "r1", "true", "r2", "in1", "192.0.2.100", "in2", "192.0.2.101")
 	f.Add("true", "r1", "false", "", "", "", "", "")
+	f.Add("true", "r1", "false", "r2", "", "", "", "")
+	f.Add("true", "r1", "false", "r1", "", "", "", "")
+	f.Add("true", "r1", "true", "r2", "in1", "", "x~y|z", "")
 	f.Add("false", "", "true", "r2", "in1", "x", "in2", "2001:db8::1")
 	f.Fuzz(func(t *testing.T, enabled, podName, primary, pair, localIf, localIP, pairIf, pairIP string) {
 		ann := map[string]string{"ratchet": enabled, "ratchet.pod_name": podName, "ratchet.primary": primary,
 			"ratchet.pair_name": pair, "ratchet.local_ifname": localIf, "ratchet.local_ip": localIP,
 			"ratchet.pair_ifname": pairIf, "ratchet.pair_ip": pairIP}
-		d, err := topology.Declared(ann, topology.PodID{Namespace: "lab", Name: "r1"}, false, 64)
+		self := topology.PodID{Namespace: "lab", Name: "r1"}
+		_, err := topology.Declared(ann, self, topology.Rules{MaxLinks: 64})
+		cniError(t, err, ann) // without legacyKeys, any of the keys is refused
+		d, err := topology.Declared(ann, self, topology.Rules{LegacyKeys: true, MaxLinks: 64})
 		if err != nil {
 			cniError(t, err, ann)
 			return
 		}
 		for _, l := range d.Links {
-			if l.PeerEnd == nil || netconf.CheckIfName(l.PeerEnd.Name) != nil || netconf.CheckIfName(l.Spec.Name) != nil {
+			if l.PeerEnd == nil || !safeName(l.PeerEnd.Name) || !safeName(l.Spec.Name) {
 				t.Fatalf("read a bad legacy link %+v from %v", l, ann)
 			}
+		}
+		if d.LegacyConsent != (d.LegacyPrimary != "") {
+			t.Fatalf("consent %v with primary %q", d.LegacyConsent, d.LegacyPrimary)
+		}
+		if d.LegacyConsent && (enabled != "true" || primary == "true" || d.LegacyPrimary != "lab/"+pair || pair == "r1") {
+			t.Fatalf("consent to %q read from %v", d.LegacyPrimary, ann)
 		}
 	})
 }
