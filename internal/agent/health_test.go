@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/agentapi"
+	"github.com/ratchet-cni/ratchet/internal/ctl"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
 
@@ -278,6 +279,14 @@ func TestHealthEtcdUnreachable(t *testing.T) {
 	if h := askHealth(t, n1.socket); h.Ready || !strings.Contains(failing(h, "etcd"), "does not answer within "+c.timeout.String()) {
 		t.Fatalf("health with etcd down: %+v", h)
 	}
+	var stdout, stderr strings.Builder
+	if code := ctl.Main([]string{"health", "--socket", n1.socket}, &stdout, &stderr); code != 1 ||
+		!strings.Contains(stdout.String(), "etcd       FAILING since") || !strings.Contains(stderr.String(), "not ready: etcd: the cluster store does not answer") {
+		t.Errorf("ratchetctl health with etcd down: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if code := ctl.Main([]string{"health", "--live", "--socket", n1.socket}, &stdout, &stderr); code != 0 {
+		t.Errorf("ratchetctl health --live with etcd down: exit %d, want 0: a restart does not bring etcd back", code)
+	}
 	a := c.start("a", n1)
 	c.wantStatus50(t, n1, a, "etcd")
 	c.wantAdd11(t, n1, a, annA, "etcd")
@@ -286,6 +295,10 @@ func TestHealthEtcdUnreachable(t *testing.T) {
 	waitFor(t, "the agent is ready again", 30*time.Second, func() bool { return askHealth(t, n1.socket).Ready })
 	if _, err := c.exec("STATUS", n1, a, nil); err != nil {
 		t.Fatalf("STATUS with etcd back: %v", err)
+	}
+	stdout.Reset()
+	if code := ctl.Main([]string{"health", "--socket", n1.socket}, &stdout, &stderr); code != 0 || !strings.HasSuffix(stdout.String(), "ready\n") {
+		t.Errorf("ratchetctl health with etcd back: exit %d\n%s", code, stdout.String())
 	}
 	if _, err := c.exec("ADD", n1, a, annA); err != nil {
 		t.Fatalf("ADD with etcd back: %v", err)
