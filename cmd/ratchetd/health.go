@@ -20,8 +20,9 @@ const DefaultHealthAddr = "127.0.0.1:9099"
 // healthHandler answers /healthz (the agent is live: its loop is not
 // stuck, a restart would not help otherwise) and /readyz (every check
 // passes) from what the agent knows, with 200 or 503 and, in the body,
-// each check and the reason of each that fails: kubectl describe shows
-// the start of the body of a failed probe.
+// each check and the reason of each that fails. (The kubelet reports only
+// the status code of a failed HTTP probe; the manifests' readiness probe
+// is `ratchetctl health`, whose output kubectl describe shows.)
 func healthHandler(health func() agentapi.Health) http.Handler {
 	mux := http.NewServeMux()
 	answer := func(w http.ResponseWriter, ok bool, h agentapi.Health, what string) {
