@@ -113,10 +113,10 @@ func New(cfg Config, reg Registry) (*Agent, error) {
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 5 * time.Second
 	}
-	if cfg.HealthInterval == 0 {
+	if cfg.HealthInterval <= 0 {
 		cfg.HealthInterval = defaultHealthInterval
 	}
-	if cfg.ReconcileFailures == 0 {
+	if cfg.ReconcileFailures <= 0 {
 		cfg.ReconcileFailures = defaultReconcileFailures
 	}
 	if cfg.VNIFirst == 0 {
