@@ -231,13 +231,26 @@ func TestHealthPrivateNetnsMount(t *testing.T) {
 	a := c.start("a", n1)
 	c.wantAdd11(t, n1, a, annA, "node2")
 
+	// In the agent's view, another namespace at the path (a stale pin):
+	// it opens, but it is not the plugin's, and the identity tells.
+	inAgent := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("nsenter", append([]string{fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid)}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%q in the agent's mount namespace: %v: %s", args, err, out)
+		}
+	}
+	pin := testutil.ParkingPath(n1.dir)
+	inAgent("mount", "--no-canonicalize", "--bind", n2.ns.Path(), pin)
+	waitFor(t, "the agent reports a stale pin", 10*time.Second, func() bool {
+		return strings.Contains(failing(askHealth(t, n1.socket), "parking"), "but the plugin made namespace")
+	})
+	c.wantAdd11(t, n1, a, annA, "stale pin")
+	inAgent("umount", pin)
+
 	// The fix, made without restarting the agent: the pin, mounted in its
 	// view. (On a real node: the volume's propagation, then a restart.)
 	park := parkingOf(t, n1)
-	src := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), park.Fd())
-	if out, err := exec.Command("nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid), "mount", "--no-canonicalize", "--bind", src, testutil.ParkingPath(n1.dir)).CombinedOutput(); err != nil {
-		t.Fatalf("mount the pin in the agent's view: %v: %s", err, out)
-	}
+	inAgent("mount", "--no-canonicalize", "--bind", fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), park.Fd()), pin)
 	waitFor(t, "the agent is ready again", 10*time.Second, func() bool { return askHealth(t, n1.socket).Ready })
 	if code, body := getIn(t, n1.ns, "http://"+addr+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz after the fix: %d %q", code, body)
