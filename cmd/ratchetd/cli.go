@@ -61,6 +61,8 @@ func run(args []string, stderr io.Writer) int {
 		resync     = fs.Duration("resync", 30*time.Second, "how often to check every tunnel again")
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 		noFilter   = fs.Bool("no-tunnel-filter", false, "run without the nftables filter that lets only registered nodes reach the VXLAN port\n(only where the kernel has no nf_tables: anyone who reaches the port can then inject frames)")
+		healthAddr = fs.String("health-addr", DefaultHealthAddr, "address of the /healthz and /readyz HTTP endpoints (empty: none)")
+		healthIvl  = fs.Duration("health-interval", 5*time.Second, "how often to check etcd and the parking namespace")
 	)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -115,6 +117,10 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ratchetd:", err)
 		return 2
 	}
+	if *healthIvl <= 0 || *resync <= 0 {
+		fmt.Fprintln(stderr, "ratchetd: --health-interval and --resync must be positive")
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintln(stderr, "ratchetd: --log-level:", err)
@@ -129,7 +135,7 @@ func run(args []string, stderr io.Writer) int {
 		Port: conf.VXLAN.Port, MTU: conf.VXLAN.MTU,
 		VNIFirst: uint32(first), VNILast: uint32(last),
 		StoreDir: conf.Store.Dir, Socket: conf.Store.AgentSocket,
-		Resync: *resync, CallTimeout: conf.Store.CallTimeout(), Log: log,
+		Resync: *resync, CallTimeout: conf.Store.CallTimeout(), HealthInterval: *healthIvl, Log: log,
 		NoFirewall: *noFilter,
 	}
 	ecfg := etcdstore.Config{Endpoints: conf.Store.Endpoints, Prefix: conf.Store.Prefix, Timeout: conf.Store.CallTimeout()}
@@ -149,6 +155,18 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *healthAddr != "" {
+		done, err := serveHealth(ctx, *healthAddr, healthHandler(a.Health), log)
+		if err != nil {
+			log.Error("health", "error", err)
+			return 1
+		}
+		// Stopped before it is waited for, however Run ends.
+		defer func() {
+			stop()
+			<-done
+		}()
+	}
 	if err := a.Run(ctx, nil); err != nil {
 		log.Error("agent", "error", err)
 		return 1

@@ -49,6 +49,7 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{[]string{"--config", badPrefix, "--prefix", "/ok", "--vxlan-port", "70000"}, "vxlan.port"},
 		{[]string{"--etcd-endpoints", `["x",`}, "--etcd-endpoints"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--node", "n1", "--health-interval", "0s"}, "--health-interval"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {

@@ -72,7 +72,13 @@ type Config struct {
 	// CallTimeout bounds each request the agent serves.
 	Resync      time.Duration
 	CallTimeout time.Duration
-	Log         *slog.Logger
+	// HealthInterval is how often etcd and the parking namespace are
+	// checked (default 5s); ReconcileFailures how many reconcile passes
+	// in a row must fail for the agent to say it is not ready (default 3).
+	// See health.go.
+	HealthInterval    time.Duration
+	ReconcileFailures int
+	Log               *slog.Logger
 }
 
 // Agent is a running node agent.
@@ -98,6 +104,8 @@ type Agent struct {
 
 	// fw is the tunnel filter; nil with Config.NoFirewall.
 	fw *firewall
+	// health is what the agent knows of its own health (health.go).
+	health healthState
 }
 
 // New returns an agent for cfg on reg; Run starts it.
@@ -116,6 +124,12 @@ func New(cfg Config, reg Registry) (*Agent, error) {
 	}
 	if cfg.Port == 0 {
 		cfg.Port = netconf.DefaultVXLANPort
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = defaultHealthInterval
+	}
+	if cfg.ReconcileFailures <= 0 {
+		cfg.ReconcileFailures = defaultReconcileFailures
 	}
 	if cfg.VNIFirst == 0 {
 		cfg.VNIFirst, cfg.VNILast = netconf.DefaultVNIFirst, netconf.MaxVNI
@@ -157,7 +171,12 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(4)
+	a.startHealth(ctx)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		a.monitor(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		a.writes.run(ctx, func(err error) { a.log.Error("registry write refused", "error", err) })
@@ -246,6 +265,9 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener, under *underlay) {
 
 // handle answers one plugin request.
 func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underlay) *agentapi.Response {
+	if req.Op == agentapi.OpHealth {
+		return a.answerHealth(ctx, req, under)
+	}
 	if req.Node != a.cfg.Node {
 		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("node.name %q, but this is the agent of node %q", req.Node, a.cfg.Node))
 	}
@@ -254,8 +276,6 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 	}
 	var err error
 	switch req.Op {
-	case agentapi.OpHealth:
-		err = retry(ctx, a.cfg.CallTimeout, a.reg.Health)
 	case agentapi.OpRegister:
 		ends := make([]*store.EndRecord, len(req.Ends))
 		for i, e := range req.Ends {
@@ -266,6 +286,9 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 				return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("end %s|%s is for node %q", e.Pod, e.IfName, e.Node))
 			}
 			ends[i] = endRecord(e)
+		}
+		if resp := a.refuseCrossNode(ctx, ends); resp != nil {
+			return resp
 		}
 		w := a.writes.enqueue(func(ctx context.Context) error { return a.reg.RegisterEnds(ctx, ends) })
 		if !a.reg.Connected() {
@@ -419,10 +442,13 @@ func (a *Agent) loop(ctx context.Context, under *underlay) {
 		full, dirty := a.full, a.dirty
 		a.full, a.dirty = false, map[endID]bool{}
 		a.mu.Unlock()
-		if err := a.reconcile(ctx, under, full, dirty); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+		a.noteStart()
+		err := a.reconcile(ctx, under, full, dirty)
+		if err != nil && ctx.Err() != nil {
+			return
+		}
+		a.noteReconcile(err)
+		if err != nil {
 			a.log.Warn("reconcile failed; retrying", "error", err, "in", backoff)
 			a.mu.Lock()
 			a.full = a.full || full

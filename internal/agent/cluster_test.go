@@ -27,8 +27,9 @@ import (
 )
 
 // pluginBin is the plugin built from this tree; the tests exec it on a
-// simulated node as a runtime there would.
-var pluginBin string
+// simulated node as a runtime there would. ratchetdBin is the agent, for
+// tests that need it in a process of its own (health_test.go).
+var pluginBin, ratchetdBin string
 
 // TestMain runs the tests in a network namespace of their own, where etcd
 // listens on a 127.0.0.1 nobody else sees.
@@ -41,13 +42,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchet")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchet", "github.com/ratchet-cni/ratchet/cmd/ratchetd")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	pluginBin = filepath.Join(dir, "ratchet")
+	pluginBin, ratchetdBin = filepath.Join(dir, "ratchet"), filepath.Join(dir, "ratchetd")
 	code := testutil.RunInOwnNetns(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -172,7 +173,7 @@ func (c *cluster) startAgent(n *node) {
 	}
 	a, err := agent.New(agent.Config{
 		Node: n.name, Prefix: c.prefix, NodeNS: n.ns, Port: c.port, VtepIP: vtep,
-		StoreDir: n.dir, Socket: n.socket, Resync: 2 * time.Second, CallTimeout: c.timeout, NoFirewall: c.noFirewall,
+		StoreDir: n.dir, Socket: n.socket, Resync: 2 * time.Second, CallTimeout: c.timeout, NoFirewall: c.noFirewall, HealthInterval: 500 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(testWriter{c.t, n.name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, reg)
 	if err != nil {

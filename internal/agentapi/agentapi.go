@@ -21,7 +21,11 @@ const (
 	OpRegister = "register"
 	// OpUnregister removes ends an attachment registered.
 	OpUnregister = "unregister"
-	// OpHealth answers whether the agent reaches the cluster store.
+	// OpHealth answers the agent's health (Response.Health): whether it
+	// reaches the cluster store, sees the parking namespace the plugin
+	// uses and keeps its tunnels right. An agent that is not ready also
+	// answers code 50 with the reasons. Node and Prefix may be empty (as
+	// from `ratchetctl health`): then the agent does not check them.
 	OpHealth = "health"
 )
 
@@ -73,6 +77,44 @@ type Response struct {
 	// its spec sets none, so that it never changes when the peer moves
 	// between this node and another.
 	MTU int `json:"mtu,omitempty"`
+	// Health is the agent's health (OpHealth).
+	Health *Health `json:"health,omitempty"`
+}
+
+// Health is what the agent knows of its own health.
+type Health struct {
+	// Ready says every check passes: the agent can make the tunnels of
+	// cross-node links.
+	Ready bool `json:"ready"`
+	// Live says the agent's work loop is not stuck; a restart helps only
+	// when it is not.
+	Live   bool    `json:"live"`
+	Checks []Check `json:"checks"`
+}
+
+// Check is one thing the agent checks.
+type Check struct {
+	// Name is "etcd", "parking" or "reconcile".
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Reason says, when not OK, what is wrong and what to fix.
+	Reason string `json:"reason,omitempty"`
+	// Since is when the check last changed between OK and not.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Reason joins the reasons of the checks that fail, for a one-line answer.
+func (h *Health) Reason() string {
+	var s string
+	for _, c := range h.Checks {
+		if !c.OK {
+			if s != "" {
+				s += "; "
+			}
+			s += c.Name + ": " + c.Reason
+		}
+	}
+	return s
 }
 
 // ErrUnreachable says the agent's socket did not answer.

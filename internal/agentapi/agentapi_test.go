@@ -95,3 +95,30 @@ func TestRequestWireFormat(t *testing.T) {
 		t.Fatalf("unregister request %s", got)
 	}
 }
+
+// A health answer that fails carries the health with it: the caller gets
+// both the CNI error (code 50, every failing check's reason in one line)
+// and each check, as ratchetctl health prints them.
+func TestHealthCrossesTheWire(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	h := &agentapi.Health{Live: true, Checks: []agentapi.Check{
+		{Name: "etcd", Reason: "no answer", Since: since},
+		{Name: "parking", OK: true},
+		{Name: "reconcile", Reason: "3 passes failed"},
+	}}
+	if got, want := h.Reason(), "etcd: no answer; reconcile: 3 passes failed"; got != want {
+		t.Fatalf("Reason() = %q, want %q", got, want)
+	}
+	sock := serve(t, func(req *agentapi.Request) *agentapi.Response {
+		return &agentapi.Response{Code: 50, Error: "not ready: " + h.Reason(), Health: h}
+	})
+	resp, err := agentapi.Call(context.Background(), sock, &agentapi.Request{Op: agentapi.OpHealth})
+	var callErr *agentapi.CallError
+	if !errors.As(err, &callErr) || callErr.Code != 50 || resp == nil || resp.Health == nil {
+		t.Fatalf("Call: %v, %+v", err, resp)
+	}
+	got := resp.Health
+	if got.Ready || !got.Live || len(got.Checks) != 3 || !got.Checks[0].Since.Equal(since) || got.Checks[1].Reason != "" || got.Reason() != h.Reason() {
+		t.Fatalf("health across the wire: %+v", got)
+	}
+}

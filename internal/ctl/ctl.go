@@ -22,6 +22,8 @@ usage:
   ratchetctl run --del --name ID [--conf-dir DIR] [--bin-dir DIR]
                                                    undo a run kept with --keep: DEL each network, remove the netns
   ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, remote, broken)
+  ratchetctl health [--socket PATH] [--live] [--timeout D]
+                                                   ratchetd's health on this node (exit 1: not ready, with the reason)
   ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
                                                    install the plugin, chained after the node's network
 
@@ -69,6 +71,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = links(args[1:], stdout)
 	case "install":
 		err = installCmd(args[1:], stdout)
+	case "health":
+		err = health(args[1:], stdout)
 	default:
 		err = badArg("unknown command %q", args[0])
 	}

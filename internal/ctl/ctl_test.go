@@ -317,3 +317,16 @@ func cniDirs(t *testing.T, dir string) (confDir, cniBin string) {
 	}
 	return confDir, cniBin
 }
+
+// With no agent on the socket, ratchetctl health fails (exit 1, the
+// liveness probe's failure) and says where it looked. Its answers from a
+// real agent are tested with one (internal/agent/health_test.go).
+func TestHealthWithoutAgent(t *testing.T) {
+	sock := t.TempDir() + "/none.sock"
+	if _, stderr, code := ctl(t, nil, "health", "--socket", sock); code != 1 || !strings.Contains(stderr, "ratchetd unreachable at "+sock) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if _, _, code := ctl(t, nil, "health", "extra"); code != 2 {
+		t.Fatalf("an extra argument: exit %d, want 2", code)
+	}
+}

@@ -24,6 +24,13 @@ import (
 // MetaKey is the store's meta key for the parking namespace's path.
 const MetaKey = "parking-netns"
 
+// IDKey is the store's meta key for the identity (link.NetnsID, as
+// FormatID writes it) of the parking namespace the plugin made: ratchetd
+// compares it with what it finds at the recorded path, which tells a
+// namespace it cannot see (a mount that did not propagate to it) from the
+// one the plugin uses.
+const IDKey = "parking-netns-id"
+
 // ErrNone says that the node has no parking namespace yet.
 var ErrNone = errors.New("no parking namespace")
 
@@ -47,6 +54,14 @@ func Open(ctx context.Context, st store.Topology, storeDir string, create bool) 
 	if path != "" {
 		park, err := ns.GetNS(path)
 		if err == nil {
+			if create {
+				// A store from before the identity was recorded: record it
+				// now, as the plugin sees it, for ratchetd to compare with.
+				if err := recordID(ctx, st, park); err != nil {
+					park.Close()
+					return nil, err
+				}
+			}
 			return park, nil
 		}
 		var gone ns.NSPathNotExistErr
@@ -84,8 +99,29 @@ func Open(ctx context.Context, st store.Topology, storeDir string, create bool) 
 		park.Close()
 		return nil, err
 	}
+	if err := recordID(ctx, st, park); err != nil {
+		park.Close()
+		return nil, err
+	}
 	return park, nil
 }
+
+// recordID records park's identity under IDKey unless it is there already.
+func recordID(ctx context.Context, st store.Topology, park ns.NetNS) error {
+	id, err := link.IDOf(park)
+	if err != nil {
+		return err
+	}
+	want := FormatID(id)
+	cur, err := st.Meta(ctx, IDKey)
+	if err != nil || cur == want {
+		return err
+	}
+	return st.PutMeta(ctx, IDKey, want)
+}
+
+// FormatID is how IDKey records a namespace's identity: "DEV:INODE".
+func FormatID(id link.NetnsID) string { return fmt.Sprintf("%d:%d", id.Dev, id.Ino) }
 
 // visibleToParent reports whether the bind mount at path shows in the mount
 // table of the process that ran this one (the runtime, for a plugin): the

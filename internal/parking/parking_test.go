@@ -7,6 +7,8 @@ import (
 
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/internal/testutil"
+	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // A store that names a parking netns that is gone (it went with a reboot;
@@ -42,5 +44,47 @@ func TestNameIsStable(t *testing.T) {
 		if got := parking.Name(dir); got != want {
 			t.Errorf("Name(%q) = %q, want %q", dir, got, want)
 		}
+	}
+}
+
+// The plugin records the parking namespace's identity with its path, for
+// ratchetd to tell the namespace the plugin uses from whatever its own
+// view shows at that path; a store from before that records it at the
+// next ADD.
+func TestOpenRecordsTheIdentity(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	st, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	park, err := parking.Open(ctx, st, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		park.Close()
+		_ = link.DeleteNamedNetns(parking.Name(dir))
+	}()
+	id, err := link.IDOf(park)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := parking.FormatID(id)
+	if got, err := st.Meta(ctx, parking.IDKey); err != nil || got != want {
+		t.Fatalf("recorded identity %q, %v; want %q", got, err, want)
+	}
+	if err := st.PutMeta(ctx, parking.IDKey, ""); err != nil {
+		t.Fatal(err)
+	}
+	again, err := parking.Open(ctx, st, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Close()
+	if got, err := st.Meta(ctx, parking.IDKey); err != nil || got != want {
+		t.Fatalf("identity after reopening %q, %v; want %q", got, err, want)
 	}
 }
