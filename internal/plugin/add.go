@@ -136,7 +136,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		}
 		ends = append(ends, made...)
 	}
-	res, err = buildResult(conf, args, ends)
+	res, err = buildResult(conf, args, ends, annotationEnds(conf, ends))
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +145,23 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	}
 	done = true
 	return res, nil
+}
+
+// annotationEnds names the ends in ends that a pod's annotations chose
+// (every pod-link end not in the network config): buildResult keeps their
+// addresses and routes out of the result.
+func annotationEnds(conf *netconf.NetConf, ends []*link.Endpoint) map[string]bool {
+	static := map[string]bool{}
+	for _, l := range conf.Links {
+		static[l.Name] = true
+	}
+	chosen := map[string]bool{}
+	for _, e := range ends {
+		if !static[e.Name] {
+			chosen[e.Name] = true
+		}
+	}
+	return chosen
 }
 
 func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *podlink.Undo) ([]*link.Endpoint, error) {
@@ -182,8 +199,10 @@ func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.
 
 // declaredPodLinks gathers a pod's pod links: peer.pod links of the
 // network config, then those of its annotations. Their names may not clash
-// with each other, with other static links or, when another plugin owns it,
-// with CNI_IFNAME.
+// with each other or with other static links; a static one may not take
+// CNI_IFNAME when another plugin owns it, and an annotation one never
+// may: the runtime reports CNI_IFNAME's addresses as the pod's IPs, which
+// the pod must not choose.
 func declaredPodLinks(conf *netconf.NetConf, pod topology.PodID, ifName string) (*topology.Declaration, error) {
 	static, err := topology.StaticPodLinks(conf.Links, pod, conf.AllowCrossNamespace)
 	if err != nil {
@@ -201,8 +220,8 @@ func declaredPodLinks(conf *netconf.NetConf, pod topology.PodID, ifName string) 
 		switch {
 		case staticNames[l.Spec.Name]:
 			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is also a link in the network config")
-		case conf.TakesIfName() && l.Spec.Name == ifName:
-			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained (or to bootNetwork)")
+		case l.Spec.Name == ifName:
+			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, the pod's primary interface, whose addresses are the pod IPs: no annotation link may take it")
 		}
 	}
 	decl.Links = append(static, decl.Links...)
