@@ -15,6 +15,9 @@
 # r2 is restarted the Kubernetes way (StopPodSandbox + RemovePodSandbox,
 # then a new sandbox for a new pod r2): its neighbours keep their interfaces
 # (same ifindex) with carrier down meanwhile, and traffic flows again after.
+# r1's e1 carries an IPv6 address too, in this IPv4-only cluster: no
+# annotation chooses the pod IP, so crictl inspectp shows ptp's IPv4 address
+# as r1's only pod IP.
 # At the end nothing of ratchet's is left, and we remove the parking netns
 # (ratchet-park-<8 hex>, which ratchet makes and never deletes).
 . "$(dirname "$0")/lib.sh"
@@ -65,7 +68,7 @@ retry 20 loaded || fail "containerd did not load the network config within 10 s"
 
 # --- pods. Each declares its links, as a Kubernetes pod would.
 declare -A LINKS POD CTR NETNS
-LINKS[r1]='[{"name":"e1","ips":["192.0.2.65/30"],"peer":{"pod":"r2","name":"w1"}}]'
+LINKS[r1]='[{"name":"e1","ips":["192.0.2.65/30","2001:db8:65::1/64"],"peer":{"pod":"r2","name":"w1"}}]'
 LINKS[r2]='[{"name":"w1","ips":["192.0.2.66/30"],"peer":{"pod":"r1","name":"e1"}},
             {"name":"e1","ips":["192.0.2.69/30"],"peer":{"pod":"r3","name":"w1"}}]'
 LINKS[r3]='[{"name":"w1","ips":["192.0.2.70/30"],"peer":{"pod":"r2","name":"e1"}}]'
@@ -182,6 +185,16 @@ expect_carrier r1 e1 yes
 expect_carrier r2 w1 yes
 expect_states up up
 ok "r1: e1 exists as soon as runp returns, with carrier, and so has r2's w1; ratchetctl links: both links up"
+
+# The pod IPs the runtime reports (what the kubelet puts in the pod's
+# status, Endpoints and NetworkPolicy follow): ptp's address only.
+expect_link "${NETNS[r1]}" e1 2001:db8:65::1/64
+podnet=$(crictl inspectp -o json "${POD[r1]}" | jq -c .status.network)
+ptp_ip=$(nsenter --net="${NETNS[r1]}" ip -o -4 addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
+case $ptp_ip in "${POD_SUBNET%.*/*}".*) ;; *) fail "r1's eth0 has no address of $POD_SUBNET: '$ptp_ip'" ;; esac
+jq -e --arg ip "$ptp_ip" '.ip == $ip and ((.additionalIps // []) | length) == 0' <<<"$podnet" >/dev/null ||
+  fail "r1's pod IPs should be ptp's $ptp_ip alone, crictl inspectp shows $podnet"
+ok "no annotation chooses the pod IP: crictl inspectp shows r1's pod IP as ptp's $ptp_ip alone, though its annotation link e1 has 2001:db8:65::1/64"
 start_box r1
 
 ping_line
