@@ -61,6 +61,13 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		return nil, err
 	}
 	defer podNS.Close()
+	if makesNothing(conf, decl) {
+		// The installer chains ratchet into every pod's network: a pod
+		// that asks for nothing passes through at once, without the node
+		// lock or the store, rather than queueing behind a pod with many
+		// links. It leaves no record; DEL knows it from the same input.
+		return buildResult(conf, args, nil, nil)
+	}
 	host, err := p.hostNS()
 	if err != nil {
 		return nil, err
@@ -145,6 +152,14 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	}
 	done = true
 	return res, nil
+}
+
+// makesNothing says whether an ADD with conf and decl has nothing to make
+// and nothing to record: no static link, no pod link, no legacy consent,
+// no delegate or boot network to run.
+func makesNothing(conf *netconf.NetConf, decl *topology.Declaration) bool {
+	return len(conf.RawLinks) == 0 && len(decl.Links) == 0 && !decl.LegacyConsent &&
+		!conf.HasDelegate() && !conf.HasBootNetwork()
 }
 
 // annotationEnds names the ends in ends that a pod's annotations chose
