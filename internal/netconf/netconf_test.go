@@ -21,7 +21,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.Store.Type != "local" || conf.Store.Dir != netconf.DefaultStoreDir || conf.MaxLinksPerPod != 1024 ||
+	if conf.Store.Type != "local" || conf.Store.Dir != netconf.DefaultStoreDir || conf.MaxLinksPerPod != 128 || conf.MaxParkedEnds != 8192 ||
 		conf.VXLAN.Port != 4789 || conf.VXLAN.VNIRange != "5000-16777215" || conf.LogLevel != "info" || conf.Node.Name == "" {
 		t.Fatalf("defaults: %+v", conf)
 	}

@@ -162,6 +162,29 @@ func makesNothing(conf *netconf.NetConf, decl *topology.Declaration) bool {
 		!conf.HasDelegate() && !conf.HasBootNetwork()
 }
 
+// checkParkedRoom refuses, before anything is made, an ADD whose declared
+// links could take the parking namespace past maxParkedEnds: a pending
+// link costs a veth pair without the peer's consent, so the node bounds
+// them all. Each declared link makes at most one parked end, two when a
+// legacy primary completes its pair's.
+func checkParkedRoom(x *podlink.Executor, conf *netconf.NetConf, decl *topology.Declaration) error {
+	need := 0
+	for _, l := range decl.Links {
+		need++
+		if l.PeerEnd != nil {
+			need++
+		}
+	}
+	have, err := x.ParkedCount()
+	if err != nil {
+		return linkError(fmt.Errorf("count the parked ends: %w", err))
+	}
+	if have+need > conf.MaxParkedEnds {
+		return types.NewError(netconf.ErrNodeFull, fmt.Sprintf("the node holds %d parked ends and this pod's %d links would take it past maxParkedEnds (%d)", have, need, conf.MaxParkedEnds), "")
+	}
+	return nil
+}
+
 // annotationEnds names the ends in ends that a pod's annotations chose
 // (every pod-link end not in the network config): buildResult keeps their
 // addresses and routes out of the result.
@@ -204,6 +227,9 @@ func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.
 	x, err := podlink.NewExecutor(k, parkNS, undo)
 	if err != nil {
 		return nil, linkError(err)
+	}
+	if err := checkParkedRoom(x, conf, decl); err != nil {
+		return nil, err
 	}
 	linker := &podLinker{k: k, st: st, x: x, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, defaultMTU: defaultMTU}
 	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
