@@ -29,6 +29,7 @@ func FuzzLoad(f *testing.F) {
 		`{"cniVersion":"1.0.0","name":"lab","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]},"links":[{"name":"m","macvlan":{"master":"eth0"}}]}`,
 		`{"cniVersion":"1.0.0","name":"lab","links":[{"name":"v","mtu":1400,"vlan":{"master":"eth0","id":4094}}]}`,
 		`{"cniVersion":"1.0.0","name":"lab","store":{"type":"etcd","endpoints":["127.0.0.1:2379"]},"maxLinksPerPod":"x"}`,
+		`{"cniVersion":"1.0.0","name":"lab","maxLinksPerPod":128,"maxParkedEnds":-1}`,
 		`{"links":[{"netem":{"delay":"1ms","loss":"1%","rate":"1mbit"},"routes":[{"dst":"198.51.100.0/24","gw":"192.0.2.1"}]}]}`,
 		`[`, ``, `null`,
 	} {
