@@ -282,6 +282,32 @@ rows=$(grep -v -e '^POD' -e '^STATE' -e '^$' <<<"$out" || true)
 [ -z "$rows" ] || fail "ratchetctl links still lists: $(tr '\n' '|' <<<"$rows")"
 ok "ratchetctl links lists no pod and no link"
 
+# --- first-plugin mode (ratchet alone, no ptp): a pod whose annotation link
+# takes CNI_IFNAME would choose its own pod IP. RunPodSandbox must fail with
+# ratchet's code 7 naming the annotation, and leave no sandbox behind.
+conflist ratchet-e2e "$rc" | write_atomically "$W/cni-conf/10-ratchet-e2e.conflist"
+loaded_alone() {
+  crictl info | jq -e --arg store "$STORE" '
+      [.cniconfig.Networks[].Config | select(.Name == "ratchet-e2e") | .Source | fromjson |
+        (.plugins | length) == 1 and .plugins[0].store.dir == $store] == [true]'
+}
+retry 20 loaded_alone || fail "containerd did not load the first-plugin network config within 10 s"
+LINKS[x1]='[{"name":"eth0","ips":["2001:db8:66::1/64"],"peer":{"pod":"r1","name":"e9"}}]'
+jq -n --arg logs "$W/podlogs/x1" --arg links "${LINKS[x1]}" '{
+  metadata: {name: "x1", namespace: "lab", uid: "uid-x1", attempt: 0},
+  hostname: "x1", log_directory: $logs,
+  annotations: {"ratchet.cni.dev/links": ($links | fromjson | tojson)}, linux: {}}' >"$W/x1.json"
+seen=$(wc -l <"$W/logs/crictl.log") # crictl's stderr goes there
+if x1=$(crictl runp "$W/x1.json"); then
+  fail "RunPodSandbox of a pod whose annotation link is eth0 succeeded; pod IPs: $(crictl inspectp -o json "$x1" | jq -c .status.network)"
+fi
+tail -n +$((seen + 1)) "$W/logs/crictl.log" >"$W/x1.err"
+grep -q 'ratchet.cni.dev/links' "$W/x1.err" && grep -q 'eth0' "$W/x1.err" && grep -q 'is CNI_IFNAME' "$W/x1.err" ||
+  fail "RunPodSandbox of x1 failed, but not with ratchet's code 7 naming the annotation and eth0: $(tr '\n' ' ' <"$W/x1.err")"
+[ -z "$(crictl pods -q)" ] || fail "the refused pod left sandboxes: $(crictl pods -q | tr '\n' ' ')"
+[ "$(park_links)" = "lo " ] || fail "the refused pod changed the parking netns: $(park_links)"
+ok "first-plugin mode: a pod whose annotation link takes eth0 (CNI_IFNAME) is refused by RunPodSandbox (code 7 naming ratchet.cni.dev/links and eth0); no sandbox, nothing parked"
+
 ip netns del "$PARK" || fail "ip netns del $PARK"
 if [ -e "$PARK_PATH" ] || grep -q " $PARK_MNT " /proc/self/mountinfo; then fail "$PARK_PATH still there after ip netns del"; fi
 ok "the parking netns $PARK removed (ratchet never deletes it)"
