@@ -20,24 +20,13 @@ func links(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	st, err := store.OpenLocal(*dir)
-	if err != nil {
-		return fmt.Errorf("--store %s: %w", *dir, err)
-	}
-	defer st.Close()
-	ctx := context.Background()
-	pods, err := st.Pods(ctx)
+	pods, views, err := readLinks(*dir)
 	if err != nil {
 		return err
 	}
-	park := podlink.OpenParkingOf(ctx, st)
-	if park != nil {
-		defer park.Close()
-	}
-	views, err := podlink.ViewLinks(ctx, st, park)
-	if err != nil {
-		return err
-	}
+	// Printed with the node lock released: stdout may be a pager or a
+	// pipe nobody reads yet, and every ADD and DEL on the node would wait
+	// for it.
 	if *dot {
 		return printDot(stdout, pods, views)
 	}
@@ -51,6 +40,31 @@ func links(args []string, stdout io.Writer) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]))
 	}
 	return w.Flush()
+}
+
+// readLinks reads the pods and the links' views from the store in dir
+// and the parking namespace, and releases both (the node lock with the
+// store) before it returns.
+func readLinks(dir string) ([]*store.PodRecord, []podlink.LinkView, error) {
+	st, err := store.OpenLocal(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--store %s: %w", dir, err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	pods, err := st.Pods(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	park := podlink.OpenParkingOf(ctx, st)
+	if park != nil {
+		defer park.Close()
+	}
+	views, err := podlink.ViewLinks(ctx, st, park)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pods, views, nil
 }
 
 // endName prints an end as pod:ifname, each quoted if it holds a

@@ -1,14 +1,19 @@
 package ctl_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
 
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
@@ -119,4 +124,89 @@ func TestLinksQuotesControlCharacters(t *testing.T) {
 			t.Errorf("%v: a name forged a line:\n%s", args, out)
 		}
 	}
+}
+
+// TestLinksReleasesTheLockBeforePrinting: `ratchetctl links` whose stdout
+// is a full pipe nobody reads (a pager not yet drawn, `| less` at the
+// first screen) must not keep the node lock: an ADD on the node completes
+// meanwhile.
+func TestLinksReleasesTheLockBeforePrinting(t *testing.T) {
+	dir := t.TempDir()
+	t.Cleanup(func() { testutil.RemoveParking(dir) })
+	r1, r2 := testutil.NewNS(t), testutil.NewNS(t)
+	plugin(t, "ADD", dir, "r1", r1, `[{"name":"e1","peer":{"pod":"r2","name":"w1"}}]`)
+
+	// A pipe of one page, filled: ratchetctl's first write blocks.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, os.Getpagesize()); err != nil {
+		t.Fatal(err)
+	}
+	filler := bytes.Repeat([]byte{'#'}, os.Getpagesize())
+	if _, err := w.Write(filler); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "ratchetctl"), "links", "--store", dir)
+	cmd.Stdout = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	exited := false
+	defer func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	// Wait until it is blocked writing: it has read everything it prints.
+	blocked := func() bool {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", cmd.Process.Pid))
+		for _, task := range tasks {
+			if b, _ := os.ReadFile(task); strings.HasSuffix(string(b), "pipe_write") { // anon_pipe_write on newer kernels
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !blocked() {
+		if time.Now().After(deadline) {
+			var seen []string
+			tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", cmd.Process.Pid))
+			for _, task := range tasks {
+				b, _ := os.ReadFile(task)
+				seen = append(seen, string(b))
+			}
+			t.Fatalf("ratchetctl links never blocked on its stdout: %v", seen)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"lab","type":"ratchet","store":{"dir":%q,"lockTimeout":"2s"},
+	  "runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"ratchet.cni.dev/links":%q}}}`, dir, `[{"name":"w1","peer":{"pod":"r1","name":"e1"}}]`)
+	add := exec.Command(filepath.Join(binDir, "ratchet"))
+	add.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=sb-r2", "CNI_NETNS=" + r2.Path(), "CNI_IFNAME=eth0",
+		"CNI_PATH=" + binDir, "CNI_ARGS=K8S_POD_NAMESPACE=lab;K8S_POD_NAME=r2"}
+	add.Stdin = strings.NewReader(conf)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ADD while ratchetctl links waits on its stdout: %v\n%s", err, out)
+	}
+
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited = true
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ratchetctl links: %v", err)
+	}
+	if got := string(bytes.TrimPrefix(out, filler)); !hasRow(got, "pending lab/r1:e1 lab/r2:w1") {
+		t.Fatalf("ratchetctl links printed, as of its read:\n%s", got)
+	}
+	plugin(t, "DEL", dir, "r2", r2, "")
+	plugin(t, "DEL", dir, "r1", r1, "")
 }

@@ -37,6 +37,23 @@ const (
 	DefaultMacvlanMode = "bridge"
 )
 
+// Limits ratchet sets itself, on what one link end may ask of the kernel.
+// Anyone who can create a pod writes its annotations, so every count an
+// annotation chooses is bounded: each address and route is a netlink
+// request made under the node lock, and is kept in the link's record.
+const (
+	// MaxAddrsPerLink bounds the addresses of one link end. A lab
+	// interface carries one or two per family (a primary, a secondary, a
+	// link-local); 64 leaves room for anycast and renumbering exercises
+	// while keeping one end's requests and record small.
+	MaxAddrsPerLink = 64
+	// MaxRoutesPerLink bounds the routes of one link end, on the same
+	// reasoning: a lab end routes a few prefixes through its peer, and a
+	// lab that needs a full table runs a routing daemon, which installs
+	// it without ratchet.
+	MaxRoutesPerLink = 64
+)
+
 // MacvlanModes are the macvlan modes by name, in the kernel's order.
 var MacvlanModes = []string{"bridge", "private", "vepa", "passthru"}
 
@@ -68,6 +85,22 @@ func CheckPort(port int) error {
 func CheckVLANID(id int) error {
 	if id < MinVLANID || id > MaxVLANID {
 		return fmt.Errorf("must be %d..%d", MinVLANID, MaxVLANID)
+	}
+	return nil
+}
+
+// CheckAddrCount reports more than MaxAddrsPerLink addresses.
+func CheckAddrCount(n int) error {
+	if n > MaxAddrsPerLink {
+		return fmt.Errorf("%d addresses, at most %d per link", n, MaxAddrsPerLink)
+	}
+	return nil
+}
+
+// CheckRouteCount reports more than MaxRoutesPerLink routes.
+func CheckRouteCount(n int) error {
+	if n > MaxRoutesPerLink {
+		return fmt.Errorf("%d routes, at most %d per link", n, MaxRoutesPerLink)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ func TestChecks(t *testing.T) {
 		{"VNI", CheckVNI, []int{1, 16777215}, []int{0, -1, 16777216}},
 		{"VLAN id", CheckVLANID, []int{1, 4094}, []int{0, 4095}},
 		{"port", CheckPort, []int{1, 65535}, []int{0, 65536}},
+		{"address count", CheckAddrCount, []int{0, 1, MaxAddrsPerLink}, []int{MaxAddrsPerLink + 1, 15000}},
+		{"route count", CheckRouteCount, []int{0, 1, MaxRoutesPerLink}, []int{MaxRoutesPerLink + 1, 15000}},
 	} {
 		for _, v := range c.good {
 			if err := c.check(v); err != nil {

@@ -17,6 +17,9 @@ const (
 	ErrStore uint = 102
 	// ErrCheckFailed: CHECK found a link that differs from its spec.
 	ErrCheckFailed uint = 103
+	// ErrNodeFull: the ADD would make more parked ends than the node's
+	// maxParkedEnds.
+	ErrNodeFull uint = 104
 )
 
 // Invalid returns a code-7 error naming the field and its value.

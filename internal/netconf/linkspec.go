@@ -319,6 +319,14 @@ func ParseEnd(field, name string, ips []string, mac string, mtu int, routes []Ro
 	if err := CheckIfName(name); err != nil {
 		return end, Invalid(field+".name", name, err.Error())
 	}
+	// Counted before anything is parsed: a 15,000-address annotation is
+	// refused without 15,000 parses.
+	if err := linkparam.CheckAddrCount(len(ips)); err != nil {
+		return end, Invalid(field+".ips", fmt.Sprintf("(%d addresses)", len(ips)), err.Error())
+	}
+	if err := linkparam.CheckRouteCount(len(routes)); err != nil {
+		return end, Invalid(field+".routes", fmt.Sprintf("(%d routes)", len(routes)), err.Error())
+	}
 	for i, s := range ips {
 		ip, ipn, err := net.ParseCIDR(s)
 		if err != nil {

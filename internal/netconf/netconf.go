@@ -31,9 +31,21 @@ const (
 	// long enough for a queue of honest operations (the longest, an ADD of
 	// maxLinksPerPod links, takes about a second), short enough that one
 	// stuck holder shows as "try again later" rather than as a hung runtime.
-	DefaultLockTimeout    = 30 * time.Second
-	DefaultMaxLinksPerPod = 1024
-	DefaultVXLANPort      = linkparam.DefaultVXLANPort
+	DefaultLockTimeout = 30 * time.Second
+	// DefaultMaxLinksPerPod bounds the links of one attachment. The
+	// largest devices a lab emulates (a modular chassis, a 64- or
+	// 128-port spine) have 128 ports; each link costs two netdevs on the
+	// node (the pod's interface and its parked end), the ADD of a pod
+	// holds the node lock for all of them, and a pending link needs no
+	// consent. A lab that needs more sets maxLinksPerPod.
+	DefaultMaxLinksPerPod = 128
+	// DefaultMaxParkedEnds bounds the parked ends of a node (one per pod
+	// link end on the node, whatever its state): 64 pods with
+	// DefaultMaxLinksPerPod links each, or a few thousand links of lab
+	// pods, is more than one node runs, and it stops one namespace's pods
+	// from filling the node with netdevs nobody consented to.
+	DefaultMaxParkedEnds = 8192
+	DefaultVXLANPort     = linkparam.DefaultVXLANPort
 	// DefaultVNIFirst is the first VNI of the default range, which ends
 	// at MaxVNI.
 	DefaultVNIFirst = 5000
@@ -54,15 +66,18 @@ type NetConf struct {
 
 	// RawLinks are the static links as written; Load decodes them into
 	// Links, refusing unknown fields.
-	RawLinks            []json.RawMessage `json:"links,omitempty"`
-	Links               []LinkSpec        `json:"-"`
-	Store               Store             `json:"store"`
-	Node                Node              `json:"node"`
-	VXLAN               VXLAN             `json:"vxlan"`
-	MaxLinksPerPod      int               `json:"maxLinksPerPod,omitempty"`
-	AllowCrossNamespace bool              `json:"allowCrossNamespace,omitempty"`
-	LogFile             string            `json:"logFile,omitempty"`
-	LogLevel            string            `json:"logLevel,omitempty"`
+	RawLinks       []json.RawMessage `json:"links,omitempty"`
+	Links          []LinkSpec        `json:"-"`
+	Store          Store             `json:"store"`
+	Node           Node              `json:"node"`
+	VXLAN          VXLAN             `json:"vxlan"`
+	MaxLinksPerPod int               `json:"maxLinksPerPod,omitempty"`
+	// MaxParkedEnds bounds the parked ends in the node's parking
+	// namespace: an ADD that would make more fails (ErrNodeFull).
+	MaxParkedEnds       int    `json:"maxParkedEnds,omitempty"`
+	AllowCrossNamespace bool   `json:"allowCrossNamespace,omitempty"`
+	LogFile             string `json:"logFile,omitempty"`
+	LogLevel            string `json:"logLevel,omitempty"`
 
 	// LegacyKeys honours Ratchet's pod annotations (ratchet: "true",
 	// ratchet.primary...), which trust every pod of the namespace that
@@ -212,6 +227,9 @@ func (c *NetConf) applyDefaults() {
 	if c.MaxLinksPerPod == 0 {
 		c.MaxLinksPerPod = DefaultMaxLinksPerPod
 	}
+	if c.MaxParkedEnds == 0 {
+		c.MaxParkedEnds = DefaultMaxParkedEnds
+	}
 	if c.VXLAN.Port == 0 {
 		c.VXLAN.Port = DefaultVXLANPort
 	}
@@ -296,6 +314,9 @@ func (c *NetConf) validate(ifName string) error {
 	}
 	if c.MaxLinksPerPod < 0 {
 		return Invalid("maxLinksPerPod", c.MaxLinksPerPod, "must be positive")
+	}
+	if c.MaxParkedEnds < 0 {
+		return Invalid("maxParkedEnds", c.MaxParkedEnds, "must be positive")
 	}
 	for _, f := range []struct {
 		name string

@@ -3,6 +3,7 @@ package netconf_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	// The kind units register the peer kinds netconf decodes.
 	_ "github.com/ratchet-cni/ratchet/internal/kind"
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 )
 
@@ -19,7 +21,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.Store.Type != "local" || conf.Store.Dir != netconf.DefaultStoreDir || conf.MaxLinksPerPod != 1024 ||
+	if conf.Store.Type != "local" || conf.Store.Dir != netconf.DefaultStoreDir || conf.MaxLinksPerPod != 128 || conf.MaxParkedEnds != 8192 ||
 		conf.VXLAN.Port != 4789 || conf.VXLAN.VNIRange != "5000-16777215" || conf.LogLevel != "info" || conf.Node.Name == "" {
 		t.Fatalf("defaults: %+v", conf)
 	}
@@ -162,6 +164,42 @@ func TestLinkSpecJSONRoundTrip(t *testing.T) {
 		out, err := json.Marshal(spec)
 		if err != nil || string(out) != raw {
 			t.Errorf("%s became %s (%v)", raw, out, err)
+		}
+	}
+}
+
+// One link end may carry at most linkparam.MaxAddrsPerLink addresses and
+// MaxRoutesPerLink routes, from either source: an annotation with 15,000
+// addresses on one link is refused with code 7 naming the field.
+func TestAddressAndRouteCountsBounded(t *testing.T) {
+	spec := func(nAddrs, nRoutes int) netconf.LinkSpec {
+		s := netconf.LinkSpec{Name: "e1", Peer: &netconf.Peer{Pod: "r2", Name: "w1"}}
+		for i := range nAddrs {
+			s.IPs = append(s.IPs, fmt.Sprintf("2001:db8::%x/64", i+1))
+		}
+		for i := range nRoutes {
+			s.Routes = append(s.Routes, netconf.RouteSpec{Dst: fmt.Sprintf("2001:db8:%x::/48", i+1)})
+		}
+		return s
+	}
+	for _, src := range []netconf.Source{netconf.Static, netconf.Annotation} {
+		ok := spec(linkparam.MaxAddrsPerLink, linkparam.MaxRoutesPerLink)
+		if err := ok.Validate("links[0]", src); err != nil {
+			t.Fatalf("the maximum refused: %v", err)
+		}
+		for _, c := range []struct {
+			spec  netconf.LinkSpec
+			field string
+		}{
+			{spec(15000, 0), `links[0].ips "(15000 addresses)"`},
+			{spec(linkparam.MaxAddrsPerLink+1, 0), "links[0].ips"},
+			{spec(0, linkparam.MaxRoutesPerLink+1), "links[0].routes"},
+		} {
+			err := c.spec.Validate("links[0]", src)
+			var cniErr *types.Error
+			if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cniErr.Msg, c.field) {
+				t.Errorf("%s: %v", c.field, err)
+			}
 		}
 	}
 }

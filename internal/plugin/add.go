@@ -61,6 +61,13 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		return nil, err
 	}
 	defer podNS.Close()
+	if makesNothing(conf, decl) {
+		// The installer chains ratchet into every pod's network: a pod
+		// that asks for nothing passes through at once, without the node
+		// lock or the store, rather than queueing behind a pod with many
+		// links. It leaves no record; DEL knows it from the same input.
+		return buildResult(conf, args, nil, nil)
+	}
 	host, err := p.hostNS()
 	if err != nil {
 		return nil, err
@@ -137,7 +144,7 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 		}
 		ends = append(ends, made...)
 	}
-	res, err = buildResult(conf, args, ends)
+	res, err = buildResult(conf, args, ends, annotationEnds(conf, ends))
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +153,54 @@ func (p *Plugin) add(ctx context.Context, conf *netconf.NetConf, args *skel.CmdA
 	}
 	done = true
 	return res, nil
+}
+
+// makesNothing says whether an ADD with conf and decl has nothing to make
+// and nothing to record: no static link, no pod link, no legacy consent,
+// no delegate or boot network to run.
+func makesNothing(conf *netconf.NetConf, decl *topology.Declaration) bool {
+	return len(conf.RawLinks) == 0 && len(decl.Links) == 0 && !decl.LegacyConsent &&
+		!conf.HasDelegate() && !conf.HasBootNetwork()
+}
+
+// checkParkedRoom refuses, before anything is made, an ADD whose declared
+// links could take the parking namespace past maxParkedEnds: a pending
+// link costs a veth pair without the peer's consent, so the node bounds
+// them all. Each declared link makes at most one parked end, two when a
+// legacy primary completes its pair's.
+func checkParkedRoom(x *podlink.Executor, conf *netconf.NetConf, decl *topology.Declaration) error {
+	need := 0
+	for _, l := range decl.Links {
+		need++
+		if l.PeerEnd != nil {
+			need++
+		}
+	}
+	have, err := x.ParkedCount()
+	if err != nil {
+		return linkError(fmt.Errorf("count the parked ends: %w", err))
+	}
+	if have+need > conf.MaxParkedEnds {
+		return types.NewError(netconf.ErrNodeFull, fmt.Sprintf("the node holds %d parked ends and this pod's %d links would take it past maxParkedEnds (%d)", have, need, conf.MaxParkedEnds), "")
+	}
+	return nil
+}
+
+// annotationEnds names the ends in ends that a pod's annotations chose
+// (every pod-link end not in the network config): buildResult keeps their
+// addresses and routes out of the result.
+func annotationEnds(conf *netconf.NetConf, ends []*link.Endpoint) map[string]bool {
+	static := map[string]bool{}
+	for _, l := range conf.Links {
+		static[l.Name] = true
+	}
+	chosen := map[string]bool{}
+	for _, e := range ends {
+		if !static[e.Name] {
+			chosen[e.Name] = true
+		}
+	}
+	return chosen
 }
 
 func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.NetConf, st store.Store, podNS ns.NetNS, key store.AttachmentKey, o owner, pod topology.PodID, decl *topology.Declaration, netns string, undo *podlink.Undo) ([]*link.Endpoint, error) {
@@ -174,6 +229,9 @@ func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.
 	if err != nil {
 		return nil, linkError(err)
 	}
+	if err := checkParkedRoom(x, conf, decl); err != nil {
+		return nil, err
+	}
 	linker := &podLinker{k: k, st: st, x: x, podNS: podNS, key: key, owner: o, pod: pod.String(), undo: undo, log: undo.Logger(), defaultMTU: defaultMTU}
 	if err := linker.declare(ctx, decl, pod.UID, netns); err != nil {
 		return nil, err
@@ -183,8 +241,10 @@ func (p *Plugin) addPodLinks(ctx context.Context, k *link.Kernel, conf *netconf.
 
 // declaredPodLinks gathers a pod's pod links: peer.pod links of the
 // network config, then those of its annotations. Their names may not clash
-// with each other, with other static links or, when another plugin owns it,
-// with CNI_IFNAME.
+// with each other or with other static links; a static one may not take
+// CNI_IFNAME when another plugin owns it, and an annotation one never
+// may: the runtime reports CNI_IFNAME's addresses as the pod's IPs, which
+// the pod must not choose.
 func declaredPodLinks(conf *netconf.NetConf, pod topology.PodID, ifName string) (*topology.Declaration, error) {
 	static, err := topology.StaticPodLinks(conf.Links, pod, conf.AllowCrossNamespace)
 	if err != nil {
@@ -203,8 +263,8 @@ func declaredPodLinks(conf *netconf.NetConf, pod topology.PodID, ifName string) 
 		switch {
 		case staticNames[l.Spec.Name]:
 			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is also a link in the network config")
-		case conf.TakesIfName() && l.Spec.Name == ifName:
-			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, which belongs to the main plugin when ratchet is chained (or to bootNetwork)")
+		case l.Spec.Name == ifName:
+			return nil, netconf.Invalid("annotation "+topology.LinksAnnotation, l.Spec.Name, "is CNI_IFNAME, the pod's primary interface, whose addresses are the pod IPs: no annotation link may take it")
 		}
 	}
 	decl.Links = append(static, decl.Links...)

@@ -21,6 +21,10 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 
 // DelContext runs DEL.
 func (p *Plugin) DelContext(ctx context.Context, args *skel.CmdArgs) error {
+	if conf, err := netconf.Decode(args.StdinData); err == nil && recordedNothing(conf, args) {
+		newLogger(conf, args).Debug("DEL: nothing was made for this pod")
+		return nil
+	}
 	conf, log, st, err := decodeAndOpen(args)
 	if err != nil {
 		return err
@@ -48,6 +52,29 @@ func (p *Plugin) DelContext(ctx context.Context, args *skel.CmdArgs) error {
 	}
 	log.Info("DEL done", "removed", removed)
 	return nil
+}
+
+// recordedNothing says, without the store, that the ADD of this attachment
+// made and recorded nothing (makesNothing): the config has no links and no
+// delegates, and the runtime passes the pod's annotations (containerd and
+// CRI-O pass the sandbox's, the same at DEL as at ADD) and they declare
+// nothing. A DEL without annotations (ctr, cnitool, podman), with
+// annotations that cannot be read, or with any link declared, takes the
+// store's word instead: the runtime may not say what ADD was told.
+func recordedNothing(conf *netconf.NetConf, args *skel.CmdArgs) bool {
+	if len(conf.RawLinks) != 0 || conf.HasDelegate() || conf.HasBootNetwork() || conf.RuntimeConfig.PodAnnotations == nil {
+		return false
+	}
+	pod, err := topology.PodFromArgs(args.Args, args.ContainerID)
+	if err != nil {
+		return false
+	}
+	maxLinks := conf.MaxLinksPerPod
+	if maxLinks <= 0 {
+		maxLinks = netconf.DefaultMaxLinksPerPod
+	}
+	decl, err := topology.Declared(conf.RuntimeConfig.PodAnnotations, pod, topology.Rules{AllowCrossNamespace: conf.AllowCrossNamespace, LegacyKeys: conf.LegacyKeys, MaxLinks: maxLinks})
+	return err == nil && len(decl.Links) == 0 && !decl.LegacyConsent
 }
 
 // release undoes an attachment: its netdevs (static links and its pod

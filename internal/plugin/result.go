@@ -17,8 +17,12 @@ var now = time.Now
 
 // buildResult returns the ADD result: in chained mode the previous
 // plugin's result with ratchet's interfaces, IPs and routes appended;
-// otherwise ratchet's own.
-func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, ends []*link.Endpoint) (*current.Result, error) {
+// otherwise ratchet's own. The ends named in fromAnnotations are listed as
+// interfaces only: runtimes report a result's IPs as the pod's IPs (CRI-O
+// every one of them, containerd CNI_IFNAME's), and those are the cluster's
+// to choose, not a pod's annotations' (as Multus keeps secondary networks
+// out of the pod IP).
+func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, ends []*link.Endpoint, fromAnnotations map[string]bool) (*current.Result, error) {
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	if conf.PrevResult != nil {
 		prev, err := current.NewResultFromResult(conf.PrevResult)
@@ -32,6 +36,9 @@ func buildResult(conf *netconf.NetConf, args *skel.CmdArgs, ends []*link.Endpoin
 		res.Interfaces = append(res.Interfaces, &current.Interface{
 			Name: end.Name, Mac: end.MAC.String(), Mtu: end.MTU, Sandbox: args.Netns,
 		})
+		if fromAnnotations[end.Name] {
+			continue
+		}
 		for _, a := range end.Addrs {
 			res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(idx), Address: *a})
 		}

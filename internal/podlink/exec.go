@@ -201,6 +201,9 @@ func (e *MismatchError) Error() string { return e.Err.Error() }
 
 func (e *MismatchError) Unwrap() error { return e.Err }
 
+// ParkedCount returns how many marked netdevs the parking namespace holds.
+func (x *Executor) ParkedCount() (int, error) { return x.park.Count() }
+
 // Sweep deletes every marked parked netdev that keep rejects: leftovers of
 // a crash. It returns how many it deleted.
 func (x *Executor) Sweep(keep func(alias string) bool) (int, error) {

@@ -85,6 +85,22 @@ func (p *Parking) Kind(index int) string {
 // (see Stitched).
 func (p *Parking) Stitched(index int) (int, error) { return stitchedTo(p.h, index) }
 
+// Count returns how many interfaces of the namespace carry a marker alias:
+// the parked ends (and tunnel ends) that take the node's room.
+func (p *Parking) Count() (int, error) {
+	all, err := p.h.LinkList()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range all {
+		if l.Attrs().Alias != "" {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // RemoveUnless deletes every parked interface that carries a marker alias,
 // unless keep accepts the alias. It returns how many it deleted.
 func (p *Parking) RemoveUnless(keep func(alias string) bool) (int, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
 )
 
@@ -498,6 +499,8 @@ func (b *bench) podLinks(spec podLinkSpec, iters int) error {
 			conf := ratchetConf(store, map[string]any{
 				"capabilities":  map[string]any{"io.kubernetes.cri.pod-annotations": true},
 				"runtimeConfig": map[string]any{"io.kubernetes.cri.pod-annotations": map[string]string{"ratchet.cni.dev/links": spec.annotation(side, peer)}},
+				// Past the default bound at the largest counts measured.
+				"maxLinksPerPod": max(spec.n, netconf.DefaultMaxLinksPerPod),
 			})
 			return invocation{bin: b.bins.ratchet, command: "ADD", containerID: "sandbox-" + pod, netns: n.Path,
 				args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=" + pod + ";K8S_POD_UID=uid-" + pod,

@@ -15,6 +15,9 @@
 # r2 is restarted the Kubernetes way (StopPodSandbox + RemovePodSandbox,
 # then a new sandbox for a new pod r2): its neighbours keep their interfaces
 # (same ifindex) with carrier down meanwhile, and traffic flows again after.
+# r1's e1 carries an IPv6 address too, in this IPv4-only cluster: no
+# annotation chooses the pod IP, so crictl inspectp shows ptp's IPv4 address
+# as r1's only pod IP.
 # At the end nothing of ratchet's is left, and we remove the parking netns
 # (ratchet-park-<8 hex>, which ratchet makes and never deletes).
 . "$(dirname "$0")/lib.sh"
@@ -65,7 +68,7 @@ retry 20 loaded || fail "containerd did not load the network config within 10 s"
 
 # --- pods. Each declares its links, as a Kubernetes pod would.
 declare -A LINKS POD CTR NETNS
-LINKS[r1]='[{"name":"e1","ips":["192.0.2.65/30"],"peer":{"pod":"r2","name":"w1"}}]'
+LINKS[r1]='[{"name":"e1","ips":["192.0.2.65/30","2001:db8:65::1/64"],"peer":{"pod":"r2","name":"w1"}}]'
 LINKS[r2]='[{"name":"w1","ips":["192.0.2.66/30"],"peer":{"pod":"r1","name":"e1"}},
             {"name":"e1","ips":["192.0.2.69/30"],"peer":{"pod":"r3","name":"w1"}}]'
 LINKS[r3]='[{"name":"w1","ips":["192.0.2.70/30"],"peer":{"pod":"r2","name":"e1"}}]'
@@ -182,6 +185,16 @@ expect_carrier r1 e1 yes
 expect_carrier r2 w1 yes
 expect_states up up
 ok "r1: e1 exists as soon as runp returns, with carrier, and so has r2's w1; ratchetctl links: both links up"
+
+# The pod IPs the runtime reports (what the kubelet puts in the pod's
+# status, Endpoints and NetworkPolicy follow): ptp's address only.
+expect_link "${NETNS[r1]}" e1 2001:db8:65::1/64
+podnet=$(crictl inspectp -o json "${POD[r1]}" | jq -c .status.network)
+ptp_ip=$(nsenter --net="${NETNS[r1]}" ip -o -4 addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
+case $ptp_ip in "${POD_SUBNET%.*/*}".*) ;; *) fail "r1's eth0 has no address of $POD_SUBNET: '$ptp_ip'" ;; esac
+jq -e --arg ip "$ptp_ip" '.ip == $ip and ((.additionalIps // []) | length) == 0' <<<"$podnet" >/dev/null ||
+  fail "r1's pod IPs should be ptp's $ptp_ip alone, crictl inspectp shows $podnet"
+ok "no annotation chooses the pod IP: crictl inspectp shows r1's pod IP as ptp's $ptp_ip alone, though its annotation link e1 has 2001:db8:65::1/64"
 start_box r1
 
 ping_line
@@ -268,6 +281,32 @@ out=$(ctl_links)
 rows=$(grep -v -e '^POD' -e '^STATE' -e '^$' <<<"$out" || true)
 [ -z "$rows" ] || fail "ratchetctl links still lists: $(tr '\n' '|' <<<"$rows")"
 ok "ratchetctl links lists no pod and no link"
+
+# --- first-plugin mode (ratchet alone, no ptp): a pod whose annotation link
+# takes CNI_IFNAME would choose its own pod IP. RunPodSandbox must fail with
+# ratchet's code 7 naming the annotation, and leave no sandbox behind.
+conflist ratchet-e2e "$rc" | write_atomically "$W/cni-conf/10-ratchet-e2e.conflist"
+loaded_alone() {
+  crictl info | jq -e --arg store "$STORE" '
+      [.cniconfig.Networks[].Config | select(.Name == "ratchet-e2e") | .Source | fromjson |
+        (.plugins | length) == 1 and .plugins[0].store.dir == $store] == [true]'
+}
+retry 20 loaded_alone || fail "containerd did not load the first-plugin network config within 10 s"
+LINKS[x1]='[{"name":"eth0","ips":["2001:db8:66::1/64"],"peer":{"pod":"r1","name":"e9"}}]'
+jq -n --arg logs "$W/podlogs/x1" --arg links "${LINKS[x1]}" '{
+  metadata: {name: "x1", namespace: "lab", uid: "uid-x1", attempt: 0},
+  hostname: "x1", log_directory: $logs,
+  annotations: {"ratchet.cni.dev/links": ($links | fromjson | tojson)}, linux: {}}' >"$W/x1.json"
+seen=$(wc -l <"$W/logs/crictl.log") # crictl's stderr goes there
+if x1=$(crictl runp "$W/x1.json"); then
+  fail "RunPodSandbox of a pod whose annotation link is eth0 succeeded; pod IPs: $(crictl inspectp -o json "$x1" | jq -c .status.network)"
+fi
+tail -n +$((seen + 1)) "$W/logs/crictl.log" >"$W/x1.err"
+grep -q 'ratchet.cni.dev/links' "$W/x1.err" && grep -q 'eth0' "$W/x1.err" && grep -q 'is CNI_IFNAME' "$W/x1.err" ||
+  fail "RunPodSandbox of x1 failed, but not with ratchet's code 7 naming the annotation and eth0: $(tr '\n' ' ' <"$W/x1.err")"
+[ -z "$(crictl pods -q)" ] || fail "the refused pod left sandboxes: $(crictl pods -q | tr '\n' ' ')"
+[ "$(park_links)" = "lo " ] || fail "the refused pod changed the parking netns: $(park_links)"
+ok "first-plugin mode: a pod whose annotation link takes eth0 (CNI_IFNAME) is refused by RunPodSandbox (code 7 naming ratchet.cni.dev/links and eth0); no sandbox, nothing parked"
 
 ip netns del "$PARK" || fail "ip netns del $PARK"
 if [ -e "$PARK_PATH" ] || grep -q " $PARK_MNT " /proc/self/mountinfo; then fail "$PARK_PATH still there after ip netns del"; fi

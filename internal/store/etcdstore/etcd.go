@@ -255,7 +255,7 @@ func jsonString(v any) (string, error) {
 
 // maxTxnEnds bounds the ends one transaction touches: etcd refuses a
 // transaction of more than --max-txn-ops operations (128 by default), and
-// a pod may have up to maxLinksPerPod (1024) ends. Each end's record stands
+// a pod may have up to maxLinksPerPod ends (128 by default, more if set). Each end's record stands
 // on its own, so a pod's ends may go in several transactions.
 const maxTxnEnds = 64
 
