@@ -157,7 +157,7 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 // startAgent runs n's agent in this process, acting on n's namespace.
 func (c *cluster) startAgent(n *node) {
 	c.t.Helper()
-	reg, err := etcdstore.Open(etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout})
+	reg, err := etcdstore.Open(etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout, Insecure: true})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func (c *cluster) settle() {
 func (c *cluster) conf(n *node, annotations map[string]string) string {
 	conf := map[string]any{
 		"cniVersion": "1.1.0", "name": "lab", "type": "ratchet", "logLevel": "debug",
-		"store": map[string]any{"type": "etcd", "dir": n.dir, "endpoints": c.endpoints, "prefix": c.prefix,
+		"store": map[string]any{"type": "etcd", "dir": n.dir, "endpoints": c.endpoints, "insecure": true, "prefix": c.prefix,
 			"agentSocket": n.socket, "timeout": c.timeout.String()},
 		"node":          map[string]any{"name": n.name},
 		"vxlan":         map[string]any{"port": c.port},

@@ -24,6 +24,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -37,6 +39,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
+	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
@@ -55,6 +58,15 @@ type Config struct {
 	Timeout time.Duration
 	// DialTimeout bounds the connection's setup; default Timeout.
 	DialTimeout time.Duration
+	// Insecure allows plaintext endpoints (http://, or host:port without
+	// TLS): without it Open refuses them, as anyone on the path could read
+	// and rewrite the cluster's state.
+	Insecure bool
+	// Underlay, when not empty, holds the prefixes every node's VTEP must
+	// be in: a node record whose VTEP is elsewhere is skipped as if absent.
+	Underlay []netip.Prefix
+	// Log receives the records skipped as malformed; nil discards them.
+	Log *slog.Logger
 }
 
 // DefaultPrefix is the prefix of ratchet's keys when Config.Prefix is "".
@@ -65,9 +77,11 @@ const DefaultTimeout = 5 * time.Second
 
 // Etcd is the Registry on etcd. Its methods are safe for concurrent use.
 type Etcd struct {
-	cli     *clientv3.Client
-	prefix  string
-	timeout time.Duration
+	cli      *clientv3.Client
+	prefix   string
+	timeout  time.Duration
+	underlay []netip.Prefix
+	log      *slog.Logger
 }
 
 var _ store.Registry = (*Etcd)(nil)
@@ -98,6 +112,9 @@ func Open(cfg Config) (*Etcd, error) {
 		Logger: zap.NewNop(),
 		// RejectOldCluster stays false: it would refuse etcd 3.4 servers.
 	}
+	if err := CheckEndpoints(cfg.Endpoints, cfg.CA != "" || cfg.Cert != "", cfg.Insecure); err != nil {
+		return nil, err
+	}
 	if cfg.CA != "" || cfg.Cert != "" {
 		tc, err := tlsConfig(cfg)
 		if err != nil {
@@ -114,7 +131,34 @@ func Open(cfg Config) (*Etcd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	return &Etcd{cli: cli, prefix: prefix, timeout: timeout}, nil
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Etcd{cli: cli, prefix: prefix, timeout: timeout, underlay: cfg.Underlay, log: log}, nil
+}
+
+// ErrPlaintext says that an endpoint is not encrypted and the
+// configuration did not opt in to that.
+var ErrPlaintext = errors.New("plaintext etcd endpoint: use https:// with store.tls, or set store.insecure")
+
+// CheckEndpoints refuses a plaintext endpoint (http://, unix://, or
+// host:port when TLS is not configured) unless insecure allows it.
+func CheckEndpoints(endpoints []string, tls, insecure bool) error {
+	if insecure {
+		return nil
+	}
+	for _, ep := range endpoints {
+		if netconf.PlaintextEndpoint(ep, tls) {
+			return fmt.Errorf("%w: %s", ErrPlaintext, ep)
+		}
+	}
+	return nil
+}
+
+// skip logs a record that is skipped as malformed.
+func (e *Etcd) skip(key []byte, err error) {
+	e.log.Warn("skipping a bad registry record", "key", string(key), "error", err)
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
@@ -357,13 +401,32 @@ func (e *Etcd) unregisterSome(ctx context.Context, node string, key store.Attach
 	return errContended
 }
 
-// end is End without retries.
+// end is End without retries. A malformed record is logged and reads as
+// absent.
 func (e *Etcd) end(ctx context.Context, pod, ifName string) (*store.EndRecord, error) {
-	end := &store.EndRecord{}
-	if found, err := e.get(ctx, e.endKey(pod, ifName), end); !found || err != nil {
-		return nil, err
+	resp, err := e.cli.Get(ctx, e.endKey(pod, ifName))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, wrap("get end", err)
 	}
-	return end, nil
+	return e.checkEnd(resp.Kvs[0].Key, resp.Kvs[0].Value), nil
+}
+
+// checkEnd decodes and checks the end record at key; nil, logged, when it
+// is malformed or its key names another end.
+func (e *Etcd) checkEnd(key, val []byte) *store.EndRecord {
+	end := &store.EndRecord{}
+	err := decode(val, key, end)
+	if err == nil {
+		err = end.Check()
+	}
+	if err == nil && string(key) != e.endKey(end.Pod, end.IfName) {
+		err = fmt.Errorf("%w: the record is of end %s %s", store.ErrBadRecord, end.Pod, end.IfName)
+	}
+	if err != nil {
+		e.skip(key, err)
+		return nil
+	}
+	return end
 }
 
 // ends is Ends without retries.
@@ -374,11 +437,9 @@ func (e *Etcd) ends(ctx context.Context) ([]*store.EndRecord, error) {
 	}
 	all := make([]*store.EndRecord, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		end := &store.EndRecord{}
-		if err := decode(kv.Value, kv.Key, end); err != nil {
-			return nil, err
+		if end := e.checkEnd(kv.Key, kv.Value); end != nil {
+			all = append(all, end)
 		}
-		all = append(all, end)
 	}
 	return all, nil
 }
@@ -393,11 +454,26 @@ func (e *Etcd) putNode(ctx context.Context, n *store.NodeRecord) error {
 	return wrap("put node", err)
 }
 
-// node is Node without retries.
+// node is Node without retries. A malformed record, one under another
+// node's name or with a VTEP outside the underlay is logged and reads as
+// absent: no tunnel goes to that node until it announces itself properly.
 func (e *Etcd) node(ctx context.Context, name string) (*store.NodeRecord, error) {
+	resp, err := e.cli.Get(ctx, e.nodeKey(name))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, wrap("get node", err)
+	}
+	kv := resp.Kvs[0]
 	n := &store.NodeRecord{}
-	if found, err := e.get(ctx, e.nodeKey(name), n); !found || err != nil {
-		return nil, err
+	err = decode(kv.Value, kv.Key, n)
+	if err == nil && n.Name != name {
+		err = fmt.Errorf("%w: the record names node %q", store.ErrBadRecord, n.Name)
+	}
+	if err == nil {
+		err = n.Check(e.underlay)
+	}
+	if err != nil {
+		e.skip(kv.Key, err)
+		return nil, nil
 	}
 	return n, nil
 }
@@ -497,6 +573,10 @@ func (e *Etcd) takenVNIs(ctx context.Context) (map[uint32]bool, error) {
 func (e *Etcd) vni(ctx context.Context, id string) (uint32, error) {
 	var n uint32
 	_, err := e.get(ctx, e.linkVNIKey(id), &n)
+	if err != nil && !errors.Is(err, store.ErrUnavailable) || n > store.MaxVNI {
+		e.skip([]byte(e.linkVNIKey(id)), fmt.Errorf("%w: not a VNI: %v", store.ErrBadRecord, err))
+		return 0, nil
+	}
 	return n, err
 }
 
@@ -509,12 +589,14 @@ func (e *Etcd) vnis(ctx context.Context) (map[uint32]string, error) {
 	all := make(map[uint32]string, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		n, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), e.vniDir()), 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("etcd record %q: not a VNI", kv.Key)
+		if err != nil || n == 0 || n > store.MaxVNI {
+			e.skip(kv.Key, fmt.Errorf("%w: not a VNI", store.ErrBadRecord))
+			continue
 		}
 		var id string
-		if err := decode(kv.Value, kv.Key, &id); err != nil {
-			return nil, err
+		if err := decode(kv.Value, kv.Key, &id); err != nil || id == "" {
+			e.skip(kv.Key, fmt.Errorf("%w: not a link id: %v", store.ErrBadRecord, err))
+			continue
 		}
 		all[uint32(n)] = id
 	}

@@ -137,7 +137,7 @@ func testRegister(t *testing.T, open Opener) {
 	r, ctx := opened(t, open), ctxFor(t)
 	// Names with the characters pod names and ids hold: / | ~ % and space.
 	a1 := end("ns/a", "eth1", "ns/b", "eth1", "node1", "c1")
-	a2 := end("ns/a", "eth2", "other/c d", "e%2", "node1", "c1")
+	a2 := end("ns/a", "eth2", "other/c_d", "e%2", "node1", "c1")
 	b1 := end("ns/b", "eth1", "ns/a", "eth1", "node2", "c2")
 	must(t, r.RegisterEnds(ctx, []*store.EndRecord{a1, a2}))
 	must(t, r.RegisterEnds(ctx, []*store.EndRecord{b1}))
