@@ -80,6 +80,9 @@ func TestTLS(t *testing.T) {
 	if err := good.Health(ctx); err != nil {
 		t.Fatalf("Health with a client certificate: %v", err)
 	}
+	if err := good.PutNode(ctx, &store.NodeRecord{Name: "node1", VTEP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := good.RegisterEnds(ctx, []*store.EndRecord{end("ns/a", "eth1", "node1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -310,15 +313,15 @@ func TestWatch(t *testing.T) {
 	if err := stranger.RegisterEnds(ctx, []*store.EndRecord{end("ns/x", "eth1", "node9")}); err != nil {
 		t.Fatal(err)
 	}
-	a := end("ns/a b", "eth/1", "node2") // escaped segments decode back
+	a := end("ns/a.b", "e%1", "node/2") // escaped segments decode back
 	if err := writer.RegisterEnds(ctx, []*store.EndRecord{a}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, store.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1"})
-	if err := writer.UnregisterEnds(ctx, "node2", a.Attachment, a.Pod, []string{a.IfName}); err != nil {
+	expect(t, ch, store.Change{Kind: "end", Node: "node/2", Pod: "ns/a.b", IfName: "e%1"})
+	if err := writer.UnregisterEnds(ctx, "node/2", a.Attachment, a.Pod, []string{a.IfName}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, store.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1", Deleted: true})
+	expect(t, ch, store.Change{Kind: "end", Node: "node/2", Pod: "ns/a.b", IfName: "e%1", Deleted: true})
 	if err := writer.PutNode(ctx, &store.NodeRecord{Name: "node2", VTEP: "192.0.2.2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +344,7 @@ func TestWatch(t *testing.T) {
 	if err := writer.RegisterEnds(ctx, []*store.EndRecord{end("ns/after", "eth1", "node1")}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, store.Change{Kind: "end", Pod: "ns/after", IfName: "eth1"})
+	expect(t, ch, store.Change{Kind: "end", Node: "node1", Pod: "ns/after", IfName: "eth1"})
 	if all, err := w.Ends(ctx); err != nil || len(all) != 2 {
 		t.Fatalf("Ends after the restart = %d, %v; want 2 (ns/before, ns/after)", len(all), err)
 	}

@@ -37,18 +37,19 @@ func TestBadRecordsAreSkipped(t *testing.T) {
 	}
 	p := e.Prefix()
 	for key, val := range map[string]string{
-		p + "/ends/ns%2Fb/eth1":      `{not json`,
-		p + "/ends/ns%2Fc/eth1":      `{"pod":"ns/c","ifName":"eth1","peerPod":"ns/a b","peerIfName":"eth1","node":"node1"}`,
-		p + "/ends/ns%2Fd/eth1":      `{"pod":"ns/a","ifName":"eth1","peerPod":"ns/peer","peerIfName":"eth1","node":"node6"}`,
-		p + "/ends/ns%2Fe/eth1":      `{"pod":"ns/e","ifName":"eth1","peerPod":"ns/peer","peerIfName":"eth1","node":""}`,
-		p + "/vni/abc":               `"ns/x|e1~ns/y|e1"`,
-		p + "/vni/99999999":          `"ns/x|e1~ns/y|e1"`,
-		p + "/vni/15":                `12`,
-		p + "/nodes/node2":           `{"name":"node1","vtep":"192.0.2.2"}`,
-		p + "/nodes/node3":           `{"name":"node3","vtep":"203.0.113.66"}`,
-		p + "/nodes/node4":           `{"name":"node4","vtep":"192.0.2.4","port":-1}`,
-		p + "/nodes/node5":           `[`,
-		p + "/links/ns%2Fq%7Ce1/vni": `"x"`,
+		p + "/ends/node1/ns%2Fb/eth1": `{not json`,
+		p + "/ends/node1/ns%2Fc/eth1": `{"pod":"ns/c","ifName":"eth1","peerPod":"ns/a b","peerIfName":"eth1","node":"node1"}`,
+		p + "/ends/node1/ns%2Fd/eth1": `{"pod":"ns/a","ifName":"eth1","peerPod":"ns/peer","peerIfName":"eth1","node":"node1"}`,
+		p + "/ends/node1/ns%2Ff/eth1": `{"pod":"ns/f","ifName":"eth1","peerPod":"ns/peer","peerIfName":"eth1","node":"node2"}`,
+		p + "/ends/node1/ns%2Fe/eth1": `{"pod":"ns/e","ifName":"eth1","peerPod":"ns/peer","peerIfName":"eth1","node":""}`,
+		p + "/vni/abc":                `"ns/x|e1~ns/y|e1"`,
+		p + "/vni/99999999":           `"ns/x|e1~ns/y|e1"`,
+		p + "/vni/15":                 `12`,
+		p + "/nodes/node2":            `{"name":"node1","vtep":"192.0.2.2"}`,
+		p + "/nodes/node3":            `{"name":"node3","vtep":"203.0.113.66"}`,
+		p + "/nodes/node4":            `{"name":"node4","vtep":"192.0.2.4","port":-1}`,
+		p + "/nodes/node5":            `[`,
+		p + "/links/ns%2Fq%7Ce1/vni":  `"x"`,
 	} {
 		if _, err := e.Client().Put(ctx, key, val); err != nil {
 			t.Fatal(err)
@@ -63,7 +64,7 @@ func TestBadRecordsAreSkipped(t *testing.T) {
 	if err != nil || len(vnis) != 1 || vnis[vni] != good.LinkID() {
 		t.Fatalf("VNIs = %v, %v; want only %d", vnis, err, vni)
 	}
-	for _, pod := range []string{"ns/b", "ns/c", "ns/d", "ns/e"} {
+	for _, pod := range []string{"ns/b", "ns/c", "ns/d", "ns/e", "ns/f"} {
 		if got, err := e.End(ctx, pod, "eth1"); got != nil || err != nil {
 			t.Errorf("End(%s) = %+v, %v; want nil, nil", pod, got, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -25,8 +26,13 @@ func GenerateTLS(t testing.TB) TLSFiles {
 		c.IsCA, c.BasicConstraintsValid = true, true
 		c.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
 	})
-	f := TLSFiles{CA: filepath.Join(dir, "ca.pem")}
+	f := TLSFiles{CA: filepath.Join(dir, "ca.pem"), CAKey: filepath.Join(dir, "ca-key.pem")}
 	writePEM(t, f.CA, "CERTIFICATE", caDER)
+	caKeyDER, err := x509.MarshalPKCS8PrivateKey(caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, f.CAKey, "PRIVATE KEY", caKeyDER)
 	for _, who := range []string{"server", "client"} {
 		key, _, der := newCert(t, "ratchet test "+who, caCert, caKey, func(c *x509.Certificate) {
 			c.KeyUsage = x509.KeyUsageDigitalSignature
@@ -52,6 +58,38 @@ func GenerateTLS(t testing.TB) TLSFiles {
 		}
 	}
 	return f
+}
+
+// ClientCertFor writes, next to f's files, a client certificate with
+// common name cn signed by f's CA, and its key: with --client-cert-auth
+// etcd takes cn as the user name.
+func ClientCertFor(t testing.TB, f TLSFiles, cn string) (cert, key string) {
+	t.Helper()
+	caCert, err := tls.LoadX509KeyPair(f.CA, f.CAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := x509.ParseCertificate(caCert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	parentKey, ok := caCert.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("CA key %s is not ECDSA", f.CAKey)
+	}
+	k, _, der := newCert(t, cn, parent, parentKey, func(c *x509.Certificate) {
+		c.KeyUsage = x509.KeyUsageDigitalSignature
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	})
+	keyDER, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(f.CA)
+	cert, key = filepath.Join(dir, "client-"+cn+".pem"), filepath.Join(dir, "client-"+cn+"-key.pem")
+	writePEM(t, cert, "CERTIFICATE", der)
+	writePEM(t, key, "PRIVATE KEY", keyDER)
+	return cert, key
 }
 
 func newCert(t testing.TB, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, edit func(*x509.Certificate)) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
