@@ -18,6 +18,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ratchet-cni/ratchet/internal/agent"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -96,6 +97,7 @@ type cluster struct {
 	timeout time.Duration
 	port    int
 	ipv6    bool
+	auth    *etcdAuth
 }
 
 type node struct {
@@ -124,6 +126,16 @@ type clusterOpts struct {
 	port int
 	// ipv6 puts the tunnels on the LAN's IPv6 addresses.
 	ipv6 bool
+	// auth: etcd has auth on (etcdtest.StartEmbeddedEtcdAuth); each node's
+	// agent is its own user, with etcdstore.GrantNode's role, through
+	// root.
+	auth *etcdAuth
+}
+
+// etcdAuth is an etcd with auth on: its TLS files and a root client.
+type etcdAuth struct {
+	files etcdtest.TLSFiles
+	root  *clientv3.Client
 }
 
 // newCluster starts nodes on etcd at endpoints.
@@ -138,6 +150,9 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 			c.port = o.port
 		}
 		c.ipv6 = c.ipv6 || o.ipv6
+		if o.auth != nil {
+			c.auth = o.auth
+		}
 	}
 	var all []ns.NetNS
 	for i := range nodes {
@@ -157,7 +172,15 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 // startAgent runs n's agent in this process, acting on n's namespace.
 func (c *cluster) startAgent(n *node) {
 	c.t.Helper()
-	reg, err := etcdstore.Open(etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout, Insecure: true})
+	ecfg := etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout, Insecure: c.auth == nil}
+	if c.auth != nil {
+		if err := etcdstore.GrantNode(context.Background(), c.auth.root, c.prefix, n.name); err != nil {
+			c.t.Fatal(err)
+		}
+		ecfg.CA = c.auth.files.CA
+		ecfg.Cert, ecfg.Key = etcdtest.ClientCertFor(c.t, c.auth.files, n.name)
+	}
+	reg, err := etcdstore.Open(ecfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

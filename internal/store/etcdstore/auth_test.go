@@ -17,27 +17,8 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/testutil/etcdtest"
 )
 
-// authEtcd starts an etcd that requires client certificates and has auth
-// on: the user of a certificate is its common name. It returns the TLS
-// files and a client of the root user.
 func authEtcd(t *testing.T) ([]string, etcdtest.TLSFiles, *clientv3.Client) {
-	t.Helper()
-	f := etcdtest.GenerateTLS(t)
-	eps := etcdtest.StartEmbeddedEtcdTLS(t, f)
-	cert, key := etcdtest.ClientCertFor(t, f, "root")
-	root := open(t, etcdstore.Config{Endpoints: eps, CA: f.CA, Cert: cert, Key: key, Timeout: 5 * time.Second})
-	ctx := context.Background()
-	cli := root.Client()
-	if _, err := cli.UserAddWithOptions(ctx, "root", "", &clientv3.UserAddOptions{NoPassword: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.AuthEnable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return eps, f, cli
+	return etcdtest.StartEmbeddedEtcdAuth(t)
 }
 
 // asNode opens the registry at prefix with node's own certificate.

@@ -1,6 +1,7 @@
 package etcdtest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +15,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // GenerateTLS writes, in a new directory of t's, a CA and a server
@@ -128,4 +133,37 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// StartEmbeddedEtcdAuth starts an embedded etcd that requires client
+// certificates (signed by the returned files' CA) and has auth on: the
+// user of a certificate is its common name (ClientCertFor). It returns a
+// client of the root user, closed when the test ends, to set up the other
+// users and roles.
+func StartEmbeddedEtcdAuth(t testing.TB) ([]string, TLSFiles, *clientv3.Client) {
+	t.Helper()
+	f := GenerateTLS(t)
+	eps := StartEmbeddedEtcdTLS(t, f)
+	cert, key := ClientCertFor(t, f, "root")
+	tc, err := (transport.TLSInfo{CertFile: cert, KeyFile: key, TrustedCAFile: f.CA}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tc, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.UserAddWithOptions(ctx, "root", "", &clientv3.UserAddOptions{NoPassword: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return eps, f, cli
 }
