@@ -50,6 +50,8 @@ func run(args []string, stderr io.Writer) int {
 		ca         = fs.String("etcd-ca", "", "etcd CA certificate")
 		cert       = fs.String("etcd-cert", "", "etcd client certificate")
 		key        = fs.String("etcd-key", "", "etcd client key")
+		insecure   = fs.Bool("etcd-insecure", false, "allow plaintext etcd endpoints (http://), as store.insecure")
+		underlay   = fs.String("underlay-cidrs", "", "comma-separated prefixes every node's VTEP must be in, as vxlan.underlayCIDRs")
 		timeout    = fs.Duration("timeout", 0, "timeout of each etcd call (default 5s)")
 		storeDir   = fs.String("store-dir", "", "the node's local store, as the plugin's store.dir")
 		socket     = fs.String("socket", "", "unix socket for the plugin (default "+netconf.DefaultAgentSocket+")")
@@ -106,6 +108,17 @@ func run(args []string, stderr io.Writer) int {
 	if *timeout != 0 {
 		conf.Store.Timeout = timeout.String()
 	}
+	if *insecure {
+		conf.Store.Insecure = true
+	}
+	if *underlay != "" {
+		conf.VXLAN.UnderlayCIDRs = nil
+		for _, p := range strings.Split(*underlay, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				conf.VXLAN.UnderlayCIDRs = append(conf.VXLAN.UnderlayCIDRs, p)
+			}
+		}
+	}
 	if *port != 0 {
 		conf.VXLAN.Port = *port
 	}
@@ -138,7 +151,9 @@ func run(args []string, stderr io.Writer) int {
 		Resync: *resync, CallTimeout: conf.Store.CallTimeout(), HealthInterval: *healthIvl, Log: log,
 		NoFirewall: *noFilter,
 	}
-	ecfg := etcdstore.Config{Endpoints: conf.Store.Endpoints, Prefix: conf.Store.Prefix, Timeout: conf.Store.CallTimeout()}
+	underlayPrefixes, _ := conf.VXLAN.Underlay() // validated above
+	ecfg := etcdstore.Config{Endpoints: conf.Store.Endpoints, Prefix: conf.Store.Prefix, Timeout: conf.Store.CallTimeout(),
+		Insecure: conf.Store.Insecure, Underlay: underlayPrefixes, Log: log}
 	if t := conf.Store.TLS; t != nil {
 		ecfg.CA, ecfg.Cert, ecfg.Key = t.CA, t.Cert, t.Key
 	}

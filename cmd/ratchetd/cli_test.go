@@ -38,7 +38,9 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{"type":"ptp"},
 		{"type":"ratchet","store":{"type":"etcd"},"node":{"name":"n1"}}]}`)
 	badPrefix := write("b.conf", `{"cniVersion":"1.1.0","name":"lab","type":"ratchet",
-		"store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"],"prefix":"ratchet"}}`)
+		"store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"],"insecure":true,"prefix":"ratchet"}}`)
+	plaintext := write("c.conf", `{"cniVersion":"1.1.0","name":"lab","type":"ratchet",
+		"store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"]}}`)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -48,6 +50,10 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{[]string{"--config", badPrefix}, "store.prefix"},
 		{[]string{"--config", badPrefix, "--prefix", "/ok", "--vxlan-port", "70000"}, "vxlan.port"},
 		{[]string{"--etcd-endpoints", `["x",`}, "--etcd-endpoints"},
+		{[]string{"--config", plaintext}, "store.endpoints"},
+		{[]string{"--etcd-endpoints", "192.0.2.1:2379", "--node", "n1"}, "store.endpoints"},
+		{[]string{"--config", plaintext, "--etcd-insecure", "--underlay-cidrs", "192.0.2.0/24,nonsense"}, "vxlan.underlayCIDRs"},
+		{[]string{"--config", plaintext, "--etcd-insecure", "--underlay-cidrs", "198.51.100.0/24", "--vtep-ip", "192.0.2.7"}, "node.vtepIP"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--node", "n1", "--health-interval", "0s"}, "--health-interval"},
 	} {
@@ -62,7 +68,7 @@ func TestReadNetConfTakesTheRatchetEntry(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "10-lab.conflist")
 	if err := os.WriteFile(path, []byte(`{"cniVersion":"1.1.0","name":"lab","plugins":[
 		{"type":"ptp","ipam":{"type":"static"}},
-		{"type":"ratchet","store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"],"prefix":"/lab"},"node":{"name":"n7","vtepDev":"eth1"}}]}`), 0o600); err != nil {
+		{"type":"ratchet","store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"],"insecure":true,"prefix":"/lab"},"node":{"name":"n7","vtepDev":"eth1"}}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	conf, err := readNetConf(path)

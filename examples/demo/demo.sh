@@ -147,6 +147,8 @@ bold "6. two nodes with etcd: a pod link across nodes, and a pod that moves"
 # node keeps its own local store; the agents share the cluster through etcd
 # and make the tunnels of links whose pods are on different nodes.
 for n in $NODE_A $NODE_B; do ip -n "$n" link set lo up; done
+# Plaintext etcd on the demo's private underlay: the configs say so with
+# store.insecure (docs/multinode.md sets etcd up with TLS and per-node users).
 ETCD=http://198.51.100.1:23790
 ip netns exec "$NODE_A" etcd --name demo --data-dir "$STATE/etcd" --listen-client-urls $ETCD --advertise-client-urls $ETCD \
   --listen-peer-urls http://198.51.100.1:23800 --initial-advertise-peer-urls http://198.51.100.1:23800 \
@@ -155,9 +157,9 @@ PIDS+=($!)
 mn_conf() { # NODE [ANNOTATION-JSON]
   jq -n --arg node "$1" --arg links "${2:-}" --arg state "$STATE" --arg etcd $ETCD '{
     cniVersion: "1.1.0", name: "demo-multinode", type: "ratchet",
-    store: {type: "etcd", endpoints: [$etcd], prefix: "/ratchet-demo",
+    store: {type: "etcd", endpoints: [$etcd], insecure: true, prefix: "/ratchet-demo",
             dir: ($state + "/" + $node + "-pods"), agentSocket: ($state + "/" + $node + ".sock")},
-    node: {name: $node, vtepDev: "underlay0"},
+    node: {name: $node, vtepDev: "underlay0"}, vxlan: {underlayCIDRs: ["198.51.100.0/24"]},
     capabilities: {"io.kubernetes.cri.pod-annotations": true}}
     + (if $links == "" then {} else {runtimeConfig: {"io.kubernetes.cri.pod-annotations": {"ratchet.cni.dev/links": $links}}} end)'
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ratchet-cni/ratchet/internal/agent"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -99,6 +100,7 @@ type cluster struct {
 	ipv6    bool
 	// noFirewall runs the agents without their tunnel filter.
 	noFirewall bool
+	auth       *etcdAuth
 }
 
 type node struct {
@@ -129,6 +131,16 @@ type clusterOpts struct {
 	ipv6 bool
 	// noFirewall runs the agents without their tunnel filter.
 	noFirewall bool
+	// auth: etcd has auth on (etcdtest.StartEmbeddedEtcdAuth); each node's
+	// agent is its own user, with etcdstore.GrantNode's role, through
+	// root.
+	auth *etcdAuth
+}
+
+// etcdAuth is an etcd with auth on: its TLS files and a root client.
+type etcdAuth struct {
+	files etcdtest.TLSFiles
+	root  *clientv3.Client
 }
 
 // newCluster starts nodes on etcd at endpoints.
@@ -144,6 +156,9 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 		}
 		c.ipv6 = c.ipv6 || o.ipv6
 		c.noFirewall = c.noFirewall || o.noFirewall
+		if o.auth != nil {
+			c.auth = o.auth
+		}
 	}
 	var all []ns.NetNS
 	for i := range nodes {
@@ -163,7 +178,15 @@ func newCluster(t testing.TB, nodes int, endpoints []string, opts ...clusterOpts
 // startAgent runs n's agent in this process, acting on n's namespace.
 func (c *cluster) startAgent(n *node) {
 	c.t.Helper()
-	reg, err := etcdstore.Open(etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout})
+	ecfg := etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout, Insecure: c.auth == nil}
+	if c.auth != nil {
+		if err := etcdstore.GrantNode(context.Background(), c.auth.root, c.prefix, n.name); err != nil {
+			c.t.Fatal(err)
+		}
+		ecfg.CA = c.auth.files.CA
+		ecfg.Cert, ecfg.Key = etcdtest.ClientCertFor(c.t, c.auth.files, n.name)
+	}
+	reg, err := etcdstore.Open(ecfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -224,7 +247,7 @@ func (c *cluster) settle() {
 func (c *cluster) conf(n *node, annotations map[string]string) string {
 	conf := map[string]any{
 		"cniVersion": "1.1.0", "name": "lab", "type": "ratchet", "logLevel": "debug",
-		"store": map[string]any{"type": "etcd", "dir": n.dir, "endpoints": c.endpoints, "prefix": c.prefix,
+		"store": map[string]any{"type": "etcd", "dir": n.dir, "endpoints": c.endpoints, "insecure": true, "prefix": c.prefix,
 			"agentSocket": n.socket, "timeout": c.timeout.String()},
 		"node":          map[string]any{"name": n.name},
 		"vxlan":         map[string]any{"port": c.port},

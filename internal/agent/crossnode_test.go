@@ -381,7 +381,7 @@ func TestPeerOnThisNodeWinsOverAStaleRegistry(t *testing.T) {
 func TestSecondAgentRefusesTheSocket(t *testing.T) {
 	c := newCluster(t, 1, startEtcd(t))
 	n := c.nodes[0]
-	reg, err := etcdstore.Open(etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout})
+	reg, err := etcdstore.Open(etcdstore.Config{Endpoints: c.endpoints, Prefix: c.prefix, Timeout: c.timeout, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,10 @@ func FuzzLoad(f *testing.F) {
 		`{"cniVersion":"1.0.0","name":"lab","store":{"type":"etcd","endpoints":["127.0.0.1:2379"]},"maxLinksPerPod":"x"}`,
 		`{"cniVersion":"1.0.0","name":"lab","maxLinksPerPod":128,"maxParkedEnds":-1}`,
 		`{"links":[{"netem":{"delay":"1ms","loss":"1%","rate":"1mbit"},"routes":[{"dst":"198.51.100.0/24","gw":"192.0.2.1"}]}]}`,
+		`{"cniVersion":"1.0.0","name":"lab","store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"],"insecure":true}}`,
+		`{"cniVersion":"1.0.0","name":"lab","store":{"type":"etcd","endpoints":["HTTPS://192.0.2.1:2379","unix:///run/e"],"tls":{"ca":"/ca.pem"}}}`,
+		`{"cniVersion":"1.0.0","name":"lab","node":{"vtepIP":"::ffff:192.0.2.9"},"vxlan":{"underlayCIDRs":["192.0.2.0/24","2001:db8::/32"]}}`,
+		`{"cniVersion":"1.0.0","name":"lab","vxlan":{"underlayCIDRs":["192.0.2.1/40",""]}}`,
 		`[`, ``, `null`,
 	} {
 		f.Add([]byte(seed), "eth0")
@@ -45,6 +49,17 @@ func FuzzLoad(f *testing.F) {
 			if err := netconf.CheckIfName(l.Name); err != nil {
 				t.Fatalf("loaded a link with a bad name %q", l.Name)
 			}
+		}
+		if conf.Store.Type == "etcd" && !conf.Store.Insecure {
+			tls := conf.Store.TLS != nil && (conf.Store.TLS.CA != "" || conf.Store.TLS.Cert != "")
+			for _, ep := range conf.Store.Endpoints {
+				if netconf.PlaintextEndpoint(ep, tls) {
+					t.Fatalf("loaded plaintext endpoint %q without store.insecure", ep)
+				}
+			}
+		}
+		if _, err := conf.VXLAN.Underlay(); err != nil {
+			t.Fatalf("loaded vxlan.underlayCIDRs %q that do not parse: %v", conf.VXLAN.UnderlayCIDRs, err)
 		}
 	})
 }

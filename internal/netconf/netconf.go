@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,7 +114,11 @@ type Store struct {
 	Endpoints []string `json:"endpoints,omitempty"`
 	Prefix    string   `json:"prefix,omitempty"`
 	TLS       *TLS     `json:"tls,omitempty"`
-	Timeout   string   `json:"timeout,omitempty"`
+	// Insecure allows plaintext endpoints (http://, or host:port without
+	// tls): anyone on the path could then read and rewrite the cluster's
+	// state, so it must be asked for.
+	Insecure bool   `json:"insecure,omitempty"`
+	Timeout  string `json:"timeout,omitempty"`
 	// LockTimeout is how long an operation waits for the node lock
 	// (LockWait).
 	LockTimeout string `json:"lockTimeout,omitempty"`
@@ -158,6 +164,35 @@ type VXLAN struct {
 	Port     int    `json:"port,omitempty"`
 	VNIRange string `json:"vniRange,omitempty"`
 	MTU      int    `json:"mtu,omitempty"`
+	// UnderlayCIDRs are the prefixes every node's VTEP is in. When set,
+	// the agent ignores a node record whose VTEP is outside them (a node
+	// that redirects the tunnels towards it elsewhere), and its own VTEP
+	// must be inside.
+	UnderlayCIDRs []string `json:"underlayCIDRs,omitempty"`
+}
+
+// Underlay parses vxlan.underlayCIDRs (validated by ValidateAgent).
+func (v *VXLAN) Underlay() ([]netip.Prefix, error) {
+	var all []netip.Prefix
+	for _, s := range v.UnderlayCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, Invalid("vxlan.underlayCIDRs", s, "not a CIDR such as 192.0.2.0/24")
+		}
+		all = append(all, p.Masked())
+	}
+	return all, nil
+}
+
+// PlaintextEndpoint reports whether an etcd client talks to endpoint ep
+// unencrypted: http:// or unix://, or host:port when tls (store.tls) is
+// not configured.
+func PlaintextEndpoint(ep string, tls bool) bool {
+	scheme, _, found := strings.Cut(ep, "://")
+	if !found {
+		return !tls
+	}
+	return !strings.EqualFold(scheme, "https")
 }
 
 // HasBootNetwork says whether a boot network is configured.
@@ -278,6 +313,16 @@ func (c *NetConf) validateNodeAndVXLAN() error {
 	}
 	if c.Node.VtepIP != "" && net.ParseIP(c.Node.VtepIP) == nil {
 		return Invalid("node.vtepIP", c.Node.VtepIP, "not an IP address")
+	}
+	underlay, err := c.VXLAN.Underlay()
+	if err != nil {
+		return err
+	}
+	if c.Node.VtepIP != "" && len(underlay) > 0 {
+		a, _ := netip.ParseAddr(c.Node.VtepIP)
+		if !slices.ContainsFunc(underlay, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {
+			return Invalid("node.vtepIP", c.Node.VtepIP, "is outside vxlan.underlayCIDRs")
+		}
 	}
 	return nil
 }
@@ -421,6 +466,9 @@ func (s *Store) validateEtcd() error {
 	for _, e := range s.Endpoints {
 		if strings.TrimSpace(e) == "" {
 			return Invalid("store.endpoints", e, "an endpoint may not be empty")
+		}
+		if !s.Insecure && PlaintextEndpoint(e, s.TLS != nil && (s.TLS.CA != "" || s.TLS.Cert != "")) {
+			return Invalid("store.endpoints", e, "is plaintext: use https:// with store.tls, or set store.insecure to true")
 		}
 	}
 	if !strings.HasPrefix(s.Prefix, "/") {

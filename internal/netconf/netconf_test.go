@@ -203,3 +203,49 @@ func TestAddressAndRouteCountsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaintextEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		ep   string
+		tls  bool
+		want bool
+	}{
+		{"http://192.0.2.1:2379", false, true},
+		{"http://192.0.2.1:2379", true, true},
+		{"unix:///run/etcd.sock", false, true},
+		{"192.0.2.1:2379", false, true},
+		{"192.0.2.1:2379", true, false},
+		{"https://192.0.2.1:2379", true, false},
+		{"HTTPS://192.0.2.1:2379", true, false},
+	} {
+		if got := netconf.PlaintextEndpoint(c.ep, c.tls); got != c.want {
+			t.Errorf("netconf.PlaintextEndpoint(%q, tls %v) = %v, want %v", c.ep, c.tls, got, c.want)
+		}
+	}
+}
+
+// TestPlaintextNeedsInsecure: a plaintext etcd endpoint is refused (code 7
+// naming store.endpoints and the endpoint) unless store.insecure says so.
+func TestPlaintextNeedsInsecure(t *testing.T) {
+	const base = `{"cniVersion":"1.0.0","name":"lab","type":"ratchet","store":{"type":"etcd","endpoints":["http://192.0.2.1:2379"]%s}}`
+	_, err := netconf.Load([]byte(fmt.Sprintf(base, "")), "eth0")
+	var cniErr *types.Error
+	if !errors.As(err, &cniErr) || cniErr.Code != 7 || !strings.Contains(cniErr.Error(), "store.endpoints") || !strings.Contains(cniErr.Error(), "http://192.0.2.1:2379") {
+		t.Fatalf("plaintext endpoint: %v, want code 7 naming store.endpoints", err)
+	}
+	if _, err := netconf.Load([]byte(fmt.Sprintf(base, `,"insecure":true`)), "eth0"); err != nil {
+		t.Fatalf("plaintext endpoint with insecure: %v", err)
+	}
+}
+
+func TestUnderlay(t *testing.T) {
+	v := netconf.VXLAN{UnderlayCIDRs: []string{"192.0.2.7/24", "2001:db8::/32"}}
+	got, err := v.Underlay()
+	if err != nil || len(got) != 2 || got[0].String() != "192.0.2.0/24" {
+		t.Fatalf("Underlay() = %v, %v", got, err)
+	}
+	v.UnderlayCIDRs = []string{"192.0.2.0"}
+	if _, err := v.Underlay(); err == nil || !strings.Contains(err.Error(), "vxlan.underlayCIDRs") {
+		t.Fatalf("Underlay() of a bare address: %v, want an error naming vxlan.underlayCIDRs", err)
+	}
+}

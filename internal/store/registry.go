@@ -137,7 +137,12 @@ type Registry interface {
 	// attachment key made on node. An end that a later registration
 	// replaced (the pod came back elsewhere first) stays.
 	UnregisterEnds(ctx context.Context, node string, key AttachmentKey, pod string, ifNames []string) error
-	// End returns the end of pod's interface ifName, or (nil, nil).
+	// End returns the end of pod's interface ifName, or (nil, nil). In a
+	// cluster it looks only on nodes that announced themselves (PutNode):
+	// an end elsewhere is found by Ends, which a node's announcement makes
+	// every agent read again. Of several registrations of one interface
+	// (the pod moved, its old node has not withdrawn it yet) End and Ends
+	// return the newest.
 	End(ctx context.Context, pod, ifName string) (*EndRecord, error)
 	// Ends returns every registered end.
 	Ends(ctx context.Context) ([]*EndRecord, error)
@@ -174,7 +179,8 @@ type Change struct {
 	Kind string
 	// Pod and IfName name the end (Kind "end").
 	Pod, IfName string
-	// Node names the node (Kind "node").
+	// Node names the node (Kind "node"), or the node whose record of
+	// the end changed (Kind "end": the end may be on another node now).
 	Node string
 	// LinkID names the link whose VNI changed (Kind "vni").
 	LinkID string

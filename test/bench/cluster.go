@@ -86,7 +86,7 @@ func (b *bench) startCluster() (*clusterEnv, error) {
 	b.etcdData = data
 	for i, n := range c.nodes {
 		if err := c.start(b, n, filepath.Join(b.tmp, fmt.Sprintf("ratchetd-%d.log", i)), b.bins.ratchetd,
-			"--node", fmt.Sprintf("node%d", i), "--etcd-endpoints", benchEtcd, "--prefix", benchPrefix,
+			"--node", fmt.Sprintf("node%d", i), "--etcd-endpoints", benchEtcd, "--etcd-insecure", "--prefix", benchPrefix,
 			"--store-dir", c.stores[i], "--socket", c.sockets[i], "--vtep-dev", "underlay0"); err != nil {
 			return nil, err
 		}
@@ -161,7 +161,7 @@ func (c *clusterEnv) conf(i int, spec podLinkSpec, side int, peer string) []byte
 	return ratchetConf(c.stores[i], map[string]any{
 		"cniVersion": "1.1.0",
 		"store": map[string]any{"type": "etcd", "dir": c.stores[i], "endpoints": []string{benchEtcd},
-			"prefix": benchPrefix, "agentSocket": c.sockets[i]},
+			"insecure": true, "prefix": benchPrefix, "agentSocket": c.sockets[i]},
 		"node":          map[string]any{"name": fmt.Sprintf("node%d", i)},
 		"capabilities":  map[string]any{"io.kubernetes.cri.pod-annotations": true},
 		"runtimeConfig": map[string]any{"io.kubernetes.cri.pod-annotations": map[string]string{"ratchet.cni.dev/links": spec.annotation(side, peer)}},

@@ -796,12 +796,13 @@ ratchetd_stop() {
 # node_conf I: node I's ratchet plugin entry for the cluster network: the
 # etcd store (its local part and agent socket under $W/nodeI), the node's
 # name, the pod-annotations capability, a short store timeout (so that an
-# outage fails an ADD in about 2 s).
+# outage fails an ADD in about 2 s). etcd is plaintext on the test's private
+# lan: store.insecure says so.
 node_conf() {
   jq -n --arg dir "$W/node$1/store" --arg sock "$W/node$1/ratchetd.sock" --arg ep "$ETCD_URL" \
     --arg prefix "/ratchet-e2e-$CLIENT" --arg node "node$1" --arg log "$W/logs/ratchet-node$1.log" '{
       type: "ratchet",
-      store: {type: "etcd", dir: $dir, endpoints: [$ep], prefix: $prefix, agentSocket: $sock, timeout: "2s"},
+      store: {type: "etcd", dir: $dir, endpoints: [$ep], insecure: true, prefix: $prefix, agentSocket: $sock, timeout: "2s"},
       node: {name: $node}, logFile: $log, logLevel: "debug",
       capabilities: {"io.kubernetes.cri.pod-annotations": true}}'
 }

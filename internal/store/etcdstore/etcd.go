@@ -6,10 +6,19 @@
 // Keys under the prefix (each segment escaped with url.PathEscape), values
 // JSON:
 //
-//	<p>/ends/<pod>/<ifname>   store.EndRecord
-//	<p>/nodes/<name>          store.NodeRecord
-//	<p>/vni/<n>               the link id that holds VNI n
-//	<p>/links/<linkID>/vni    the link's VNI
+//	<p>/nodes/<node>                 store.NodeRecord
+//	<p>/ends/<node>/<pod>/<ifname>   store.EndRecord of an end on node
+//	<p>/vni/<n>                      the link id that holds VNI n
+//	<p>/links/<linkID>/vni           the link's VNI
+//
+// What a node writes about itself is under keys of its own (nodes/<node>
+// and the prefix ends/<node>/), so that etcd's auth can confine each node's
+// credentials to its own state (docs/multinode.md, "etcd users"): a node
+// cannot move another node's VTEP or take over another node's pod ends.
+// The VNI keys are shared: allocation is a create-if-absent that any node
+// may race for. A pod that moved leaves its old node's record until that
+// node withdraws it; the newest registration of a pod interface (highest
+// mod revision) is the one End and Ends return.
 //
 // Every call runs under its own timeout, and every read-modify-write is one
 // transaction guarded by compares, so that any call is safe to repeat and
@@ -24,12 +33,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -37,6 +49,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
+	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
@@ -55,6 +68,15 @@ type Config struct {
 	Timeout time.Duration
 	// DialTimeout bounds the connection's setup; default Timeout.
 	DialTimeout time.Duration
+	// Insecure allows plaintext endpoints (http://, or host:port without
+	// TLS): without it Open refuses them, as anyone on the path could read
+	// and rewrite the cluster's state.
+	Insecure bool
+	// Underlay, when not empty, holds the prefixes every node's VTEP must
+	// be in: a node record whose VTEP is elsewhere is skipped as if absent.
+	Underlay []netip.Prefix
+	// Log receives the records skipped as malformed; nil discards them.
+	Log *slog.Logger
 }
 
 // DefaultPrefix is the prefix of ratchet's keys when Config.Prefix is "".
@@ -65,9 +87,11 @@ const DefaultTimeout = 5 * time.Second
 
 // Etcd is the Registry on etcd. Its methods are safe for concurrent use.
 type Etcd struct {
-	cli     *clientv3.Client
-	prefix  string
-	timeout time.Duration
+	cli      *clientv3.Client
+	prefix   string
+	timeout  time.Duration
+	underlay []netip.Prefix
+	log      *slog.Logger
 }
 
 var _ store.Registry = (*Etcd)(nil)
@@ -79,10 +103,7 @@ func Open(cfg Config) (*Etcd, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd: no endpoints")
 	}
-	prefix := strings.TrimRight(cfg.Prefix, "/")
-	if cfg.Prefix == "" {
-		prefix = DefaultPrefix
-	}
+	prefix := trimPrefix(cfg.Prefix)
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -97,6 +118,9 @@ func Open(cfg Config) (*Etcd, error) {
 		// The agent logs to stderr itself.
 		Logger: zap.NewNop(),
 		// RejectOldCluster stays false: it would refuse etcd 3.4 servers.
+	}
+	if err := CheckEndpoints(cfg.Endpoints, cfg.CA != "" || cfg.Cert != "", cfg.Insecure); err != nil {
+		return nil, err
 	}
 	if cfg.CA != "" || cfg.Cert != "" {
 		tc, err := tlsConfig(cfg)
@@ -114,7 +138,34 @@ func Open(cfg Config) (*Etcd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	return &Etcd{cli: cli, prefix: prefix, timeout: timeout}, nil
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Etcd{cli: cli, prefix: prefix, timeout: timeout, underlay: cfg.Underlay, log: log}, nil
+}
+
+// ErrPlaintext says that an endpoint is not encrypted and the
+// configuration did not opt in to that.
+var ErrPlaintext = errors.New("plaintext etcd endpoint: use https:// with store.tls, or set store.insecure")
+
+// CheckEndpoints refuses a plaintext endpoint (http://, unix://, or
+// host:port when TLS is not configured) unless insecure allows it.
+func CheckEndpoints(endpoints []string, tls, insecure bool) error {
+	if insecure {
+		return nil
+	}
+	for _, ep := range endpoints {
+		if netconf.PlaintextEndpoint(ep, tls) {
+			return fmt.Errorf("%w: %s", ErrPlaintext, ep)
+		}
+	}
+	return nil
+}
+
+// skip logs a record that is skipped as malformed.
+func (e *Etcd) skip(key []byte, err error) {
+	e.log.Warn("skipping a bad registry record", "key", string(key), "error", err)
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
@@ -243,10 +294,13 @@ func (e *Etcd) nodesDir() string { return e.prefix + "/nodes/" }
 func (e *Etcd) vniDir() string   { return e.prefix + "/vni/" }
 func (e *Etcd) linksDir() string { return e.prefix + "/links/" }
 
-func (e *Etcd) endKey(pod, ifName string) string { return e.endsDir() + seg(pod) + "/" + seg(ifName) }
-func (e *Etcd) nodeKey(name string) string       { return e.nodesDir() + seg(name) }
-func (e *Etcd) vniKey(n uint32) string           { return e.vniDir() + strconv.FormatUint(uint64(n), 10) }
-func (e *Etcd) linkVNIKey(id string) string      { return e.linksDir() + seg(id) + "/vni" }
+func (e *Etcd) endKey(node, pod, ifName string) string {
+	return e.nodeEndsDir(node) + seg(pod) + "/" + seg(ifName)
+}
+func (e *Etcd) nodeEndsDir(node string) string { return e.endsDir() + seg(node) + "/" }
+func (e *Etcd) nodeKey(name string) string     { return e.nodesDir() + seg(name) }
+func (e *Etcd) vniKey(n uint32) string         { return e.vniDir() + strconv.FormatUint(uint64(n), 10) }
+func (e *Etcd) linkVNIKey(id string) string    { return e.linksDir() + seg(id) + "/vni" }
 
 func jsonString(v any) (string, error) {
 	raw, err := json.Marshal(v)
@@ -294,14 +348,15 @@ func (e *Etcd) registerEnds(ctx context.Context, ends []*store.EndRecord) error 
 	return chunks(ends, func(ends []*store.EndRecord) error {
 		ops := make([]clientv3.Op, 0, len(ends))
 		for _, end := range ends {
-			if end == nil {
-				return errors.New("register ends: a nil end")
+			if err := end.Check(); err != nil {
+				// What every reader would skip is not written.
+				return fmt.Errorf("register ends: %w", err)
 			}
 			val, err := jsonString(end)
 			if err != nil {
 				return err
 			}
-			ops = append(ops, clientv3.OpPut(e.endKey(end.Pod, end.IfName), val))
+			ops = append(ops, clientv3.OpPut(e.endKey(end.Node, end.Pod, end.IfName), val))
 		}
 		_, err := e.cli.Txn(ctx).Then(ops...).Commit()
 		return wrap("register ends", err)
@@ -317,7 +372,7 @@ func (e *Etcd) unregisterSome(ctx context.Context, node string, key store.Attach
 	keys := make([]string, len(ifNames))
 	gets := make([]clientv3.Op, len(ifNames))
 	for i, ifName := range ifNames {
-		keys[i] = e.endKey(pod, ifName)
+		keys[i] = e.endKey(node, pod, ifName)
 		gets[i] = clientv3.OpGet(keys[i])
 	}
 	for range maxRetries {
@@ -357,13 +412,62 @@ func (e *Etcd) unregisterSome(ctx context.Context, node string, key store.Attach
 	return errContended
 }
 
-// end is End without retries.
+// end is End without retries: it looks the end up under every announced
+// node (one read of the node names, then one transaction of gets) and
+// returns the newest registration. An end on a node that has not announced
+// itself yet is not found: no tunnel can go there anyway, and its
+// announcement makes every agent re-read everything (Ends). A malformed
+// record is logged and reads as absent.
 func (e *Etcd) end(ctx context.Context, pod, ifName string) (*store.EndRecord, error) {
-	end := &store.EndRecord{}
-	if found, err := e.get(ctx, e.endKey(pod, ifName), end); !found || err != nil {
-		return nil, err
+	nodes, err := e.cli.Get(ctx, e.nodesDir(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, wrap("get end", err)
 	}
-	return end, nil
+	var newest *store.EndRecord
+	var newestRev int64
+	err = chunks(nodes.Kvs, func(kvs []*mvccpb.KeyValue) error {
+		gets := make([]clientv3.Op, 0, len(kvs))
+		for _, kv := range kvs {
+			node, err := url.PathUnescape(strings.TrimPrefix(string(kv.Key), e.nodesDir()))
+			if err != nil {
+				continue
+			}
+			gets = append(gets, clientv3.OpGet(e.endKey(node, pod, ifName)))
+		}
+		resp, err := e.cli.Txn(ctx).Then(gets...).Commit()
+		if err != nil {
+			return wrap("get end", err)
+		}
+		for _, r := range resp.Responses {
+			for _, kv := range r.GetResponseRange().Kvs {
+				if end := e.checkEnd(kv.Key, kv.Value); end != nil && kv.ModRevision > newestRev {
+					newest, newestRev = end, kv.ModRevision
+				}
+			}
+		}
+		return nil
+	})
+	return newest, err
+}
+
+// checkEnd decodes and checks the end record at key; nil, logged, when it
+// is malformed or its key is not that of the end on the node it names
+// (etcd's auth confines a node's writes to its own keys: the key, not the
+// record's content, says who wrote it).
+func (e *Etcd) checkEnd(key, val []byte) *store.EndRecord {
+	end := &store.EndRecord{}
+	err := decode(val, key, end)
+	if err == nil {
+		err = end.Check()
+	}
+	if err == nil && string(key) != e.endKey(end.Node, end.Pod, end.IfName) {
+		err = fmt.Errorf("%w: the record is of end %s %s on node %s", store.ErrBadRecord, end.Pod, end.IfName, end.Node)
+	}
+	if err != nil {
+		e.skip(key, err)
+		return nil
+	}
+	return end
 }
 
 // ends is Ends without retries.
@@ -372,13 +476,37 @@ func (e *Etcd) ends(ctx context.Context) ([]*store.EndRecord, error) {
 	if err != nil {
 		return nil, wrap("list ends", err)
 	}
-	all := make([]*store.EndRecord, 0, len(resp.Kvs))
+	// A pod interface registered on several nodes (it moved, and its old
+	// node has not withdrawn it yet): the newest registration counts.
+	type newest struct {
+		end *store.EndRecord
+		rev int64
+	}
+	byEnd := make(map[[2]string]newest, len(resp.Kvs))
+	var order [][2]string
 	for _, kv := range resp.Kvs {
-		end := &store.EndRecord{}
-		if err := decode(kv.Value, kv.Key, end); err != nil {
-			return nil, err
+		end := e.checkEnd(kv.Key, kv.Value)
+		if end == nil {
+			continue
 		}
-		all = append(all, end)
+		id := [2]string{end.Pod, end.IfName}
+		cur, seen := byEnd[id]
+		if !seen {
+			order = append(order, id)
+		}
+		if seen && cur.end.Node != end.Node {
+			// A pod that moved, or a node that claims another's pod:
+			// either way an operator should know.
+			e.log.Warn("pod interface claimed by several nodes; the newest registration counts",
+				"pod", end.Pod, "interface", end.IfName, "nodes", []string{cur.end.Node, end.Node})
+		}
+		if !seen || kv.ModRevision > cur.rev {
+			byEnd[id] = newest{end, kv.ModRevision}
+		}
+	}
+	all := make([]*store.EndRecord, 0, len(order))
+	for _, id := range order {
+		all = append(all, byEnd[id].end)
 	}
 	return all, nil
 }
@@ -393,11 +521,26 @@ func (e *Etcd) putNode(ctx context.Context, n *store.NodeRecord) error {
 	return wrap("put node", err)
 }
 
-// node is Node without retries.
+// node is Node without retries. A malformed record, one under another
+// node's name or with a VTEP outside the underlay is logged and reads as
+// absent: no tunnel goes to that node until it announces itself properly.
 func (e *Etcd) node(ctx context.Context, name string) (*store.NodeRecord, error) {
+	resp, err := e.cli.Get(ctx, e.nodeKey(name))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, wrap("get node", err)
+	}
+	kv := resp.Kvs[0]
 	n := &store.NodeRecord{}
-	if found, err := e.get(ctx, e.nodeKey(name), n); !found || err != nil {
-		return nil, err
+	err = decode(kv.Value, kv.Key, n)
+	if err == nil && n.Name != name {
+		err = fmt.Errorf("%w: the record names node %q", store.ErrBadRecord, n.Name)
+	}
+	if err == nil {
+		err = n.Check(e.underlay)
+	}
+	if err != nil {
+		e.skip(kv.Key, err)
+		return nil, nil
 	}
 	return n, nil
 }
@@ -497,6 +640,10 @@ func (e *Etcd) takenVNIs(ctx context.Context) (map[uint32]bool, error) {
 func (e *Etcd) vni(ctx context.Context, id string) (uint32, error) {
 	var n uint32
 	_, err := e.get(ctx, e.linkVNIKey(id), &n)
+	if err != nil && !errors.Is(err, store.ErrUnavailable) || n > store.MaxVNI {
+		e.skip([]byte(e.linkVNIKey(id)), fmt.Errorf("%w: not a VNI: %v", store.ErrBadRecord, err))
+		return 0, nil
+	}
 	return n, err
 }
 
@@ -509,12 +656,14 @@ func (e *Etcd) vnis(ctx context.Context) (map[uint32]string, error) {
 	all := make(map[uint32]string, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		n, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), e.vniDir()), 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("etcd record %q: not a VNI", kv.Key)
+		if err != nil || n == 0 || n > store.MaxVNI {
+			e.skip(kv.Key, fmt.Errorf("%w: not a VNI", store.ErrBadRecord))
+			continue
 		}
 		var id string
-		if err := decode(kv.Value, kv.Key, &id); err != nil {
-			return nil, err
+		if err := decode(kv.Value, kv.Key, &id); err != nil || id == "" {
+			e.skip(kv.Key, fmt.Errorf("%w: not a link id: %v", store.ErrBadRecord, err))
+			continue
 		}
 		all[uint32(n)] = id
 	}
@@ -532,12 +681,6 @@ func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	// Only while neither end is registered: an agent that read the ends
-	// before the pods came back must not free a VNI their tunnels use.
-	unused := []clientv3.Cmp{
-		clientv3.Compare(clientv3.CreateRevision(e.endKey(podA, ifA)), "=", 0),
-		clientv3.Compare(clientv3.CreateRevision(e.endKey(podB, ifB)), "=", 0),
-	}
 	for range maxRetries {
 		resp, err := e.cli.Get(ctx, linkKey)
 		if err != nil {
@@ -546,16 +689,29 @@ func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
 		if len(resp.Kvs) == 0 {
 			return nil
 		}
+		rev := resp.Header.Revision
+		// Only while neither end is registered, on any node: an agent
+		// that read the ends before the pods came back must not free a
+		// VNI their tunnels use. The ends are read at the revision of the
+		// link's key, and the transaction holds only if no end key was
+		// written since (the ends of a pod are under each node's own
+		// prefix: no one key or range says "this pod's ends").
+		if used, err := e.anyEnd(ctx, rev, podA, ifA, podB, ifB); err != nil || used {
+			return err // an end is there: the link keeps its VNI
+		}
 		var n uint32
 		if err := decode(resp.Kvs[0].Value, resp.Kvs[0].Key, &n); err != nil {
 			return err
 		}
 		vk := e.vniKey(n)
-		vresp, err := e.cli.Get(ctx, vk)
+		vresp, err := e.cli.Get(ctx, vk, clientv3.WithRev(rev))
 		if err != nil {
 			return wrap("release VNI", err)
 		}
-		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(linkKey), "=", resp.Kvs[0].ModRevision)}, unused...)
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.ModRevision(linkKey), "=", resp.Kvs[0].ModRevision),
+			clientv3.Compare(clientv3.ModRevision(e.endsDir()), "<", rev+1).WithPrefix(),
+		}
 		ops := []clientv3.Op{clientv3.OpDelete(linkKey)}
 		if len(vresp.Kvs) > 0 {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vk), "=", vresp.Kvs[0].ModRevision))
@@ -572,21 +728,21 @@ func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
 		if tr.Succeeded {
 			return nil
 		}
-		if used, err := e.anyEnd(ctx, podA, ifA, podB, ifB); err != nil || used {
-			return err // an end is back: the link keeps its VNI
-		}
 	}
 	return errContended
 }
 
-// anyEnd reports whether either end is registered.
-func (e *Etcd) anyEnd(ctx context.Context, podA, ifA, podB, ifB string) (bool, error) {
-	for _, end := range [][2]string{{podA, ifA}, {podB, ifB}} {
-		resp, err := e.cli.Get(ctx, e.endKey(end[0], end[1]), clientv3.WithCountOnly())
-		if err != nil {
-			return false, wrap("release VNI", err)
-		}
-		if resp.Count > 0 {
+// anyEnd reports whether either end is registered, on any node, at
+// revision rev: one read of the ends' keys.
+func (e *Etcd) anyEnd(ctx context.Context, rev int64, podA, ifA, podB, ifB string) (bool, error) {
+	resp, err := e.cli.Get(ctx, e.endsDir(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+	if err != nil {
+		return false, wrap("release VNI", err)
+	}
+	a, b := "/"+seg(podA)+"/"+seg(ifA), "/"+seg(podB)+"/"+seg(ifB)
+	for _, kv := range resp.Kvs {
+		// ends/<node>/<pod>/<ifname>: escaped segments hold no "/".
+		if k := string(kv.Key); strings.HasSuffix(k, a) || strings.HasSuffix(k, b) {
 			return true, nil
 		}
 	}

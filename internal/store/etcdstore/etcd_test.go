@@ -29,7 +29,7 @@ func opener(endpoints []string) storetest.Opener {
 		}
 		p := prefix[t]
 		mu.Unlock()
-		e, err := etcdstore.Open(etcdstore.Config{Endpoints: endpoints, Prefix: p, Timeout: 10 * time.Second})
+		e, err := etcdstore.Open(etcdstore.Config{Endpoints: endpoints, Prefix: p, Timeout: 10 * time.Second, Insecure: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,6 +42,9 @@ func open(t *testing.T, cfg etcdstore.Config) *etcdstore.Etcd {
 	if cfg.Prefix == "" {
 		cfg.Prefix = fmt.Sprintf("/ratchet-test/%d", prefixes.Add(1))
 	}
+	// The test servers without TLS listen on the loopback of the tests'
+	// own netns: plaintext is asked for here.
+	cfg.Insecure = cfg.CA == "" && cfg.Cert == ""
 	e, err := etcdstore.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +79,9 @@ func TestTLS(t *testing.T) {
 	good := open(t, etcdstore.Config{Endpoints: eps, CA: f.CA, Cert: f.ClientCert, Key: f.ClientKey, Timeout: 5 * time.Second})
 	if err := good.Health(ctx); err != nil {
 		t.Fatalf("Health with a client certificate: %v", err)
+	}
+	if err := good.PutNode(ctx, &store.NodeRecord{Name: "node1", VTEP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
 	}
 	if err := good.RegisterEnds(ctx, []*store.EndRecord{end("ns/a", "eth1", "node1")}); err != nil {
 		t.Fatal(err)
@@ -307,15 +313,15 @@ func TestWatch(t *testing.T) {
 	if err := stranger.RegisterEnds(ctx, []*store.EndRecord{end("ns/x", "eth1", "node9")}); err != nil {
 		t.Fatal(err)
 	}
-	a := end("ns/a b", "eth/1", "node2") // escaped segments decode back
+	a := end("ns/a.b", "e%1", "node/2") // escaped segments decode back
 	if err := writer.RegisterEnds(ctx, []*store.EndRecord{a}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, store.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1"})
-	if err := writer.UnregisterEnds(ctx, "node2", a.Attachment, a.Pod, []string{a.IfName}); err != nil {
+	expect(t, ch, store.Change{Kind: "end", Node: "node/2", Pod: "ns/a.b", IfName: "e%1"})
+	if err := writer.UnregisterEnds(ctx, "node/2", a.Attachment, a.Pod, []string{a.IfName}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, store.Change{Kind: "end", Pod: "ns/a b", IfName: "eth/1", Deleted: true})
+	expect(t, ch, store.Change{Kind: "end", Node: "node/2", Pod: "ns/a.b", IfName: "e%1", Deleted: true})
 	if err := writer.PutNode(ctx, &store.NodeRecord{Name: "node2", VTEP: "192.0.2.2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +344,7 @@ func TestWatch(t *testing.T) {
 	if err := writer.RegisterEnds(ctx, []*store.EndRecord{end("ns/after", "eth1", "node1")}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, store.Change{Kind: "end", Pod: "ns/after", IfName: "eth1"})
+	expect(t, ch, store.Change{Kind: "end", Node: "node1", Pod: "ns/after", IfName: "eth1"})
 	if all, err := w.Ends(ctx); err != nil || len(all) != 2 {
 		t.Fatalf("Ends after the restart = %d, %v; want 2 (ns/before, ns/after)", len(all), err)
 	}

@@ -125,8 +125,8 @@ func (e *Etcd) change(key string) (store.Change, bool) {
 		parts[i] = u
 	}
 	switch {
-	case len(parts) == 3 && parts[0] == "ends":
-		return store.Change{Kind: "end", Pod: parts[1], IfName: parts[2]}, true
+	case len(parts) == 4 && parts[0] == "ends":
+		return store.Change{Kind: "end", Node: parts[1], Pod: parts[2], IfName: parts[3]}, true
 	case len(parts) == 2 && parts[0] == "nodes":
 		return store.Change{Kind: "node", Node: parts[1]}, true
 	case len(parts) == 3 && parts[0] == "links" && parts[2] == "vni":

@@ -83,6 +83,15 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// announce puts the records of nodes: End finds an end only on a node
+// that announced itself (see store.Registry.End).
+func announce(t *testing.T, r store.Registry, nodes ...string) {
+	t.Helper()
+	for i, n := range nodes {
+		must(t, r.PutNode(ctxFor(t), &store.NodeRecord{Name: n, VTEP: fmt.Sprintf("192.0.2.%d", 100+i), Port: 4789}))
+	}
+}
+
 func wantEnd(t *testing.T, r store.Registry, pod, ifName string, want *store.EndRecord) {
 	t.Helper()
 	got, err := r.End(ctxFor(t), pod, ifName)
@@ -137,8 +146,9 @@ func testRegister(t *testing.T, open Opener) {
 	r, ctx := opened(t, open), ctxFor(t)
 	// Names with the characters pod names and ids hold: / | ~ % and space.
 	a1 := end("ns/a", "eth1", "ns/b", "eth1", "node1", "c1")
-	a2 := end("ns/a", "eth2", "other/c d", "e%2", "node1", "c1")
+	a2 := end("ns/a", "eth2", "other/c_d", "e%2", "node1", "c1")
 	b1 := end("ns/b", "eth1", "ns/a", "eth1", "node2", "c2")
+	announce(t, r, "node1", "node2")
 	must(t, r.RegisterEnds(ctx, []*store.EndRecord{a1, a2}))
 	must(t, r.RegisterEnds(ctx, []*store.EndRecord{b1}))
 	must(t, r.RegisterEnds(ctx, []*store.EndRecord{b1})) // safe to repeat
@@ -170,6 +180,7 @@ func testReplace(t *testing.T, open Opener) {
 	r, ctx := opened(t, open), ctxFor(t)
 	old1 := end("ns/a", "eth1", "ns/b", "eth1", "node1", "c1")
 	old2 := end("ns/a", "eth2", "ns/c", "eth1", "node1", "c1")
+	announce(t, r, "node1", "node2")
 	must(t, r.RegisterEnds(ctx, []*store.EndRecord{old1, old2}))
 	// The pod moved to node2 (only eth1 declared there), and a new
 	// attachment on node1 re-made nothing.
@@ -202,6 +213,7 @@ func testShared(t *testing.T, open Opener) {
 	a, b := opened(t, open), opened(t, open)
 	ctx := ctxFor(t)
 	e := end("ns/a", "eth1", "ns/b", "eth1", "node1", "c1")
+	announce(t, a, "node1")
 	must(t, a.RegisterEnds(ctx, []*store.EndRecord{e}))
 	wantEnd(t, b, "ns/a", "eth1", e)
 	must(t, b.PutNode(ctx, &store.NodeRecord{Name: "node1", VTEP: "192.0.2.1", Port: 4789}))

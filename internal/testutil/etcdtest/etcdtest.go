@@ -79,6 +79,8 @@ func mustURL(s string) url.URL {
 // TLSFiles are PEM files for a server that requires client certificates.
 type TLSFiles struct {
 	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+	// CAKey signs more client certificates (ClientCertFor).
+	CAKey string
 }
 
 // StartEmbeddedEtcd starts a one-member etcd in the test process (fast
