@@ -56,7 +56,7 @@ func TestHealthEndpoints(t *testing.T) {
 // runs, rather than leaving the probes to fail with no word why.
 func TestBadHealthAddrFailsTheStart(t *testing.T) {
 	var stderr strings.Builder
-	code := run([]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--node", "n1", "--store-dir", t.TempDir(),
+	code := run([]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--store-dir", t.TempDir(),
 		"--socket", t.TempDir() + "/s.sock", "--health-addr", "192.0.2.1:1"}, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "--health-addr") {
 		t.Fatalf("exit %d, stderr %q; want 1 naming --health-addr", code, stderr.String())

@@ -87,7 +87,7 @@ func (c *cluster) wantAdd11(t *testing.T, n *node, p *pod, ann map[string]string
 func (c *cluster) startPrivateAgent(t *testing.T, n *node, healthAddr string) int {
 	t.Helper()
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "nsenter", "--net="+n.ns.Path(), ratchetdBin,
-		"--node", n.name, "--etcd-endpoints", etcdIn(t, n.ns, c.endpoints[0]), "--prefix", c.prefix,
+		"--node", n.name, "--etcd-endpoints", etcdIn(t, n.ns, c.endpoints[0]), "--etcd-insecure", "--prefix", c.prefix,
 		"--timeout", c.timeout.String(), "--store-dir", n.dir, "--socket", n.socket, "--vxlan-port", fmt.Sprint(c.port),
 		"--resync", "2s", "--health-interval", "300ms", "--health-addr", healthAddr, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = testWriter{t, n.name}, testWriter{t, n.name}
