@@ -166,6 +166,11 @@ func (a *Agent) checkEtcd(ctx context.Context) {
 		}
 		reason = fmt.Sprintf("the cluster store does not answer within %v: %v (check the etcd endpoints, TLS files and the network path to etcd)", a.cfg.CallTimeout, err)
 	}
+	a.noteEtcd(reason)
+}
+
+// noteEtcd records the etcd check's outcome: reason "" is OK.
+func (a *Agent) noteEtcd(reason string) {
 	if a.health.set(checkEtcd, reason) {
 		if reason != "" {
 			a.log.Error("ratchetd is not ready", "check", checkEtcd, "reason", reason)
@@ -352,6 +357,7 @@ func (a *Agent) refuseCrossNode(ctx context.Context, ends []*store.EndRecord) *a
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 	defer cancel()
+	var remote []string
 	for _, e := range ends {
 		peer, err := a.reg.End(ctx, e.PeerPod, e.PeerIfName)
 		if err != nil {
@@ -359,11 +365,23 @@ func (a *Agent) refuseCrossNode(ctx context.Context, ends []*store.EndRecord) *a
 				h.Reason(), e.PeerPod, e.PeerIfName, e.Pod, e.IfName, err))
 		}
 		if peer != nil && peer.Node != a.cfg.Node {
-			return failed(types.ErrTryAgainLater, fmt.Sprintf("the peer %s|%s of %s|%s is on node %s, and ratchetd cannot make the tunnel to it: %s",
-				e.PeerPod, e.PeerIfName, e.Pod, e.IfName, peer.Node, h.Reason()))
+			remote = append(remote, fmt.Sprintf("the peer %s|%s of %s|%s is on node %s", e.PeerPod, e.PeerIfName, e.Pod, e.IfName, peer.Node))
 		}
 	}
-	return nil
+	if len(remote) == 0 {
+		return nil
+	}
+	// The lookups above were answered: the cluster store is reachable,
+	// whatever the last probe said (one that a loaded machine delayed past
+	// its timeout). Refusing the ADD on that probe would refuse one that
+	// works.
+	if !a.health.ok(checkEtcd) {
+		a.noteEtcd("")
+		if h = a.Health(); h.Ready {
+			return nil
+		}
+	}
+	return failed(types.ErrTryAgainLater, fmt.Sprintf("%s, and ratchetd cannot make the tunnel to it: %s", remote[0], h.Reason()))
 }
 
 // mountPropagation finds the mount that holds dir in mountinfo (the
