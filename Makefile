@@ -9,7 +9,7 @@ BIN       := $(CURDIR)/bin
 CACHE     := $(CURDIR)/.cache
 CNI_BIN_DIR ?= /opt/cni/bin
 # Debian packages the tests need; installed only when missing.
-TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables
+TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables docker.io busybox-static
 
 BINARIES := ratchet ratchetctl ratchetd
 
