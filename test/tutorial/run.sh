@@ -27,7 +27,8 @@
 #   unshare --mount --pid --fork --mount-proc
 # with a private tmpfs on /tmp (the tutorial works in /tmp/cni-tutorial), on
 # /run/netns (so its `ip netns` names never meet the host's), on /var/lib/cni
-# (libcni's result cache) and on /run/containerd. Its network namespaces,
+# (libcni's result cache), on /run/containerd and on /run/docker (where dockerd
+# makes a plugins directory). Its network namespaces,
 # files and processes (containerd, shims, containers) therefore cannot outlive
 # the run: when the sandbox's PID 1 ends, the kernel ends every process in it,
 # and the namespaces go with the mounts. The script still cleans up itself on
@@ -59,12 +60,12 @@ export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 # Debian packages the tutorial's commands use. Installed (quietly) before the
 # run when missing, so that the tutorial's own `apt-get install` lines are
 # no-ops here.
-PACKAGES=(jq iproute2 iputils-ping util-linux containerd runc busybox-static)
+PACKAGES=(jq iproute2 iputils-ping util-linux containerd runc busybox-static docker.io)
 CRICTL_VERSION=v1.37.0
 E2E_CACHE=${E2E_CACHE:-$REPO/.cache/e2e}
 CRICTL_DIR=$E2E_CACHE/crictl-$CRICTL_VERSION # the same cache as test/e2e/lib.sh
 # Directories the sandbox mounts a private tmpfs on.
-SANDBOX_DIRS=(/tmp /run/netns /var/lib/cni /run/containerd)
+SANDBOX_DIRS=(/tmp /run/netns /var/lib/cni /run/containerd /run/docker)
 
 ts() { echo "${EPOCHREALTIME/./}"; }
 secs() { local us=$(($(ts) - $1)); printf '%d.%01ds' $((us / 1000000)) $(((us / 100000) % 10)); }
