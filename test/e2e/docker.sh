@@ -99,6 +99,20 @@ docker_run() {
     CNI_PATH="$CNI_BIN" CNI_ARGS="$cniargs" ./docker-run.sh --rm -v "$W/share-$name:/share" \
     busybox:latest /e2e/hold.sh /share "$@") >"$W/logs/docker-run-$name.log" 2>&1 &
   RUN[$name]=$!
+  on_exit "stop_run $name"
+}
+# stop_run NAME (on exit, before dockerd stops): release hold.sh and give
+# docker-run.sh 10 s to run its DEL and `docker rm -f`; then stop it by PID
+# (dockerd_stop removes what it left).
+stop_run() {
+  local i
+  touch "$W/share-$1/release"
+  for i in $(seq 1 100); do
+    kill -0 "${RUN[$1]}" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "docker-run.sh for $1 still runs: stopping it (pid ${RUN[$1]})"
+  kill_pid "${RUN[$1]}"
 }
 # await_ready NAME: hold.sh in NAME's container has signalled ready.
 await_ready() {
