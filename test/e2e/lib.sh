@@ -207,6 +207,14 @@ need_pkgs() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
+  # Installing docker.io where systemd runs starts the system's Docker
+  # engine on the real host (its bridge, its iptables rules): not ours to
+  # do, unless a policy-rc.d denies the start (exit 101), as in containers.
+  local rc=0
+  if [ -x /usr/sbin/policy-rc.d ]; then /usr/sbin/policy-rc.d docker start >/dev/null 2>&1 || rc=$?; fi
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && [ -d /run/systemd/system ] && [ "$rc" != 101 ]; then
+    fail "docker.io is missing; with systemd, installing it starts Docker on this host: install it yourself (apt-get install docker.io), then run again"
+  fi
   t=$(ts)
   if [ ! -e "$BASE/.apt-updated" ]; then
     apt-get update -qq >"$W/logs/apt.log" 2>&1 || fail "apt-get update (see $W/logs/apt.log)"
