@@ -9,7 +9,11 @@ BIN       := $(CURDIR)/bin
 CACHE     := $(CURDIR)/.cache
 CNI_BIN_DIR ?= /opt/cni/bin
 # Debian packages the tests need; installed only when missing.
-TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables
+# (docker.io is not here: where systemd runs, installing it starts Docker on
+# the host. test/e2e/docker.sh and the tutorial install it when missing,
+# except under systemd with no policy-rc.d denying the start: they then ask
+# the operator to.)
+TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables busybox-static
 
 BINARIES := ratchet ratchetctl ratchetd
 

@@ -1,7 +1,7 @@
 # lib.sh -- shared helpers for ratchet's end-to-end tests with real CNI clients.
 #
 # Sourced (never executed) by cnitool.sh, ctr.sh, cri.sh, cri-podlinks.sh,
-# podman.sh, ratchetctl-docker.sh, multinode.sh and cri-multinode.sh. Each
+# podman.sh, ratchetctl-docker.sh, docker.sh, multinode.sh and cri-multinode.sh. Each
 # of those scripts:
 #   1. calls `e2e_init NAME` (a work dir $W under $BASE, a cleanup trap),
 #   2. runs its client in a throwaway "host" netns (never in the real one),
@@ -207,6 +207,14 @@ need_pkgs() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
+  # Installing docker.io where systemd runs starts the system's Docker
+  # engine on the real host (its bridge, its iptables rules): not ours to
+  # do, unless a policy-rc.d denies the start (exit 101), as in containers.
+  local rc=0
+  if [ -x /usr/sbin/policy-rc.d ]; then /usr/sbin/policy-rc.d docker start >/dev/null 2>&1 || rc=$?; fi
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && [ -d /run/systemd/system ] && [ "$rc" != 101 ]; then
+    fail "docker.io is missing; with systemd, installing it starts Docker on this host: install it yourself (apt-get install docker.io), then run again"
+  fi
   t=$(ts)
   if [ ! -e "$BASE/.apt-updated" ]; then
     apt-get update -qq >"$W/logs/apt.log" 2>&1 || fail "apt-get update (see $W/logs/apt.log)"
@@ -662,6 +670,81 @@ podman_quiesce() {
     kill_pid "$p"
   done
   return 1
+}
+
+# ---------------------------------------------------------------- docker
+
+# dockerd_start: Debian's Docker engine (docker.io) inside the throwaway
+# host netns, with everything it keeps under $DK ($W/engine): socket, data
+# root (images, containers, its containerd's root), exec root (its
+# containerd's socket and state), pid file, config file and trust key. No bridge,
+# iptables, forwarding or masquerading: containers run with --net=none, and
+# the real host is never touched. dockerd starts and stops its own
+# containerd. It also makes /run/docker/plugins (a fixed path): removed on
+# exit when it was not there before. Sets DOCKER_HOST and DOCKER_CONFIG
+# (the CLI's own files under $DK too); docker() and docker_or_fail() run
+# Debian's CLI (/usr/bin/docker, the engine's own version; another docker
+# earlier in PATH is ignored) in the host netns.
+dockerd_start() {
+  DK=$W/engine
+  mkdir -p "$DK/cli" "$DK/bin"
+  ln -sf /usr/bin/docker "$DK/bin/docker" # for scripts that run `docker` from PATH
+  export DOCKER_HOST=unix://$DK/docker.sock DOCKER_CONFIG=$DK/cli
+  [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || fail "dockerd or docker is missing (Debian package docker.io)"
+  if [ ! -e /run/docker ]; then on_exit "rmdir /run/docker/plugins /run/docker"; fi
+  # Our own config file: /etc/docker/daemon.json is not read, and the
+  # engine's trust key (which dockerd 20.10 writes to /etc/docker/key.json
+  # by default; a config-file key only) goes under $DK.
+  jq -n --arg key "$DK/key.json" '{"deprecated-key-path": $key}' >"$DK/daemon.json"
+  local t pid i
+  t=$(ts)
+  # setsid: its own session (a Ctrl-C to our group cannot stop it before our
+  # cleanup). setsid and nsenter exec: $! is dockerd's own PID.
+  setsid nsenter --net="$HOST_NETNS" /usr/sbin/dockerd --host "$DOCKER_HOST" \
+    --data-root "$DK/data" --exec-root "$DK/exec" --pidfile "$DK/dockerd.pid" \
+    --config-file "$DK/daemon.json" \
+    --bridge none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+    >"$W/logs/dockerd.log" 2>&1 &
+  pid=$!
+  DOCKERD_PID=$pid
+  on_exit "dockerd_stop $pid"
+  for i in $(seq 1 100); do
+    docker version >/dev/null 2>&1 && { elapsed "dockerd start" "$t"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  fail "dockerd did not start"
+}
+
+# dockerd_stop PID: a test that ends normally has removed its containers;
+# after a failure, remove every one left (that stops it and its shim), then
+# stop dockerd by its PID (it stops its containerd), then any process that
+# still names our private directory (a shim), by PID.
+dockerd_stop() {
+  local id p
+  for id in $(docker ps -aq 2>/dev/null); do docker rm -f "$id"; done
+  kill_pid "$1"
+  for p in $(pids_mentioning "$DK/"); do
+    echo "stopping leftover process $p: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"
+    kill_pid "$p"
+  done
+}
+docker() { in_host /usr/bin/docker "$@" 2>>"$W/logs/docker.log"; }
+docker_or_fail() { docker "$@" || fail "docker $1: $(tail -1 "$W/logs/docker.log")"; }
+
+# docker_busybox_image [FILE...]: `docker import` the busybox root
+# filesystem as busybox:latest (the name docker-run.sh runs), with each
+# FILE added under /e2e/. No registry: a tarball, as `docker import` takes.
+docker_busybox_image() {
+  local r=$W/rootfs-docker f
+  make_busybox_rootfs
+  rm -rf "$r"
+  cp -a "$ROOTFS" "$r"
+  mkdir -p "$r/e2e"
+  for f in "$@"; do install -m 0755 "$f" "$r/e2e/"; done
+  tar --numeric-owner -C "$r" -c . | docker import - busybox:latest >/dev/null ||
+    fail "docker import busybox:latest: $(tail -1 "$W/logs/docker.log")"
+  rm -rf "$r"
 }
 
 # ---------------------------------------------------------------- multi-node (etcd + ratchetd)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ratchetctl-docker.sh -- `ratchetctl connect -d CONTAINER,IFNAME[,CIDR...]`
-# against a Docker Engine API: podman's Docker-compatible service.
+# against a Docker Engine API: podman's Docker-compatible service. (docker.sh
+# runs the same connect/disconnect against a real dockerd.)
 #
 # ratchetctl resolves a -d endpoint with one GET /containers/{id}/json on
 # the unix socket named by $DOCKER_HOST (no Docker client library) and

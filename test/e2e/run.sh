@@ -2,7 +2,7 @@
 # run.sh -- ratchet's end-to-end suite with real CNI clients.
 #
 #   bash test/e2e/run.sh                 # all clients: cnitool ctr cri cri-podlinks podman
-#                                        # ratchetctl-docker multinode cri-multinode
+#                                        # ratchetctl-docker docker multinode cri-multinode
 #   bash test/e2e/run.sh cnitool cri     # a subset, in the order given
 #
 # As root. BIN (default <repo>/bin) must hold a built ratchet (make build).
@@ -14,7 +14,7 @@
 # The exit status is 0 iff M is 0.
 . "$(dirname "$0")/lib.sh"
 
-ALL_CLIENTS=(cnitool ctr cri cri-podlinks podman ratchetctl-docker multinode cri-multinode)
+ALL_CLIENTS=(cnitool ctr cri cri-podlinks podman ratchetctl-docker docker multinode cri-multinode)
 clients=("$@")
 [ ${#clients[@]} -gt 0 ] || clients=("${ALL_CLIENTS[@]}")
 for c in "${clients[@]}"; do

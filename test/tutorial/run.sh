@@ -27,7 +27,8 @@
 #   unshare --mount --pid --fork --mount-proc
 # with a private tmpfs on /tmp (the tutorial works in /tmp/cni-tutorial), on
 # /run/netns (so its `ip netns` names never meet the host's), on /var/lib/cni
-# (libcni's result cache) and on /run/containerd. Its network namespaces,
+# (libcni's result cache), on /run/containerd and on /run/docker (where dockerd
+# makes a plugins directory). Its network namespaces,
 # files and processes (containerd, shims, containers) therefore cannot outlive
 # the run: when the sandbox's PID 1 ends, the kernel ends every process in it,
 # and the namespaces go with the mounts. The script still cleans up itself on
@@ -59,12 +60,12 @@ export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 # Debian packages the tutorial's commands use. Installed (quietly) before the
 # run when missing, so that the tutorial's own `apt-get install` lines are
 # no-ops here.
-PACKAGES=(jq iproute2 iputils-ping util-linux containerd runc busybox-static)
+PACKAGES=(jq iproute2 iputils-ping util-linux containerd runc busybox-static docker.io)
 CRICTL_VERSION=v1.37.0
 E2E_CACHE=${E2E_CACHE:-$REPO/.cache/e2e}
 CRICTL_DIR=$E2E_CACHE/crictl-$CRICTL_VERSION # the same cache as test/e2e/lib.sh
 # Directories the sandbox mounts a private tmpfs on.
-SANDBOX_DIRS=(/tmp /run/netns /var/lib/cni /run/containerd)
+SANDBOX_DIRS=(/tmp /run/netns /var/lib/cni /run/containerd /run/docker)
 
 ts() { echo "${EPOCHREALTIME/./}"; }
 secs() { local us=$(($(ts) - $1)); printf '%d.%01ds' $((us / 1000000)) $(((us / 100000) % 10)); }
@@ -335,6 +336,15 @@ need_packages() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
+  # Installing docker.io where systemd runs starts the system's Docker
+  # engine on the real host (its bridge, its iptables rules): not ours to
+  # do, unless a policy-rc.d denies the start (exit 101), as in containers.
+  local rc=0
+  if [ -x /usr/sbin/policy-rc.d ]; then /usr/sbin/policy-rc.d docker start >/dev/null 2>&1 || rc=$?; fi
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && [ -d /run/systemd/system ] && [ "$rc" != 101 ]; then
+    echo "FAIL: tutorial: docker.io is missing; with systemd, installing it starts Docker on this host: install it yourself (apt-get install docker.io), then run again"
+    return 1
+  fi
   echo "tutorial: apt-get install ${missing[*]}"
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
