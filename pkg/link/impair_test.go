@@ -125,4 +125,3 @@ func TestImpairNetem(t *testing.T) {
 		t.Fatalf("two pings took %v through 30 ms each way", rtt)
 	}
 }
-
