@@ -41,6 +41,13 @@ func NewExecutor(k *link.Kernel, parkNS ns.NetNS, undo *Undo) (*Executor, error)
 	return x, nil
 }
 
+// WithUndo returns an executor that takes steps through x's handle and
+// pushes their inverse on u. x still owns the handle: u does not, and x
+// must stay open until u has finished.
+func (x *Executor) WithUndo(u *Undo) *Executor {
+	return &Executor{k: x.k, park: x.park, undo: u}
+}
+
 // Close releases the executor's netlink handle.
 func (x *Executor) Close() { x.park.Close() }
 
