@@ -395,14 +395,24 @@ func (s *session) adjustAll(pod string, decide decider) error {
 // writes the records in one transaction.
 func (s *session) adjustLinks(recs []*store.LinkRecord, mines []int, decide decider) (err error) {
 	ds := make([]podlink.Decision, len(recs))
+	// One link: a few lookups; many: one dump of the parking namespace.
+	obs := make([]podlink.Observation, len(recs))
+	switch {
+	case s.x == nil:
+	case len(recs) == 1:
+		obs[0] = s.x.Observe(recs[0])
+	default:
+		if obs, err = s.x.ObserveMany(recs); err != nil {
+			return err
+		}
+	}
 	for i, rec := range recs {
-		obs := s.observe(rec)
-		if st := podlink.StateOf(rec, obs); st == podlink.StateRemote {
+		if st := podlink.StateOf(rec, obs[i]); st == podlink.StateRemote {
 			// The agents own tunnel ends; cross-node run-time settings are
 			// theirs to apply (issue 14, cross-node part).
 			return fmt.Errorf("link %s: its peer is on another node (state remote); run-time settings of cross-node links are not supported yet", shown(rec.ID))
 		}
-		if ds[i], err = decide(rec, mines[i], obs); err != nil {
+		if ds[i], err = decide(rec, mines[i], obs[i]); err != nil {
 			return err
 		}
 	}

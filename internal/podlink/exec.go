@@ -86,6 +86,41 @@ func (x *Executor) Observe(rec *store.LinkRecord) Observation {
 	return obs
 }
 
+// ObserveMany looks at many records at once, for run-time changes to
+// many links (ratchetctl link --all-of): whether each end's parked netdev
+// is there, from one dump of the namespace's netdevs, and the stitch of a
+// lone end that was never joined (is it on a tunnel: remote?). It does
+// not look at the stitch of two present ends, so the states it gives do
+// not tell up from broken.
+func (x *Executor) ObserveMany(recs []*store.LinkRecord) ([]Observation, error) {
+	devs, err := x.park.Netdevs()
+	if err != nil {
+		return nil, err
+	}
+	obs := make([]Observation, len(recs))
+	for n, rec := range recs {
+		o := Observation{Parking: true}
+		for i, e := range rec.Ends {
+			if e.Attachment != nil {
+				d, ok := devs[e.ParkedIndex]
+				o.Ends[i].Parked = ok && d.Name == e.Parked
+			}
+		}
+		pa, pb := Present(&rec.Ends[0], o.Ends[0]), Present(&rec.Ends[1], o.Ends[1])
+		if pa != pb && !rec.Joined {
+			i := 0
+			if pb {
+				i = 1
+			}
+			if to, err := x.park.Stitched(rec.Ends[i].ParkedIndex); err == nil && to != 0 {
+				o.Ends[i].StitchedTo, o.Ends[i].ToTunnel = to, devs[to].Kind == "vxlan"
+			}
+		}
+		obs[n] = o
+	}
+	return obs, nil
+}
+
 // VethFunc describes end's veth (its interface in the pod, its parked end
 // in the executor's namespace), to make or to verify.
 type VethFunc func(end int) (*link.Veth, error)
