@@ -328,13 +328,14 @@ func (s *session) observe(rec *store.LinkRecord) podlink.Observation {
 // find returns the record of the link with end e, and that end's index.
 func (s *session) find(e *endRef) (*store.LinkRecord, int, error) {
 	ctx := context.Background()
-	recs, err := s.st.LinksOf(ctx, e.pod)
+	rec, err := s.st.LinkAt(ctx, e.pod, e.ifName)
 	if err != nil {
 		return nil, 0, err
 	}
-	// A link another pod declares toward e's pod is not indexed under it
-	// until e's pod takes it up.
-	if !hasEnd(recs, e) {
+	recs := []*store.LinkRecord{rec}
+	if rec == nil {
+		// A link another pod declares toward e's pod is not indexed
+		// under it until e's pod takes it up.
 		if recs, err = s.st.Links(ctx); err != nil {
 			return nil, 0, err
 		}
@@ -348,15 +349,6 @@ func (s *session) find(e *endRef) (*store.LinkRecord, int, error) {
 		}
 	}
 	return nil, 0, fmt.Errorf("no pod link has the end %s", shown(e.String()))
-}
-
-func hasEnd(recs []*store.LinkRecord, e *endRef) bool {
-	for _, r := range recs {
-		if _, _, ok := r.End(e.pod, e.ifName); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // decider is a run-time event's decision for rec, whose end mine the user
