@@ -399,7 +399,7 @@ func (s *session) adjustLinks(recs []*store.LinkRecord, mines []int, decide deci
 		}
 	}
 	for i, rec := range recs {
-		if st := podlink.StateOf(rec, obs[i]); st == podlink.StateRemote {
+		if podlink.Remote(rec, obs[i]) {
 			// The agents own tunnel ends; cross-node run-time settings are
 			// theirs to apply (issue 14, cross-node part).
 			return fmt.Errorf("link %s: its peer is on another node (state remote); run-time settings of cross-node links are not supported yet", shown(rec.ID))

@@ -45,6 +45,14 @@ func TestStateOfSettings(t *testing.T) {
 			t.Errorf("%s: state %q, want %q", tc.name, got, tc.want)
 		}
 	}
+	onTunnel := Observation{Parking: true, Ends: [2]EndObs{{Parked: true, StitchedTo: 99, ToTunnel: true}}}
+	pending := record(false, end("a", true, &keyA, 10), end("b", false, nil, 0))
+	if !Remote(with(pending, pulled), onTunnel) || StateOf(with(pending, pulled), onTunnel) != StatePulled {
+		t.Error("a pulled link on a tunnel is not remote underneath")
+	}
+	if Remote(with(up, pulled), parked(up, true)) {
+		t.Error("a local link is remote")
+	}
 }
 
 func TestSettingsDecisions(t *testing.T) {

@@ -107,6 +107,11 @@ func StateOf(r *store.LinkRecord, obs Observation) State {
 	return s
 }
 
+// Remote reports whether the link's end on this node is stitched to a
+// tunnel to its peer on another node, whatever its run-time settings say:
+// such an end is the node agent's.
+func Remote(r *store.LinkRecord, obs Observation) bool { return baseState(r, obs) == StateRemote }
+
 // baseState is the link's state from its ends alone.
 func baseState(r *store.LinkRecord, obs Observation) State {
 	present := 0
