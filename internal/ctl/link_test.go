@@ -227,18 +227,27 @@ func TestLinkSettingsSurviveRestarts(t *testing.T) {
 	mustCtl(t, nil, "link", "reset", "--store", dir, "lab/r1:e1")
 	mustCNI(t, "CHECK", dir, "r2", r2, r2Links)
 
-	// A pulled cable stays pulled across the peer's restart.
+	// A pulled cable stays pulled across the restart of either pod.
 	mustCtl(t, nil, "link", "down", "--store", dir, "lab/r1:e1")
-	mustCNI(t, "DEL", dir, "r2", r2, "")
-	mustCNI(t, "ADD", dir, "r2", r2, r2Links)
-	if carrier(t, r1, "e1") || carrier(t, r2, "w1") {
-		t.Error("a pulled link came back with carrier after the peer's restart")
+	for _, p := range []struct {
+		pod   string
+		n     ns.NetNS
+		links string
+	}{{"r2", r2, r2Links}, {"r1", r1, r1Links}} {
+		mustCNI(t, "DEL", dir, p.pod, p.n, "")
+		mustCNI(t, "ADD", dir, p.pod, p.n, p.links)
+		if carrier(t, r1, "e1") || carrier(t, r2, "w1") {
+			t.Errorf("a pulled link came back with carrier after %s's restart", p.pod)
+		}
+		if err := testutil.Ping(r1, "192.0.2.2"); err == nil {
+			t.Errorf("ping passes through a pulled cable after %s's restart", p.pod)
+		}
+		mustCNI(t, "CHECK", dir, "r1", r1, r1Links)
+		mustCNI(t, "CHECK", dir, "r2", r2, r2Links)
 	}
-	if err := testutil.Ping(r1, "192.0.2.2"); err == nil {
-		t.Error("ping passes through a pulled cable after the peer's restart")
+	if out := mustCtl(t, nil, "links", "--store", dir); !hasRow(out, "pulled lab/r1:e1 lab/r2:w1 pulled") {
+		t.Errorf("links after both restarts:\n%s", out)
 	}
-	mustCNI(t, "CHECK", dir, "r1", r1, r1Links)
-	mustCNI(t, "CHECK", dir, "r2", r2, r2Links)
 	mustCtl(t, nil, "link", "up", "--store", dir, "lab/r1:e1")
 	waitCarrier(t, r2, "w1", true)
 	waitPing(t, r1, "192.0.2.2")
