@@ -21,8 +21,9 @@ usage:
                                                    (defaults: $NETCONFPATH or /etc/cni/net.d, $CNI_PATH or /opt/cni/bin)
   ratchetctl run --del --name ID [--conf-dir DIR] [--bin-dir DIR]
                                                    undo a run kept with --keep: DEL each network, remove the netns
-  ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, remote, broken)
-  ratchetctl health [--socket PATH] [--live] [--timeout D]
+  ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, remote,
+                                                   broken, pulled, impaired) and run-time settings
+` + linkUsage + `  ratchetctl health [--socket PATH] [--live] [--timeout D]
                                                    ratchetd's health on this node (exit 1: not ready, with the reason)
   ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
                                                    install the plugin, chained after the node's network
@@ -69,6 +70,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	case "links":
 		err = links(args[1:], stdout)
+	case "link":
+		err = linkCmd(args[1:], stdout)
 	case "install":
 		err = installCmd(args[1:], stdout)
 	case "health":

@@ -35,9 +35,10 @@ func links(args []string, stdout io.Writer) error {
 	for _, p := range pods {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", shown(p.Pod), shown(p.Netns), shown(p.Attachment.String()))
 	}
-	fmt.Fprintln(w, "\nSTATE\tEND\tEND")
+	fmt.Fprintln(w, "\nSTATE\tEND\tEND\tSETTINGS")
 	for _, v := range views {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]),
+			settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings}))
 	}
 	return w.Flush()
 }
@@ -73,11 +74,13 @@ func endName(e store.LinkEnd) string { return shown(e.Pod) + ":" + shown(e.IfNam
 
 // edgeStyle draws each state so that a glance shows what is wrong.
 var edgeStyle = map[podlink.State]string{
-	podlink.StateUp:      `style=solid, color="darkgreen"`,
-	podlink.StatePending: `style=dashed, color="gray50"`,
-	podlink.StateRemote:  `style=solid, color="blue"`,
-	podlink.StateParked:  `style=dotted, color="orange"`,
-	podlink.StateBroken:  `style=bold, color="red"`,
+	podlink.StateUp:       `style=solid, color="darkgreen"`,
+	podlink.StatePending:  `style=dashed, color="gray50"`,
+	podlink.StateRemote:   `style=solid, color="blue"`,
+	podlink.StateParked:   `style=dotted, color="orange"`,
+	podlink.StateBroken:   `style=bold, color="red"`,
+	podlink.StatePulled:   `style=dashed, color="red"`,
+	podlink.StateImpaired: `style=solid, color="orange"`,
 }
 
 // printDot draws the graph. Every name is written with %q, Go's quoting,

@@ -67,13 +67,7 @@ func parseNonNegativeDuration(field, s string) (time.Duration, error) {
 }
 
 // ParseLoss parses a loss percentage such as "0.5%" or "0.5".
-func ParseLoss(s string) (float64, error) {
-	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-	if err != nil || math.IsNaN(v) || v < 0 || v > 100 {
-		return 0, fmt.Errorf("loss %q is not a percentage between 0%% and 100%%", s)
-	}
-	return v, nil
-}
+func ParseLoss(s string) (float64, error) { return ParsePercent("loss", s) }
 
 // rateUnits are tc's rate units, in bits per second.
 var rateUnits = []struct {

@@ -1,6 +1,7 @@
 package podlink
 
 import (
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
@@ -42,6 +43,16 @@ const (
 	// VerifyJoined checks the end's interface and its parked netdev, up
 	// and stitched to the other end's.
 	VerifyJoined
+	// Pull sets the end's parked netdev down for a pulled cable.
+	Pull
+	// Restore sets the end's parked netdev up again: the cable is back.
+	Restore
+	// Impair gives the end's parked netdev the impairment the record asks
+	// for the traffic toward the end's pod (Decision.Next), or clears it.
+	Impair
+	// VerifyImpairment checks that the end's parked netdev carries the
+	// impairment the record asks for.
+	VerifyImpairment
 	// PutRecord writes the record (Decision.Next).
 	PutRecord
 	// DeleteRecord removes the record: nobody declares or holds the link.
@@ -49,7 +60,7 @@ const (
 )
 
 var actionNames = [...]string{"unplug-stale", "forget-end", "make-end", "stitch", "plug", "unplug", "tunnel",
-	"verify-end", "verify-joined", "put-record", "delete-record"}
+	"verify-end", "verify-joined", "pull", "restore", "impair", "verify-impairment", "put-record", "delete-record"}
 
 func (a Action) String() string {
 	if a < 0 || int(a) >= len(actionNames) {
@@ -93,7 +104,9 @@ func (d *Decision) Has(a Action, end int) bool {
 // link and is present, stitch the two and plug both in (the plugs are
 // taken last, once the ADD has made all of its ends). The caller sets
 // mine's Declared and Spec first. obs needs Parked of every end whose
-// record has an attachment.
+// record has an attachment. The new end gets the link's run-time settings
+// before it is plugged in: its impairment first, and a pulled cable is
+// stitched but not plugged (both ends stay down until OnRestore).
 func OnAdd(rec *store.LinkRecord, mine int, key store.AttachmentKey, obs Observation) Decision {
 	d := Decision{Next: clone(rec)}
 	m, o := &d.Next.Ends[mine], &d.Next.Ends[1-mine]
@@ -109,8 +122,14 @@ func OnAdd(rec *store.LinkRecord, mine int, key store.AttachmentKey, obs Observa
 	forget(m)
 	k := key
 	m.Attachment = &k
+	if rec.Toward(mine) != nil {
+		d.Steps = append(d.Steps, Step{Impair, mine})
+	}
 	if joined {
-		d.Steps = append(d.Steps, Step{Stitch, mine}, Step{Plug, mine}, Step{Plug, 1 - mine})
+		d.Steps = append(d.Steps, Step{Stitch, mine})
+		if !rec.Pulled() {
+			d.Steps = append(d.Steps, Step{Plug, mine}, Step{Plug, 1 - mine})
+		}
 		d.Next.Joined = true
 	}
 	d.State = predict(&d, obs)
@@ -162,13 +181,18 @@ func OnRelease(rec *store.LinkRecord, pod string, key store.AttachmentKey, parki
 
 // OnCheck decides what a CHECK verifies of end mine of rec: the end
 // alone, or, when the peer declares the link and is present, the end
-// stitched to it. obs needs Parked of the other end.
+// stitched to it. obs needs Parked of the other end. Run-time settings
+// are intended, not drift: the parked end of a pulled link may be down,
+// and the end must carry the impairment the record asks for toward it.
 func OnCheck(rec *store.LinkRecord, mine int, obs Observation) Decision {
 	d := Decision{Next: clone(rec)}
 	if Joinable(&rec.Ends[1-mine], obs.Ends[1-mine]) {
 		d.Steps = []Step{{VerifyJoined, mine}}
 	} else {
 		d.Steps = []Step{{VerifyEnd, mine}}
+	}
+	if rec.Toward(mine) != nil {
+		d.Steps = append(d.Steps, Step{VerifyImpairment, mine})
 	}
 	d.State = StateOf(rec, obs)
 	return d
@@ -206,9 +230,99 @@ func OnPeerGone(rec *store.LinkRecord, mine int, obs Observation) Decision {
 	return d
 }
 
+// OnPull decides what `ratchetctl link down` does: the record says the
+// cable is pulled, and each end that is there is set down, so that both
+// pods' interfaces lose their carrier. obs needs Parked of every end whose
+// record has an attachment.
+func OnPull(rec *store.LinkRecord, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	settings(&d.Next).Pulled = true
+	for i := range rec.Ends {
+		if Present(&rec.Ends[i], obs.Ends[i]) {
+			d.Steps = append(d.Steps, Step{Pull, i})
+		}
+	}
+	d.Steps = append(d.Steps, Step{PutRecord, 0})
+	d.State = predict(&d, obs)
+	return d
+}
+
+// OnRestore decides what `ratchetctl link up` does: the record forgets
+// the pull, and when both pods declare the link and are there, both ends
+// (stitched while pulled) are set up again. A lone end stays down, waiting
+// for its peer as any parked end does.
+func OnRestore(rec *store.LinkRecord, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	settings(&d.Next).Pulled = false
+	tidy(&d.Next)
+	if Joinable(&rec.Ends[0], obs.Ends[0]) && Joinable(&rec.Ends[1], obs.Ends[1]) {
+		d.Steps = append(d.Steps, Step{Restore, 0}, Step{Restore, 1})
+	}
+	d.Steps = append(d.Steps, Step{PutRecord, 0})
+	d.State = predict(&d, obs)
+	return d
+}
+
+// OnImpair decides what `ratchetctl link set` does: the record takes the
+// impairments toward each end's pod (nil: none), and each end that is
+// there and whose impairment changes gets it on its parked netdev.
+func OnImpair(rec *store.LinkRecord, toward [2]*linkparam.Impairment, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	for i := range toward {
+		if toward[i].IsZero() {
+			toward[i] = nil
+		}
+	}
+	settings(&d.Next).Toward = toward
+	tidy(&d.Next)
+	for i := range rec.Ends {
+		if Present(&rec.Ends[i], obs.Ends[i]) && !sameImpairment(rec.Toward(i), d.Next.Toward(i)) {
+			d.Steps = append(d.Steps, Step{Impair, i})
+		}
+	}
+	d.Steps = append(d.Steps, Step{PutRecord, 0})
+	d.State = predict(&d, obs)
+	return d
+}
+
+// OnReset decides what `ratchetctl link reset` does: every impairment
+// goes (a pulled cable stays pulled: that is `link up`'s).
+func OnReset(rec *store.LinkRecord, obs Observation) Decision {
+	return OnImpair(rec, [2]*linkparam.Impairment{}, obs)
+}
+
+func sameImpairment(a, b *linkparam.Impairment) bool {
+	return a.IsZero() && b.IsZero() || a != nil && b != nil && *a == *b
+}
+
+// settings returns r's settings, made if it had none (r is a decision's
+// own copy: clone copied its settings).
+func settings(r *store.LinkRecord) *store.Settings {
+	if r.Settings == nil {
+		r.Settings = &store.Settings{}
+	}
+	return r.Settings
+}
+
+// tidy drops settings that ask for nothing, so that the record is as it
+// was before any.
+func tidy(r *store.LinkRecord) {
+	if r.Settings.IsZero() {
+		r.Settings = nil
+	}
+}
+
 // clone copies a record deeply enough for a decision to change it: its
-// ends' attachment keys are replaced, never written through.
-func clone(r *store.LinkRecord) store.LinkRecord { return *r }
+// ends' attachment keys and its impairments are replaced, never written
+// through; its settings are copied.
+func clone(r *store.LinkRecord) store.LinkRecord {
+	c := *r
+	if r.Settings != nil {
+		s := *r.Settings
+		c.Settings = &s
+	}
+	return c
+}
 
 // tunnelIndex stands for a tunnel's ifindex in predictions.
 const tunnelIndex = -1 << 20

@@ -2,6 +2,7 @@ package podlink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -40,6 +41,13 @@ func NewExecutor(k *link.Kernel, parkNS ns.NetNS, undo *Undo) (*Executor, error)
 	return x, nil
 }
 
+// WithUndo returns an executor that takes steps through x's handle and
+// pushes their inverse on u. x still owns the handle: u does not, and x
+// must stay open until u has finished.
+func (x *Executor) WithUndo(u *Undo) *Executor {
+	return &Executor{k: x.k, park: x.park, undo: u}
+}
+
 // Close releases the executor's netlink handle.
 func (x *Executor) Close() { x.park.Close() }
 
@@ -76,6 +84,41 @@ func (x *Executor) Observe(rec *store.LinkRecord) Observation {
 		}
 	}
 	return obs
+}
+
+// ObserveMany looks at many records at once, for run-time changes to
+// many links (ratchetctl link --all-of): whether each end's parked netdev
+// is there, from one dump of the namespace's netdevs, and the stitch of a
+// lone end that was never joined (is it on a tunnel: remote?). It does
+// not look at the stitch of two present ends, so the states it gives do
+// not tell up from broken.
+func (x *Executor) ObserveMany(recs []*store.LinkRecord) ([]Observation, error) {
+	devs, err := x.park.Netdevs()
+	if err != nil {
+		return nil, err
+	}
+	obs := make([]Observation, len(recs))
+	for n, rec := range recs {
+		o := Observation{Parking: true}
+		for i, e := range rec.Ends {
+			if e.Attachment != nil {
+				d, ok := devs[e.ParkedIndex]
+				o.Ends[i].Parked = ok && d.Name == e.Parked
+			}
+		}
+		pa, pb := Present(&rec.Ends[0], o.Ends[0]), Present(&rec.Ends[1], o.Ends[1])
+		if pa != pb && !rec.Joined {
+			i := 0
+			if pb {
+				i = 1
+			}
+			if to, err := x.park.Stitched(rec.Ends[i].ParkedIndex); err == nil && to != 0 {
+				o.Ends[i].StitchedTo, o.Ends[i].ToTunnel = to, devs[to].Kind == "vxlan"
+			}
+		}
+		obs[n] = o
+	}
+	return obs, nil
 }
 
 // VethFunc describes end's veth (its interface in the pod, its parked end
@@ -126,11 +169,49 @@ func (x *Executor) apply(ctx context.Context, rec *store.LinkRecord, d *Decision
 		if err != nil {
 			return err
 		}
-		return x.verify(ctx, v, &next.Ends[s.End], &next.Ends[1-s.End], s.Action == VerifyJoined)
+		return x.verify(ctx, v, &next.Ends[s.End], &next.Ends[1-s.End], s.Action == VerifyJoined, next.Pulled())
 	case Tunnel:
 		return fmt.Errorf("pod link %s: tunnels are the node agent's", rec.ID)
+	case Pull, Restore:
+		return x.setUp(next.Ends[s.End].ParkedIndex, s.Action == Restore)
+	case Impair:
+		return x.impair(rec, d, s.End)
+	case VerifyImpairment:
+		err := x.park.VerifyImpairment(next.Ends[s.End].ParkedIndex, link.ImpairmentOf(next.Toward(s.End)))
+		var mm *link.MismatchError
+		if errors.As(err, &mm) {
+			return &MismatchError{Err: fmt.Errorf("%s: run-time settings of link %s: %w", next.Ends[s.End].IfName, rec.ID, err)}
+		}
+		return err
 	}
 	return nil // record steps: the caller's
+}
+
+// setUp sets a parked netdev up or down; with an undo, the undo sets it
+// back.
+func (x *Executor) setUp(index int, up bool) error {
+	if err := x.park.SetUp(index, up); err != nil {
+		return err
+	}
+	if x.undo != nil {
+		x.undo.Push(fmt.Sprintf("set parked ifindex %d up=%v", index, !up), func() error { return x.park.SetUp(index, !up) })
+	}
+	return nil
+}
+
+// impair gives end's parked netdev the impairment d.Next asks toward its
+// pod (none: cleared). With an undo, the undo gives it back rec's, unless
+// the decision made the end (its undo removes it).
+func (x *Executor) impair(rec *store.LinkRecord, d *Decision, end int) error {
+	index := d.Next.Ends[end].ParkedIndex
+	if err := x.park.Impair(index, link.ImpairmentOf(d.Next.Toward(end))); err != nil {
+		return fmt.Errorf("pod link %s, toward %s: %w", rec.ID, d.Next.Ends[end].Pod, err)
+	}
+	if x.undo != nil && !d.Has(MakeEnd, end) {
+		old := link.ImpairmentOf(rec.Toward(end))
+		x.undo.Push(fmt.Sprintf("restore the impairment of parked ifindex %d", index), func() error { return x.park.Impair(index, old) })
+	}
+	return nil
 }
 
 // makeEnd creates v, its parked end down, and records it in end.
@@ -174,10 +255,11 @@ func (x *Executor) PlugIn() error {
 	return nil
 }
 
-// verify checks end's veth v; with joined, its parked end must be up and
-// stitched to other's.
-func (x *Executor) verify(ctx context.Context, v *link.Veth, end, other *store.LinkEnd, joined bool) error {
-	v.B = link.Endpoint{NS: x.park.NS, Name: end.Parked, Down: !joined}
+// verify checks end's veth v; with joined, its parked end must be up
+// (unless pulled) and stitched to other's.
+func (x *Executor) verify(ctx context.Context, v *link.Veth, end, other *store.LinkEnd, joined, pulled bool) error {
+	// A pulled cable's parked end is down, as intended.
+	v.B = link.Endpoint{NS: x.park.NS, Name: end.Parked, Down: !joined || pulled}
 	if err := v.Verify(ctx, x.k); err != nil {
 		return &MismatchError{Err: err}
 	}

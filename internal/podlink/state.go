@@ -29,8 +29,7 @@ import (
 // are user-visible (README, "Pod links"): do not change them.
 type State string
 
-// Link states. Room is left for states that come next (a pulled cable, an
-// impaired one): StateOf returns one of these five today.
+// Link states.
 const (
 	// StateUp: both ends are there and stitched together.
 	StateUp State = "up"
@@ -45,6 +44,14 @@ const (
 	// StateBroken: the store and the kernel disagree (an end's parked
 	// interface is missing, or two present ends are not stitched).
 	StateBroken State = "broken"
+	// StatePulled: the cable is pulled (`ratchetctl link down`): the
+	// record says so, and both parked ends stay down, the pods'
+	// interfaces without carrier, until `ratchetctl link up`, across
+	// restarts of either pod.
+	StatePulled State = "pulled"
+	// StateImpaired: the link is up, with a run-time impairment (`ratchetctl
+	// link set`) on one or both directions.
+	StateImpaired State = "impaired"
 )
 
 // EndObs is what the kernel shows of one end's parked netdev. Only what
@@ -83,8 +90,30 @@ func Present(e *store.LinkEnd, o EndObs) bool { return e.Attachment != nil && o.
 func Joinable(other *store.LinkEnd, o EndObs) bool { return other.Declared && Present(other, o) }
 
 // StateOf derives a link's state from its record and what the kernel
-// shows of it.
+// shows of it. The run-time settings are the record's, intended: a pulled
+// cable is pulled, whatever else the link is doing, unless the kernel
+// disagrees with the record (broken); an up link with an impairment is
+// impaired.
 func StateOf(r *store.LinkRecord, obs Observation) State {
+	s := baseState(r, obs)
+	switch {
+	case s == StateBroken:
+		return s
+	case r.Pulled():
+		return StatePulled
+	case s == StateUp && (r.Toward(0) != nil || r.Toward(1) != nil):
+		return StateImpaired
+	}
+	return s
+}
+
+// Remote reports whether the link's end on this node is stitched to a
+// tunnel to its peer on another node, whatever its run-time settings say:
+// such an end is the node agent's.
+func Remote(r *store.LinkRecord, obs Observation) bool { return baseState(r, obs) == StateRemote }
+
+// baseState is the link's state from its ends alone.
+func baseState(r *store.LinkRecord, obs Observation) State {
 	present := 0
 	for i, e := range r.Ends {
 		if e.Attachment == nil {

@@ -16,6 +16,8 @@ type LinkView struct {
 	ID    string
 	Ends  [2]store.LinkEnd
 	State State
+	// Settings are the link's run-time settings (nil: none).
+	Settings *store.Settings
 }
 
 // ViewLinks reads every pod link from the store and checks each against
@@ -38,7 +40,7 @@ func ViewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS) ([]LinkV
 		if x != nil {
 			obs = x.Observe(r)
 		}
-		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs)})
+		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings})
 	}
 	slices.SortFunc(views, func(a, b LinkView) int { return strings.Compare(a.ID, b.ID) })
 	return views, nil

@@ -395,6 +395,29 @@ func (l *Local) LinksOf(_ context.Context, pod string) ([]*LinkRecord, error) {
 	return all, err
 }
 
+// LinkAt returns the record indexed under pod's interface ifName (the
+// link pod declares or holds there), or (nil, nil): one lookup, where
+// LinksOf decodes every link of the pod.
+func (l *Local) LinkAt(_ context.Context, pod, ifName string) (*LinkRecord, error) {
+	var r *LinkRecord
+	err := l.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(indexBucket).Get(indexKey(pod, ifName))
+		if id == nil {
+			return nil
+		}
+		raw := tx.Bucket(linksBucket).Get(id)
+		if raw == nil {
+			return nil // an index entry whose record is gone
+		}
+		r = &LinkRecord{}
+		if err := json.Unmarshal(raw, r); err != nil {
+			return fmt.Errorf("link %q: %w", id, err)
+		}
+		return nil
+	})
+	return r, err
+}
+
 // Links implements Topology.
 func (l *Local) Links(_ context.Context) ([]*LinkRecord, error) {
 	return scan[LinkRecord](l, linksBucket, "")

@@ -146,6 +146,14 @@ func TestLocalTopology(t *testing.T) {
 			t.Errorf("LinksOf(%s) = %d records, %v; want %d", pod, len(got), err, want)
 		}
 	}
+	for _, c := range []struct{ pod, ifName, want string }{
+		{"ns/a", "in1", r.ID}, {"ns/b", "in2", r.ID}, {"ns/c", "y", other.ID}, {"ns/a", "in2", ""}, {"ns/x", "in1", ""},
+	} {
+		got, err := s.LinkAt(ctx, c.pod, c.ifName)
+		if err != nil || (got == nil) != (c.want == "") || got != nil && got.ID != c.want {
+			t.Errorf("LinkAt(%s, %s) = %+v, %v; want %q", c.pod, c.ifName, got, err, c.want)
+		}
+	}
 	got, _ := s.LinksOf(ctx, "ns/b")
 	mine, peer, ok := got[0].End("ns/b", "in2")
 	if !ok || mine.IfName != "in2" || peer.Pod != "ns/a" || !peer.Declared {
@@ -156,6 +164,9 @@ func TestLocalTopology(t *testing.T) {
 	}
 	if got, _ := s.LinksOf(ctx, "ns/a"); len(got) != 0 {
 		t.Fatalf("index entry survived DeleteLink: %v", got)
+	}
+	if got, err := s.LinkAt(ctx, "ns/a", "in1"); got != nil || err != nil {
+		t.Fatalf("LinkAt after DeleteLink: %+v, %v", got, err)
 	}
 	if all, _ := s.Links(ctx); len(all) != 1 {
 		t.Fatalf("Links = %d, want 1", len(all))

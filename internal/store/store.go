@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 )
 
 // AttachmentKey identifies a CNI attachment, as the runtime does.
@@ -100,6 +102,38 @@ type LinkRecord struct {
 	// LegacyPrimary names the pod that declared the whole link with
 	// Ratchet's legacy keys; the other pod consents with ratchet: "true".
 	LegacyPrimary string `json:"legacyPrimary,omitempty"`
+	// Settings is the link's desired run-time state, set by `ratchetctl
+	// link` and given to each new end before it is plugged in; nil: none.
+	Settings *Settings `json:"settings,omitempty"`
+}
+
+// Settings is a link's desired run-time state: a pulled cable and
+// impairments, applied in the parking namespace only (never in a pod).
+// They are separate from the ends' declared netem (Spec), which the pods'
+// interfaces carry.
+type Settings struct {
+	// Pulled: the cable is pulled; both parked ends stay down, and both
+	// pods' interfaces without carrier, until `ratchetctl link up`.
+	Pulled bool `json:"pulled,omitempty"`
+	// Toward[i] impairs the traffic flowing toward end i's pod (it leaves
+	// end i's parked netdev); nil: none.
+	Toward [2]*linkparam.Impairment `json:"toward,omitempty"`
+}
+
+// IsZero reports whether the settings ask for nothing.
+func (s *Settings) IsZero() bool {
+	return s == nil || !s.Pulled && s.Toward[0].IsZero() && s.Toward[1].IsZero()
+}
+
+// Pulled reports whether the record's cable is pulled.
+func (r *LinkRecord) Pulled() bool { return r.Settings != nil && r.Settings.Pulled }
+
+// Toward returns the impairment of the traffic toward end i's pod, or nil.
+func (r *LinkRecord) Toward(i int) *linkparam.Impairment {
+	if r.Settings == nil || r.Settings.Toward[i].IsZero() {
+		return nil
+	}
+	return r.Settings.Toward[i]
 }
 
 // LinkEnd is one pod's side of a link.

@@ -203,6 +203,16 @@ func (h *Handle) QdiscAdd(q netlink.Qdisc) error {
 	return h.do(func(nh *netlink.Handle) error { return nh.QdiscAdd(q) })
 }
 
+// QdiscReplace adds a qdisc or replaces the one at its parent.
+func (h *Handle) QdiscReplace(q netlink.Qdisc) error {
+	return h.do(func(nh *netlink.Handle) error { return nh.QdiscReplace(q) })
+}
+
+// QdiscDel deletes a qdisc.
+func (h *Handle) QdiscDel(q netlink.Qdisc) error {
+	return h.do(func(nh *netlink.Handle) error { return nh.QdiscDel(q) })
+}
+
 // QdiscList lists a netdev's qdiscs; an interrupted dump is retried.
 func (h *Handle) QdiscList(l netlink.Link) ([]netlink.Qdisc, error) {
 	return dump(h, func(nh *netlink.Handle) ([]netlink.Qdisc, error) { return nh.QdiscList(l) })

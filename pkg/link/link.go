@@ -69,7 +69,7 @@ func (e *MismatchError) Error() string {
 }
 
 // ErrNoNetem reports a kernel built without the netem qdisc.
-var ErrNoNetem = errors.New("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM)")
+var ErrNoNetem = errors.New("this kernel has no netem qdisc (module sch_netem, CONFIG_NET_SCH_NETEM)")
 
 // newAttrs returns the attributes a new netdev for end is born with: its
 // name, MAC, MTU and owner group. It is born down; configure brings it up.

@@ -85,6 +85,26 @@ func (p *Parking) Kind(index int) string {
 // (see Stitched).
 func (p *Parking) Stitched(index int) (int, error) { return stitchedTo(p.h, index) }
 
+// Netdev is a netdev of the parking namespace, as Netdevs lists it.
+type Netdev struct {
+	Name string
+	Kind string
+}
+
+// Netdevs lists the namespace's netdevs by ifindex, in one dump: cheaper
+// than one lookup per netdev when many are looked at.
+func (p *Parking) Netdevs() (map[int]Netdev, error) {
+	all, err := p.h.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[int]Netdev, len(all))
+	for _, l := range all {
+		m[l.Attrs().Index] = Netdev{Name: l.Attrs().Name, Kind: l.Type()}
+	}
+	return m, nil
+}
+
 // Count returns how many interfaces of the namespace carry a marker alias:
 // the parked ends (and tunnel ends) that take the node's room.
 func (p *Parking) Count() (int, error) {
