@@ -148,7 +148,7 @@ func TestLinkDownPullsTheCable(t *testing.T) {
 	waitCarrier(t, r1, "e1", true)
 	waitCarrier(t, r2, "w1", true)
 	waitPing(t, r1, "192.0.2.2")
-	if out := mustCtl(t, nil, "links", "--store", dir); !hasRow(out, "up lab/r1:e1 lab/r2:w1 -") {
+	if out := mustCtl(t, nil, "links", "--store", dir); !hasExactRow(out, "up lab/r1:e1 lab/r2:w1") {
 		t.Errorf("links after link up:\n%s", out)
 	}
 	after1, _ := inspect(t, r1, "e1")

@@ -35,10 +35,24 @@ func links(args []string, stdout io.Writer) error {
 	for _, p := range pods {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", shown(p.Pod), shown(p.Netns), shown(p.Attachment.String()))
 	}
-	fmt.Fprintln(w, "\nSTATE\tEND\tEND\tSETTINGS")
-	for _, v := range views {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]),
-			settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings}))
+	// The SETTINGS column is there when a link has run-time settings; a
+	// link without them ends its line at its last end (no padding to an
+	// empty cell, no trailing blanks).
+	settings := make([]string, len(views))
+	header := "\nSTATE\tEND\tEND"
+	for i, v := range views {
+		if !v.Settings.IsZero() {
+			settings[i] = settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings})
+			header = "\nSTATE\tEND\tEND\tSETTINGS"
+		}
+	}
+	fmt.Fprintln(w, header)
+	for i, v := range views {
+		fmt.Fprintf(w, "%s\t%s\t%s", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]))
+		if settings[i] != "" {
+			fmt.Fprintf(w, "\t%s", settings[i])
+		}
+		fmt.Fprintln(w)
 	}
 	return w.Flush()
 }

@@ -76,6 +76,17 @@ func TestLinksShowsStates(t *testing.T) {
 
 // hasRow reports whether a table row, with its columns joined by single
 // spaces, starts with want.
+// hasExactRow reports whether a line of out is want, with any run of
+// blanks as one: a link with no settings has no settings cell.
+func hasExactRow(out, want string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Join(strings.Fields(line), " ") == want {
+			return true
+		}
+	}
+	return false
+}
+
 func hasRow(out, want string) bool {
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(strings.Join(strings.Fields(line), " "), want) {
