@@ -121,7 +121,21 @@ func (w *eventWriter) write(e Event) error {
 // kernelNote is one netlink notification from the parking namespace.
 type kernelNote struct {
 	index int
+	name  string // the netdev's name; "" when the notification has none (tc)
 	text  string
+}
+
+// describe names the netdev by its name, or by the parked end's name
+// recorded for its index, or by its index.
+func (n kernelNote) describe(parked map[int]string) string {
+	name := n.name
+	if name == "" {
+		name = parked[n.index]
+	}
+	if name == "" {
+		name = fmt.Sprintf("ifindex %d", n.index)
+	}
+	return name + " " + n.text
 }
 
 // watchEvents emits the events of the store in dir until ctx ends.
@@ -138,8 +152,8 @@ func watchEvents(ctx context.Context, dir string, emit func(Event) error) error 
 		return err
 	}
 	lastStat := statStore(dir)
-	pending := map[int][]string{}  // kernel notes by parked ifindex
-	names := indexNames(prev, nil) // parked ifindex -> link id
+	pending := map[int][]kernelNote{} // kernel notes by parked ifindex
+	names := indexNames(prev, nil)    // parked ifindex -> link id
 	poll := time.NewTicker(storePoll)
 	defer poll.Stop()
 	lastRead := time.Now()
@@ -156,7 +170,7 @@ func watchEvents(ctx context.Context, dir string, emit func(Event) error) error 
 		case <-ctx.Done():
 			return nil
 		case n := <-notes:
-			pending[n.index] = append(pending[n.index], n.text)
+			pending[n.index] = append(pending[n.index], n)
 			// Let the rest of one command's notifications arrive first.
 			drain(notes, pending, 20*time.Millisecond)
 			reread = true
@@ -179,9 +193,12 @@ func watchEvents(ctx context.Context, dir string, emit func(Event) error) error 
 		parkPath = path
 		names = indexNames(next, names)
 		details := map[string][]string{}
-		for index, texts := range pending {
+		parked := parkedNames(next)
+		for index, ns := range pending {
 			if id, ok := names[index]; ok {
-				details[id] = append(details[id], texts...)
+				for _, n := range ns {
+					details[id] = append(details[id], n.describe(parked))
+				}
 			}
 		}
 		for _, e := range diffSnapshots(prev, next, details, time.Now()) {
@@ -204,13 +221,13 @@ func watchEvents(ctx context.Context, dir string, emit func(Event) error) error 
 	}
 }
 
-func drain(notes <-chan kernelNote, pending map[int][]string, d time.Duration) {
+func drain(notes <-chan kernelNote, pending map[int][]kernelNote, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case n := <-notes:
-			pending[n.index] = append(pending[n.index], n.text)
+			pending[n.index] = append(pending[n.index], n)
 		case <-t.C:
 			return
 		}
@@ -267,6 +284,20 @@ func indexNames(snap map[string]linkSnap, old map[int]string) map[int]string {
 		for _, e := range s.view.Ends {
 			if e.ParkedIndex != 0 {
 				m[e.ParkedIndex] = id
+			}
+		}
+	}
+	return m
+}
+
+// parkedNames maps the parked ifindexes of snap's links to the parked
+// netdevs' names.
+func parkedNames(snap map[string]linkSnap) map[int]string {
+	m := map[int]string{}
+	for _, s := range snap {
+		for _, e := range s.view.Ends {
+			if e.ParkedIndex != 0 {
+				m[e.ParkedIndex] = e.Parked
 			}
 		}
 	}
@@ -443,7 +474,7 @@ func parseNote(typ uint16, data []byte) (kernelNote, bool) {
 			return kernelNote{}, false
 		}
 		msg := nl.DeserializeIfInfomsg(data)
-		name := fmt.Sprint(msg.Index)
+		name := ""
 		if attrs, err := nl.ParseRouteAttr(data[unix.SizeofIfInfomsg:]); err == nil {
 			for _, a := range attrs {
 				if a.Attr.Type == unix.IFLA_IFNAME {
@@ -460,7 +491,7 @@ func parseNote(typ uint16, data []byte) (kernelNote, bool) {
 		case msg.Flags&unix.IFF_UP != 0:
 			what = "up, no carrier"
 		}
-		return kernelNote{index: int(msg.Index), text: name + " " + what}, true
+		return kernelNote{index: int(msg.Index), name: name, text: what}, true
 	case unix.RTM_NEWQDISC, unix.RTM_DELQDISC, unix.RTM_NEWTFILTER, unix.RTM_DELTFILTER:
 		if len(data) < nl.SizeofTcMsg {
 			return kernelNote{}, false
@@ -476,7 +507,7 @@ func parseNote(typ uint16, data []byte) (kernelNote, bool) {
 		}
 		verb := map[uint16]string{unix.RTM_NEWQDISC: "qdisc " + kind + " set", unix.RTM_DELQDISC: "qdisc " + kind + " removed",
 			unix.RTM_NEWTFILTER: "filter " + kind + " added", unix.RTM_DELTFILTER: "filter " + kind + " removed"}[typ]
-		return kernelNote{index: int(msg.Ifindex), text: fmt.Sprintf("ifindex %d %s", msg.Ifindex, verb)}, true
+		return kernelNote{index: int(msg.Ifindex), text: verb}, true
 	}
 	return kernelNote{}, false
 }
