@@ -190,6 +190,12 @@ func watchEvents(ctx context.Context, dir string, emit func(Event) error) error 
 			return err
 		}
 		lastRead = time.Now()
+		if path != parkPath && sub != nil {
+			// A new parking namespace (the store was reset after a
+			// reboot): the socket stays in the old one.
+			sub.close()
+			sub = nil
+		}
 		parkPath = path
 		names = indexNames(next, names)
 		details := map[string][]string{}
