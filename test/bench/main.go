@@ -74,7 +74,7 @@ func run() int {
 	flag.DurationVar(&cfg.settle, "settle", 500*time.Millisecond, "pause after a batch of namespaces is deleted (the kernel tears them down in the background, holding the RTNL lock)")
 	flag.BoolVar(&cfg.ips, "link-ips", true, "give each pod link end an IPv6 address")
 	flag.BoolVar(&cfg.podIPv6, "pod-ipv6", true, "leave IPv6 on in the pods of the pod-link scenarios (false: disable_ipv6=1 there, as Docker does; implies -link-ips=false)")
-	flag.StringVar(&cfg.only, "only", "", "run only these scenarios (comma-separated: version,veth,vxlan,pod,crossnode,parallel)")
+	flag.StringVar(&cfg.only, "only", "", "run only these scenarios (comma-separated: version,veth,vxlan,pod,crossnode,parallel,lab)")
 	flag.Parse()
 	var err error
 	if cfg.links, err = intList(links); err != nil {
@@ -87,9 +87,9 @@ func run() int {
 	}
 	for _, s := range strings.Split(cfg.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "", "version", "veth", "vxlan", "pod", "crossnode", "parallel":
+		case "", "version", "veth", "vxlan", "pod", "crossnode", "parallel", "lab":
 		default:
-			logf("-only: unknown scenario %q (version, veth, vxlan, pod, crossnode, parallel)", s)
+			logf("-only: unknown scenario %q (version, veth, vxlan, pod, crossnode, parallel, lab)", s)
 			return 2
 		}
 	}
@@ -161,7 +161,7 @@ func run() int {
 		return 1
 	}
 	info = append(info, fmt.Sprintf("run took %v; load average after: %s", time.Since(start).Round(time.Second), loadavg()))
-	md := render(b.res, info, b.ranLinks(), b.ranParallel(), bins.sizes(), cfg.smoke)
+	md := render(b.res, info, b.ranLinks(), b.ranParallel(), b.labLinks(), bins.sizes(), cfg.smoke)
 	fmt.Print(md)
 	err = os.MkdirAll(filepath.Dir(cfg.out), 0o755)
 	if err == nil {
@@ -263,6 +263,14 @@ func (b *bench) all() error {
 			return err
 		}
 	}
+	if b.want("lab") {
+		if err := b.labOne(b.iters(31, 2)); err != nil {
+			return err
+		}
+		if err := b.labAllOf(b.labLinks(), b.iters(7, 1)); err != nil {
+			return err
+		}
+	}
 	if b.want("parallel") {
 		for _, k := range b.cfg.parallel {
 			if err := b.parallel(k, b.cfg.batch, b.iters(7, 1)); err != nil {
@@ -292,6 +300,8 @@ func (b *bench) all() error {
 type binaries struct {
 	dir                           string // also CNI_PATH
 	ratchet, ptp, static, trivial string
+	// ratchetctl is the CLI of the lab scenario.
+	ratchetctl string
 	// ratchetd is the node agent of the cross-node scenario.
 	ratchetd string
 }
@@ -325,7 +335,7 @@ func build(ctx context.Context, root, tmp, ratchet string) (*binaries, error) {
 		}
 		return nil
 	}
-	pkgs := []string{"github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/static", "./cmd/ratchetd"}
+	pkgs := []string{"github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/static", "./cmd/ratchetd", "./cmd/ratchetctl"}
 	if ratchet == "" {
 		pkgs = append(pkgs, "./cmd/ratchet")
 	}
@@ -346,7 +356,7 @@ func build(ctx context.Context, root, tmp, ratchet string) (*binaries, error) {
 		return nil, err
 	}
 	bs := &binaries{dir: dir, ratchet: filepath.Join(dir, "ratchet"), ptp: filepath.Join(dir, "ptp"),
-		static: filepath.Join(dir, "static"), trivial: filepath.Join(dir, "trivial"), ratchetd: filepath.Join(dir, "ratchetd")}
+		static: filepath.Join(dir, "static"), trivial: filepath.Join(dir, "trivial"), ratchetd: filepath.Join(dir, "ratchetd"), ratchetctl: filepath.Join(dir, "ratchetctl")}
 	if ratchet == "" {
 		ratchet = bs.ratchet
 	}
@@ -354,7 +364,7 @@ func build(ctx context.Context, root, tmp, ratchet string) (*binaries, error) {
 		return nil, err
 	}
 	// Every binary is measured as installed, not as the linker left it.
-	for _, p := range []string{bs.ptp, bs.static, bs.trivial} {
+	for _, p := range []string{bs.ptp, bs.static, bs.trivial, bs.ratchetctl} {
 		if err := installFile(p, p); err != nil {
 			return nil, err
 		}

@@ -148,7 +148,7 @@ func (r *report) barsTable() {
 }
 
 // render builds the whole report from the samples.
-func render(res map[string][]sample, info []string, links []int, parallel []int, sizes map[string]int64, smoke bool) string {
+func render(res map[string][]sample, info []string, links []int, parallel []int, lab int, sizes map[string]int64, smoke bool) string {
 	r := &report{res: res}
 	title := "ratchet benchmark"
 	if smoke {
@@ -218,6 +218,8 @@ func render(res map[string][]sample, info []string, links []int, parallel []int,
 		r.line("")
 	}
 
+	r.labSection(lab)
+
 	if len(links) > 1 {
 		r.line("## Cost per link")
 		r.line("")
@@ -254,6 +256,7 @@ func render(res map[string][]sample, info []string, links []int, parallel []int,
 	r.line("")
 
 	r.evalBars(links, sizes)
+	r.labBars(lab)
 	r.line("## Bars (medians on this machine)")
 	r.line("")
 	r.barsTable()

@@ -48,7 +48,9 @@
 # Environment: TUTORIAL_TIMEOUT (seconds for the whole run, default 600),
 # E2E_CACHE (where crictl is cached, shared with test/e2e; default
 # <repo>/.cache/e2e), TUTORIAL_DOC (run another copy of the page, e.g. to
-# test this script's failure reports).
+# test this script's failure reports, or another page: `make lab-doc` runs
+# docs/lab.md with TUTORIAL_DOC=docs/lab.md; crictl is built only for a page
+# that uses it).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -161,8 +163,10 @@ inner() {
   readonly _T_KIND _T_LINE _T_INFO _T_PATH _T_TEXT _T_CHAPTER # no block can clobber them
   # crictl from the cache, so that the tutorial's `command -v crictl ||
   # go install ...` never builds it here.
-  export PATH=$CRICTL_DIR:$PATH
-  [ "$(command -v crictl)" = "$CRICTL_DIR/crictl" ] || { echo "FAIL: tutorial: crictl is not $CRICTL_DIR/crictl" >&2; exit 1; }
+  if needs_crictl; then
+    export PATH=$CRICTL_DIR:$PATH
+    [ "$(command -v crictl)" = "$CRICTL_DIR/crictl" ] || { echo "FAIL: tutorial: crictl is not $CRICTL_DIR/crictl" >&2; exit 1; }
+  fi
   cd "$REPO"
   _T_out=/tmp/.tutorial-block.out # the tutorial itself works in /tmp/cni-tutorial
   export TUTORIAL_LAST_OUTPUT=/tmp/.tutorial-last.out
@@ -349,9 +353,13 @@ need_packages() {
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# needs_crictl: whether the page uses crictl (docs/lab.md does not).
+needs_crictl() { grep -q crictl "$DOC"; }
+
 # need_crictl: crictl is not in go.mod; build it once into the cache that
 # test/e2e uses too (its ~700 MB of module and build cache are dropped after).
 need_crictl() {
+  needs_crictl || return 0
   [ -x "$CRICTL_DIR/crictl" ] && return 0
   local c=$E2E_CACHE/crictl-build t
   t=$(ts)
