@@ -38,7 +38,7 @@ func links(args []string, stdout io.Writer) error {
 	fmt.Fprintln(w, "\nSTATE\tEND\tEND\tSETTINGS")
 	for _, v := range views {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]),
-			settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings}))
+			settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings, Added: v.Added}))
 	}
 	return w.Flush()
 }
