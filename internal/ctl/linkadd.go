@@ -157,7 +157,7 @@ func (s *session) add(req *addRequest) (err error) {
 			return err
 		}
 		if pr == nil {
-			return fmt.Errorf("link add: pod %s is not running on this node (ratchet holds no attachment of it); cross-node links are not supported by link add yet", shown(e.pod))
+			return fmt.Errorf("link add: pod %s: ratchet has no record of it on this node (a pod on another node: cross-node links are not supported by link add yet; or a pod that declares no pod link)", shown(e.pod))
 		}
 		if e.ifName == pr.Attachment.IfName {
 			return fmt.Errorf("link add: %s is the pod's CNI interface", shown(e.String()))

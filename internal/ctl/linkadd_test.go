@@ -14,9 +14,10 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
 
-// addArgs adds r1:e2 -- r2:w2 to the lab, 198.51.100.1 in r1, .2 in r2.
+// addArgs adds r1:e2 -- r2:w2 to the lab, 198.51.100.1 and 2001:db8::1 in
+// r1, .2 and ::2 in r2.
 func addArgs(dir string) []string {
-	return []string{"link", "add", "--store", dir, "--ips", "198.51.100.1/30,198.51.100.2/30", "lab/r1:e2", "lab/r2:w2"}
+	return []string{"link", "add", "--store", dir, "--ips", "198.51.100.1/30,198.51.100.2/30", "--ips", "2001:db8::1/64,2001:db8::2/64", "lab/r1:e2", "lab/r2:w2"}
 }
 
 // parkedEnds lists the veths in the lab's parking namespace.
@@ -59,6 +60,15 @@ func addedUp(t *testing.T, r1, r2 ns.NetNS) {
 			t.Errorf("%s: addresses %v, want %s", p.name, s.Addrs, p.addr)
 		}
 		waitCarrier(t, p.n, p.name, true)
+		l, _ := testutil.Handle(t, p.n).LinkByName(p.name)
+		v6, _ := testutil.Handle(t, p.n).AddrList(l, netlink.FAMILY_V6)
+		found := false
+		for _, a := range v6 {
+			found = found || strings.HasPrefix(a.IPNet.String(), "2001:db8::")
+		}
+		if !found {
+			t.Errorf("%s: no 2001:db8:: address in %v", p.name, v6)
+		}
 	}
 	waitPing(t, r1, "198.51.100.2")
 }
