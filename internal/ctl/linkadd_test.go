@@ -93,7 +93,7 @@ func TestLinkAddAndDel(t *testing.T) {
 	if after := parkedEnds(t, dir); !slices.Equal(after, parked) {
 		t.Errorf("parked ends after link del: %v, want %v", after, parked)
 	}
-	if out := mustCtl(t, nil, "links", "--store", dir); strings.Contains(out, "e2") {
+	if out := mustCtl(t, nil, "links", "--store", dir); strings.Contains(out, "lab/r1:e2") {
 		t.Errorf("links after link del:\n%s", out)
 	}
 	testutil.MustPing(t, r1, "192.0.2.2")

@@ -194,8 +194,8 @@ func (p *podLinker) remakeAdded(ctx context.Context, d *topology.Declaration) er
 		}
 		for i := range rec.Ends {
 			mine := &rec.Ends[i]
-			if mine.Pod != p.pod || mine.Attachment != nil && *mine.Attachment == p.key {
-				continue // the other pod's end, or made by this ADD already
+			if mine.Pod != p.pod {
+				continue
 			}
 			if slices.Contains(d.Names(), mine.IfName) {
 				p.log.Warn("Added link left pending: the pod's annotation declares another link of that name", "link", rec.ID, "interface", mine.IfName)
