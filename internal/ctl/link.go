@@ -42,9 +42,15 @@ var impairFlags = []string{"delay", "jitter", "loss", "corrupt", "duplicate", "r
 // linkCmd runs `ratchetctl link SUBCOMMAND`.
 func linkCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return badArg("link: want a subcommand: down, up, set, reset or show")
+		return badArg("link: want a subcommand: add, del, down, up, set, reset or show")
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "add":
+		return linkAdd(args)
+	case "del":
+		return linkDel(args)
+	}
 	fs := newFlagSet("link " + sub)
 	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
 	var allOf *string
@@ -430,6 +436,7 @@ func (s *session) adjustLinks(recs []*store.LinkRecord, mines []int, decide deci
 // linkDescription is what `link show` prints.
 type linkDescription struct {
 	ID    string         `json:"id"`
+	Added bool           `json:"added,omitempty"`
 	State podlink.State  `json:"state"`
 	Ends  [2]endSettings `json:"ends"`
 	rec   *store.LinkRecord
@@ -451,7 +458,7 @@ type endSettings struct {
 }
 
 func describeLink(rec *store.LinkRecord, state podlink.State) *linkDescription {
-	v := &linkDescription{ID: rec.ID, State: state, rec: rec}
+	v := &linkDescription{ID: rec.ID, Added: rec.Added, State: state, rec: rec}
 	for i, e := range rec.Ends {
 		es := endSettings{Pod: e.Pod, IfName: e.IfName, Pulled: rec.Pulled()}
 		var spec struct {
@@ -472,6 +479,9 @@ func (v *linkDescription) print(w io.Writer) error {
 	fmt.Fprintf(w, "link     %s -- %s\n", endName(v.rec.Ends[0]), endName(v.rec.Ends[1]))
 	fmt.Fprintf(w, "state    %s\n", v.State)
 	fmt.Fprintf(w, "pulled   %v\n", v.rec.Pulled())
+	if v.rec.Added {
+		fmt.Fprintf(w, "added    by ratchetctl link add (the administrator's until link del)\n")
+	}
 	for _, e := range v.Ends {
 		declared := "none"
 		if n := e.Netem; n != nil {
@@ -498,6 +508,9 @@ func field(name, v string) string {
 // that end's pod), joined by "; ", or "-".
 func settingsColumn(rec store.LinkRecord) string {
 	var parts []string
+	if rec.Added {
+		parts = append(parts, "added")
+	}
 	if rec.Pulled() {
 		parts = append(parts, "pulled")
 	}

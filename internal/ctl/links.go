@@ -35,14 +35,14 @@ func links(args []string, stdout io.Writer) error {
 	for _, p := range pods {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", shown(p.Pod), shown(p.Netns), shown(p.Attachment.String()))
 	}
-	// The SETTINGS column is there when a link has run-time settings; a
-	// link without them ends its line at its last end (no padding to an
+	// The SETTINGS column is there when a link has run-time settings or
+	// was added by hand; a link without them ends its line at its last end (no padding to an
 	// empty cell, no trailing blanks).
 	settings := make([]string, len(views))
 	header := "\nSTATE\tEND\tEND"
 	for i, v := range views {
-		if !v.Settings.IsZero() {
-			settings[i] = settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings})
+		if !v.Settings.IsZero() || v.Added {
+			settings[i] = settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings, Added: v.Added})
 			header = "\nSTATE\tEND\tEND\tSETTINGS"
 		}
 	}

@@ -12,10 +12,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/crypto/blake2b"
 
 	"github.com/ratchet-cni/ratchet/internal/kind"
-	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -87,6 +85,9 @@ func (p *podLinker) declare(ctx context.Context, d *topology.Declaration, uid, n
 		if err := p.consentToLegacy(ctx, d); err != nil {
 			return err
 		}
+	}
+	if err := p.remakeAdded(ctx, d); err != nil {
+		return err
 	}
 	// The plugs come last, once every end is made (see Executor.PlugIn).
 	if err := p.x.PlugIn(); err != nil {
@@ -172,6 +173,46 @@ func (p *podLinker) declared(ctx context.Context, l *topology.Link) error {
 		}
 	}
 	p.changed = append(p.changed, rec)
+	return nil
+}
+
+// remakeAdded makes this pod's ends of the links the node's administrator
+// added (`ratchetctl link add`, LinkRecord.Added): the pod's annotation
+// does not declare them, yet they are the administrator's until `link
+// del`, so every ADD of the pod re-makes its end from the recorded spec,
+// as it would a declared one. An end whose name the pod's annotation now
+// uses for another link is left pending, with a warning: the pod's own
+// declaration comes first.
+func (p *podLinker) remakeAdded(ctx context.Context, d *topology.Declaration) error {
+	recs, err := p.st.LinksOf(ctx, p.pod)
+	if err != nil {
+		return storeError(err)
+	}
+	for _, rec := range recs {
+		if _, seen := p.stored[rec.ID]; seen || !rec.Added {
+			continue // this ADD has taken it up already, or not an added link
+		}
+		for i := range rec.Ends {
+			mine := &rec.Ends[i]
+			if mine.Pod != p.pod {
+				continue
+			}
+			if slices.Contains(d.Names(), mine.IfName) {
+				p.log.Warn("Added link left pending: the pod's annotation declares another link of that name", "link", rec.ID, "interface", mine.IfName)
+				continue
+			}
+			spec, err := specOf(mine, "added link "+rec.ID)
+			if err != nil {
+				return err
+			}
+			p.remember(rec.ID, rec)
+			mine.Declared = true
+			if err := p.makeEnd(ctx, rec, i, *spec, p.podNS, p.owner, p.key, true); err != nil {
+				return err
+			}
+			p.changed = append(p.changed, rec)
+		}
+	}
 	return nil
 }
 
@@ -308,21 +349,8 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, s
 	d := podlink.OnAdd(rec, i, key, p.x.ObserveParked(rec))
 	var made *link.Veth
 	err := p.x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
-		made = &link.Veth{
-			A:      kind.Endpoint(spec.Local(), netns),
-			B:      link.Endpoint{Name: link.RandomName("rp")},
-			Marker: o.marker(spec.Name),
-		}
-		if made.A.MTU == 0 {
-			made.A.MTU = p.defaultMTU
-		}
-		if made.A.MTU == 0 {
-			// Explicitly the kernel's default, so that the result carries it.
-			made.A.MTU = linkparam.DefaultMTU
-		}
-		if made.A.MAC == nil {
-			made.A.MAC = stableMAC(rec.Ends[i].Pod, rec.Ends[i].IfName)
-		}
+		made = podlink.EndVeth(rec, i, kind.Endpoint(spec.Local(), netns), key, p.defaultMTU)
+		made.Marker = o.marker(spec.Name)
 		return made, nil
 	})
 	if err != nil {
@@ -338,16 +366,8 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, s
 	return nil
 }
 
-// stableMAC derives a pod link interface's MAC from the pod and interface
-// names: a pod that restarts comes back with the same MACs, so its peers'
-// neighbour entries stay right (a new MAC would leave them sending to the
-// old one until their entries expire). Locally administered, unicast.
-func stableMAC(pod, ifName string) net.HardwareAddr {
-	sum := blake2b.Sum256([]byte("ratchet-mac\x00" + pod + "\x00" + ifName))
-	mac := net.HardwareAddr(sum[:6])
-	mac[0] = mac[0]&0xfe | 0x02
-	return mac
-}
+// stableMAC is podlink.StableMAC.
+func stableMAC(pod, ifName string) net.HardwareAddr { return podlink.StableMAC(pod, ifName) }
 
 // load reads (or starts) the record of the link between this pod's ifName
 // and peer's peerIf.

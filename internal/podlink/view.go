@@ -18,6 +18,8 @@ type LinkView struct {
 	State State
 	// Settings are the link's run-time settings (nil: none).
 	Settings *store.Settings
+	// Added: the administrator added the link (store.LinkRecord.Added).
+	Added bool `json:",omitempty"`
 }
 
 // ViewLinks reads every pod link from the store and checks each against
@@ -40,7 +42,7 @@ func ViewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS) ([]LinkV
 		if x != nil {
 			obs = x.Observe(r)
 		}
-		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings})
+		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings, Added: r.Added})
 	}
 	slices.SortFunc(views, func(a, b LinkView) int { return strings.Compare(a.ID, b.ID) })
 	return views, nil

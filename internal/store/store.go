@@ -102,6 +102,12 @@ type LinkRecord struct {
 	// LegacyPrimary names the pod that declared the whole link with
 	// Ratchet's legacy keys; the other pod consents with ratchet: "true".
 	LegacyPrimary string `json:"legacyPrimary,omitempty"`
+	// Added: the node's administrator made the link on running pods
+	// (`ratchetctl link add`); neither pod's annotation declares it, and
+	// the ends' specs are recorded here. Each of its pods' ADDs re-makes
+	// its end like a declared one: the link is the administrator's until
+	// `ratchetctl link del`.
+	Added bool `json:"added,omitempty"`
 	// Settings is the link's desired run-time state, set by `ratchetctl
 	// link` and given to each new end before it is plugged in; nil: none.
 	Settings *Settings `json:"settings,omitempty"`

@@ -1,0 +1,304 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/internal/kind"
+	"github.com/ratchet-cni/ratchet/internal/netconf"
+	"github.com/ratchet-cni/ratchet/internal/podlink"
+	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/pkg/link"
+)
+
+// linkAddUsage is `ratchetctl link add`'s and `link del`'s part of the usage.
+const linkAddUsage = `  ratchetctl link add [--store DIR] [--ips A,B]... [--mtu N] [--netem delay=D,jitter=D,loss=P,rate=R]
+                      NS/POD:IF NS/POD:IF          link two running pods of this node now (A: the first end's
+                                                   address, B: the second's; repeat --ips for more, e.g. IPv6)
+  ratchetctl link del [--store DIR] NS/POD:IF      remove a link made by link add (both interfaces go)
+`
+
+// listFlag is a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// addRequest is a parsed `link add`: the two ends, in command-line order,
+// and their specs, validated as an annotation's.
+type addRequest struct {
+	ends  [2]*endRef
+	specs [2]*netconf.LinkSpec
+}
+
+// parseAdd checks every argument of `link add` before anything is opened;
+// an error names the flag or argument.
+func parseAdd(pos, ips []string, mtu int, netem string) (*addRequest, error) {
+	if len(pos) != 2 {
+		return nil, badArg("link add: want two link ends, NAMESPACE/POD:IFNAME NAMESPACE/POD:IFNAME")
+	}
+	r := &addRequest{}
+	for i, a := range pos {
+		e, err := parseEndRef(a)
+		if err != nil {
+			return nil, err
+		}
+		r.ends[i] = e
+	}
+	if r.ends[0].pod == r.ends[1].pod {
+		return nil, fmt.Errorf("link add %s %s: both ends are in one pod; a pod link joins two pods", pos[0], pos[1])
+	}
+	var addrs [2][]string
+	for _, v := range ips {
+		ab := strings.Split(v, ",")
+		if len(ab) != 2 || ab[0] == "" || ab[1] == "" {
+			return nil, fmt.Errorf("--ips %q: want A,B (the first end's address, then the second's)", v)
+		}
+		addrs[0], addrs[1] = append(addrs[0], ab[0]), append(addrs[1], ab[1])
+	}
+	var nspec *netconf.NetemSpec
+	if netem != "" {
+		nspec = &netconf.NetemSpec{}
+		for _, kv := range strings.Split(netem, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			var field *string
+			switch k {
+			case "delay":
+				field = &nspec.Delay
+			case "jitter":
+				field = &nspec.Jitter
+			case "loss":
+				field = &nspec.Loss
+			case "rate":
+				field = &nspec.Rate
+			}
+			if !ok || field == nil || v == "" {
+				return nil, fmt.Errorf("--netem %q: want delay=D,jitter=D,loss=P,rate=R (any of them)", netem)
+			}
+			*field = v
+		}
+	}
+	for i, e := range r.ends {
+		other := r.ends[1-i]
+		ns, pod, _ := strings.Cut(other.pod, "/")
+		spec := netconf.LinkSpec{Name: e.ifName, IPs: addrs[i], MTU: mtu, Netem: nspec,
+			Peer: &netconf.Peer{Namespace: ns, Pod: pod, Name: other.ifName}}
+		// Through JSON, as an annotation's link is read: the same rules.
+		b, err := json.Marshal(spec)
+		if err == nil {
+			spec = netconf.LinkSpec{}
+			err = json.Unmarshal(b, &spec)
+		}
+		if err == nil {
+			err = spec.Validate(e.String(), netconf.Annotation)
+		}
+		if err == nil {
+			err = netconf.CheckPodLinkName(e.ifName)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("link add: %w", err)
+		}
+		r.specs[i] = &spec
+	}
+	return r, nil
+}
+
+// linkAdd runs `ratchetctl link add`: both ends are made in the running
+// pods' namespaces, stitched and plugged in, and the link recorded as
+// added, or, should any step fail, nothing is left of it.
+func linkAdd(args []string) error {
+	fs := newFlagSet("link add")
+	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
+	var ips listFlag
+	fs.Var(&ips, "ips", "A,B: the first end's address and the second's (repeatable)")
+	mtu := fs.Int("mtu", 0, "MTU of both interfaces")
+	netem := fs.String("netem", "", "declared netem of both interfaces: delay=D,jitter=D,loss=P,rate=R")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	req, err := parseAdd(pos, ips, *mtu, *netem)
+	if err != nil {
+		return err
+	}
+	s, err := openSession(*dir)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return s.add(req)
+}
+
+// add makes req's link. Every check that reads the store comes first; the
+// kernel refuses an interface name a pod already has, and then the undo
+// removes what was made.
+func (s *session) add(req *addRequest) (err error) {
+	ctx := context.Background()
+	if s.x == nil {
+		return errors.New("link add: the node has no parking namespace yet (no pod link was ever made here)")
+	}
+	var keys [2]store.AttachmentKey
+	var podNS [2]ns.NetNS
+	defer func() {
+		for _, n := range podNS {
+			if n != nil {
+				n.Close()
+			}
+		}
+	}()
+	for i, e := range req.ends {
+		pr, err := s.st.Pod(ctx, e.pod)
+		if err != nil {
+			return err
+		}
+		if pr == nil {
+			return fmt.Errorf("link add: pod %s: ratchet has no record of it on this node (a pod on another node: cross-node links are not supported by link add yet; or a pod that declares no pod link)", shown(e.pod))
+		}
+		if e.ifName == pr.Attachment.IfName {
+			return fmt.Errorf("link add: %s is the pod's CNI interface", shown(e.String()))
+		}
+		if rec, err := s.st.LinkAt(ctx, e.pod, e.ifName); err != nil {
+			return err
+		} else if rec != nil {
+			if mine, _, ok := rec.End(e.pod, e.ifName); ok && (mine.Declared || mine.Attachment != nil) {
+				return fmt.Errorf("link add: %s is already an end of link %s", shown(e.String()), shown(rec.ID))
+			}
+		}
+		recs, err := s.st.LinksOf(ctx, e.pod)
+		if err != nil {
+			return err
+		}
+		have := 0
+		for _, r := range recs {
+			for _, end := range r.Ends {
+				if end.Pod == e.pod && (end.Declared || end.Attachment != nil) {
+					have++
+				}
+			}
+		}
+		if have+1 > netconf.DefaultMaxLinksPerPod {
+			return fmt.Errorf("link add: pod %s has %d links: one more would take it past maxLinksPerPod (%d)", shown(e.pod), have, netconf.DefaultMaxLinksPerPod)
+		}
+		if podNS[i], err = ns.GetNS(pr.Netns); err != nil {
+			return fmt.Errorf("link add: pod %s: %w", shown(e.pod), err)
+		}
+		keys[i] = pr.Attachment
+	}
+	if have, err := s.x.ParkedCount(); err != nil {
+		return err
+	} else if have+2 > netconf.DefaultMaxParkedEnds {
+		return fmt.Errorf("link add: the node holds %d parked ends: two more would take it past maxParkedEnds (%d)", have, netconf.DefaultMaxParkedEnds)
+	}
+	id, _ := store.LinkID(req.ends[0].pod, req.ends[0].ifName, req.ends[1].pod, req.ends[1].ifName)
+	if prev, err := s.st.Link(ctx, id); err != nil {
+		return err
+	} else if prev != nil {
+		return fmt.Errorf("link add: link %s exists already (declared by one of the pods?)", shown(id))
+	}
+	rec := &store.LinkRecord{ID: id, Added: true}
+	order := [2]int{0, 1} // the record's end of each argument
+	if !firstIsEnd0(req) {
+		order = [2]int{1, 0}
+	}
+	for a, i := range order {
+		rec.Ends[i] = store.LinkEnd{Pod: req.ends[a].pod, IfName: req.ends[a].ifName, Declared: true}
+		if rec.Ends[i].Spec, err = json.Marshal(req.specs[a]); err != nil {
+			return err
+		}
+	}
+	undo := podlink.NewUndo(nil)
+	ok := false
+	defer func() { undo.Finish(ok) }()
+	x := s.x.WithUndo(undo)
+	for a, i := range order {
+		d := podlink.OnAdd(rec, i, keys[a], x.ObserveParked(rec))
+		spec, n, key := req.specs[a], podNS[a], keys[a]
+		err := x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
+			return podlink.EndVeth(rec, i, kind.Endpoint(spec.Local(), n), key, 0), nil
+		})
+		if err != nil {
+			return fmt.Errorf("link add: %s: %w", shown(req.ends[a].String()), err)
+		}
+		*rec = d.Next
+	}
+	if err := x.PlugIn(); err != nil {
+		return err
+	}
+	if err := s.st.PutLinks(ctx, []*store.LinkRecord{rec}); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// firstIsEnd0 reports whether the first end given is the record's end 0
+// (store.LinkID orders a link's ends).
+func firstIsEnd0(req *addRequest) bool {
+	_, aFirst := store.LinkID(req.ends[0].pod, req.ends[0].ifName, req.ends[1].pod, req.ends[1].ifName)
+	return aFirst
+}
+
+// linkDel runs `ratchetctl link del`: both interfaces of an added link go
+// (their parked ends with them), then its record.
+func linkDel(args []string) error {
+	fs := newFlagSet("link del")
+	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return badArg("link del: want one link end, NAMESPACE/POD:IFNAME")
+	}
+	e, err := parseEndRef(pos[0])
+	if err != nil {
+		return err
+	}
+	s, err := openSession(*dir)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return s.del(e)
+}
+
+func (s *session) del(e *endRef) error {
+	ctx := context.Background()
+	rec, _, err := s.find(e)
+	if err != nil {
+		return err
+	}
+	if !rec.Added {
+		return fmt.Errorf("link del: link %s is declared by its pods' annotations, not added by link add: change the annotations", shown(rec.ID))
+	}
+	if s.x != nil {
+		if podlink.Remote(rec, s.x.Observe(rec)) {
+			return fmt.Errorf("link del: link %s: its peer is on another node; cross-node links are not supported by link del yet", shown(rec.ID))
+		}
+		for i, end := range rec.Ends {
+			if end.Attachment == nil {
+				continue
+			}
+			var n ns.NetNS
+			if pr, err := s.st.Pod(ctx, end.Pod); err == nil && pr != nil && pr.Attachment == *end.Attachment {
+				// A namespace gone is no error: the parked end goes alone.
+				if n, err = ns.GetNS(pr.Netns); err != nil {
+					n = nil
+				}
+			}
+			err := s.x.RemoveEnd(ctx, rec, i, n)
+			if n != nil {
+				n.Close()
+			}
+			if err != nil {
+				return fmt.Errorf("link del: %s: %w", endName(end), err)
+			}
+		}
+	}
+	return s.st.DeleteLink(ctx, rec.ID)
+}
