@@ -35,8 +35,13 @@ TAIL_PID=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for p in $TAIL_PID $QEMU_PID; do
-		if kill -0 "$p" 2>/dev/null; then kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
+	# SIGTERM, then SIGKILL if the process is still there 5 s later (a busy
+	# emulator has been seen to outlive its SIGTERM).
+	for p in $QEMU_PID $TAIL_PID; do
+		kill "$p" 2>/dev/null || continue
+		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
 	done
 	rm -rf "$WORK"
 	exit $rc
@@ -131,12 +136,12 @@ printf '%s\n' $WANT > "$R/etc/modules"
 # Test binaries, statically linked, each run from a copy of its package dir.
 say "building test binaries ($MODE)"
 export CGO_ENABLED=0
-build_test() { # name pkg run-regexp
-	local name=$1 pkg=$2 run=$3
+build_test() { # name pkg run-regexp [skip-regexp]
+	local name=$1 pkg=$2 run=$3 skip=${4:-}
 	mkdir -p "$R/src/$pkg"
 	(cd "$ROOT" && $GO test -c -o "$R/bins/$name.test" "./$pkg")
 	[ ! -d "$ROOT/$pkg/testdata" ] || cp -a "$ROOT/$pkg/testdata" "$R/src/$pkg/"
-	echo "$name /src/$pkg /bins/$name.test -test.v -test.timeout 30m${run:+ -test.run $run}" >> "$R/etc/tests"
+	echo "$name /src/$pkg /bins/$name.test -test.v -test.timeout 30m${run:+ -test.run $run}${skip:+ -test.skip $skip}" >> "$R/etc/tests"
 }
 (cd "$ROOT" && $GO build -trimpath -o "$R/bins/" ./cmd/ratchet \
 	github.com/containernetworking/plugins/plugins/main/ptp \
@@ -149,7 +154,10 @@ if [ "$MODE" = smoke ]; then
 else
 	build_test link pkg/link ''
 	build_test kind internal/kind ''
-	build_test plugin internal/plugin ''
+	# Under emulation the crash test (72 SIGKILLs, each followed by a 64-link
+	# ADD) and the 100-pod storm alone would take most of an hour; they drive
+	# the kernel the same way as the pod-link tests that do run.
+	build_test plugin internal/plugin '' '^(TestCrashSafety|TestStorm)$'
 fi
 echo "export RATCHET_TEST_PLUGIN_BIN=/bins" > "$R/etc/env"
 (cd "$R" && find . | cpio -o -H newc --quiet) > "$WORK/initrd.cpio"
