@@ -20,7 +20,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${KERNEL_CACHE:-$ROOT/.cache/kernel}
 GO=${GO:-go}
 case $MODE in
-full) TIMEOUT=${KERNEL_TEST_TIMEOUT:-2400} ;;
+full) TIMEOUT=${KERNEL_TEST_TIMEOUT:-900} ;;
 smoke) TIMEOUT=${KERNEL_TEST_TIMEOUT:-240} ;;
 *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
 esac
