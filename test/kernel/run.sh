@@ -6,7 +6,10 @@
 # plugin tests exec, the modules the tests need, busybox as /init's shell and
 # the host's own ip/ping/nsenter/... with their shared libraries.
 #
-#   test/kernel/run.sh [full|smoke]
+#   test/kernel/run.sh [full|smoke|slow]
+#
+# full: every test of pkg/link, internal/kind and internal/plugin but the two
+# slow ones; smoke: a subset for make check; slow: those two (crash, storm).
 #
 # The VM's /init (test/kernel/init.sh) prints one PASS/FAIL line per test
 # binary on the serial console and powers off; this script fails when a
@@ -22,7 +25,8 @@ GO=${GO:-go}
 case $MODE in
 full) TIMEOUT=${KERNEL_TEST_TIMEOUT:-900} ;;
 smoke) TIMEOUT=${KERNEL_TEST_TIMEOUT:-240} ;;
-*) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
+slow) TIMEOUT=${KERNEL_TEST_TIMEOUT:-3600} ;;
+*) echo "usage: $0 [full|smoke|slow]" >&2; exit 2 ;;
 esac
 M=RATCHET-KERNEL-TEST
 say() { echo "kernel-test: $*"; }
@@ -147,7 +151,9 @@ build_test() { # name pkg run-regexp [skip-regexp]
 	github.com/containernetworking/plugins/plugins/main/ptp \
 	github.com/containernetworking/plugins/plugins/ipam/host-local &&
 	$GO build -trimpath -tags faultinject -o "$R/bins/ratchet-fault" ./cmd/ratchet)
-if [ "$MODE" = smoke ]; then
+if [ "$MODE" = slow ]; then
+	build_test plugin internal/plugin '^(TestCrashSafety|TestStorm)$'
+elif [ "$MODE" = smoke ]; then
 	build_test link pkg/link '^(TestVethCarriesIPv4AndIPv6|TestVxlanBetweenTwoNodes|TestVlan|TestNetemImpairsTraffic|TestStitchJoinsTwoParkedEnds)$'
 	build_test kind internal/kind '^TestVlanKind$'
 	build_test plugin internal/plugin '^(TestDefaultMTU|TestPodLinkLineEveryOrder)$'
@@ -155,8 +161,8 @@ else
 	build_test link pkg/link ''
 	build_test kind internal/kind ''
 	# Under emulation the crash test (72 SIGKILLs, each followed by a 64-link
-	# ADD) and the 100-pod storm alone would take most of an hour; they drive
-	# the kernel the same way as the pod-link tests that do run.
+	# ADD) and the 100-pod storm take about 10 minutes: they run apart, in
+	# slow mode (make kernel-test-slow).
 	build_test plugin internal/plugin '' '^(TestCrashSafety|TestStorm)$'
 fi
 echo "export RATCHET_TEST_PLUGIN_BIN=/bins" > "$R/etc/env"
