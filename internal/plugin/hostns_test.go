@@ -79,13 +79,13 @@ func busyHost(t *testing.T) ns.NetNS {
 func netdevs(t *testing.T, n ns.NetNS) map[int]netdevState {
 	t.Helper()
 	h := testutil.Handle(t, n)
-	all, err := h.LinkList()
+	all, err := dumpAgain(h.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[int]netdevState{}
 	for _, l := range all {
-		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := dumpAgain(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +141,20 @@ func addInNetns(t *testing.T, host ns.NetNS, hook func(string) error, args *skel
 		done <- err
 	}()
 	return <-done
+}
+
+// dumpAgain repeats a dump the kernel interrupted: the busy host's
+// link-local addresses come and go while it is read (seen on Debian's 6.1
+// under emulation, test/kernel), and a partial list is no snapshot.
+func dumpAgain[T any](dump func() ([]T, error)) ([]T, error) {
+	var err error
+	for range 10 {
+		var list []T
+		if list, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return list, err
+		}
+	}
+	return nil, err
 }
 
 // TestAddFailureAfterPlugInLeavesHostAlone fails a pod's ADD at each step
