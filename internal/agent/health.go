@@ -259,7 +259,8 @@ func (a *Agent) propagationHint() string {
 		"(docs/multinode.md, node requirements)"
 }
 
-// withNodeWithin is withNode with the lock awaited at most wait.
+// withNodeWithin is withNode with the lock awaited at most wait (0: as
+// long as it takes).
 func (a *Agent) withNodeWithin(ctx context.Context, wait time.Duration, fn func(st *store.Local) error) error {
 	lock, err := store.LockNode(ctx, a.cfg.StoreDir, wait)
 	if err != nil {

@@ -93,21 +93,7 @@ type plan struct {
 // plugin's ADD and DEL change the same parked ends and records under it.
 // The lock is held for fn alone.
 func (a *Agent) withNode(ctx context.Context, fn func(st *store.Local) error) error {
-	lock, err := store.LockNode(ctx, a.cfg.StoreDir, 0)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := lock.Unlock(); err != nil {
-			a.log.Error("release the node lock", "error", err)
-		}
-	}()
-	st, err := lock.Open()
-	if err != nil {
-		return err
-	}
-	err = fn(st)
-	return errors.Join(err, st.Close())
+	return a.withNodeWithin(ctx, 0, fn)
 }
 
 // plan reads the local ends, under the lock, and notes what they need.
