@@ -196,6 +196,12 @@ type Change struct {
 	Resync bool
 }
 
+// ErrSettingsChanged says that a link's run-time settings in the cluster
+// changed between the read a change was based on and its write: someone
+// else (another node's ratchetctl) changed them; read them again and redo
+// the change.
+var ErrSettingsChanged = errors.New("the link's run-time settings changed meanwhile")
+
 // ErrVNIExhausted says that every VNI of the range is taken.
 var ErrVNIExhausted = errors.New("no free VNI in the range")
 

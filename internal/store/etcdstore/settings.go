@@ -87,11 +87,6 @@ func (e *Etcd) AllLinkSettings(ctx context.Context) (all map[string]*store.Setti
 	return all, err
 }
 
-// ErrSettingsChanged says that a link's settings changed between the read
-// a change was based on and its write: someone else (another node's
-// ratchetctl) changed them; read them again and redo the change.
-var ErrSettingsChanged = fmt.Errorf("the link's run-time settings changed meanwhile")
-
 // PutLinkSettings replaces link id's run-time settings with s (none: the
 // key is deleted) if they are still at revision rev, as LinkSettings
 // returned it (0: there were none): a compare-and-swap, so that two
@@ -115,7 +110,7 @@ func (e *Etcd) PutLinkSettings(ctx context.Context, id string, s *store.Settings
 			return wrap("put link settings", err)
 		}
 		if !tr.Succeeded {
-			return ErrSettingsChanged
+			return store.ErrSettingsChanged
 		}
 		return nil
 	})

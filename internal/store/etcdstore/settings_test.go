@@ -44,7 +44,7 @@ func TestLinkSettings(t *testing.T) {
 		t.Fatalf("settings %+v rev %d, %v; want %+v", got, rev, err, want)
 	}
 	// A change based on what was there before this write is refused.
-	if err := e.PutLinkSettings(ctx, id, &store.Settings{}, 0); !errors.Is(err, etcdstore.ErrSettingsChanged) {
+	if err := e.PutLinkSettings(ctx, id, &store.Settings{}, 0); !errors.Is(err, store.ErrSettingsChanged) {
 		t.Fatalf("a write from a stale read: %v, want ErrSettingsChanged", err)
 	}
 	all, err := e.AllLinkSettings(ctx)
