@@ -30,6 +30,8 @@ const linkUsage = `  ratchetctl link down|up [--store DIR] NS/POD:IF  pull a pod
   ratchetctl link reset [--store DIR] NS/POD:IF    remove a pod link's impairments
   ratchetctl link show [--store DIR] [-o json] NS/POD:IF
                                                    a pod link's state, declared netem and run-time settings
+                  (each link command takes --socket PATH: ratchetd's, through which it changes a
+                  cross-node link's settings; both nodes' agents apply them)
 `
 
 // lockWait is how long a link command waits for the node lock: ADDs and
