@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/ratchet-cni/ratchet/internal/agentapi"
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
@@ -296,5 +299,48 @@ func report(t *testing.T, what string, took []time.Duration) {
 		took[0].Round(100*time.Microsecond), took[len(took)-1].Round(100*time.Microsecond), len(took))
 	if median > 100*time.Millisecond {
 		t.Errorf("%s: median %v, want at most 100ms", what, median)
+	}
+}
+
+// TestLinkSettingsRequestsChecked: ratchetd refuses, with code 7 and
+// nothing written, a settings request for a malformed link id, for an
+// end that is not the link's, or with values ratchetctl cannot have sent.
+func TestLinkSettingsRequestsChecked(t *testing.T) {
+	c := newCluster(t, 1, startEtcd(t))
+	n := c.nodes[0]
+	id, _ := store.LinkID("lab/a", "e1", "lab/b", "w1")
+	ctx := context.Background()
+	for name, req := range map[string]*agentapi.Request{
+		"bad link id":  {LinkID: "lab/a|e1", Pod: "lab/a", IfName: "e1", Settings: &agentapi.LinkSettings{Pulled: true}},
+		"foreign end":  {LinkID: id, Pod: "lab/c", IfName: "e1", Settings: &agentapi.LinkSettings{Pulled: true}},
+		"loss 250":     {LinkID: id, Pod: "lab/a", IfName: "e1", Settings: &agentapi.LinkSettings{Toward: &linkparam.Impairment{Loss: 250}}},
+		"jitter alone": {LinkID: id, Pod: "lab/b", IfName: "w1", Settings: &agentapi.LinkSettings{From: &linkparam.Impairment{Jitter: time.Millisecond}}},
+		"wrong node":   {Node: "node9", LinkID: id, Pod: "lab/a", IfName: "e1", Settings: &agentapi.LinkSettings{Pulled: true}},
+	} {
+		req.Op = agentapi.OpLinkSettings
+		_, err := agentapi.Call(ctx, n.socket, req)
+		var callErr *agentapi.CallError
+		if !errors.As(err, &callErr) || callErr.Code != 7 {
+			t.Errorf("%s: %v, want code 7", name, err)
+		}
+	}
+	if s, rev, err := n.reg.LinkSettings(ctx, id); s != nil || rev != 0 || err != nil {
+		t.Fatalf("settings written by refused requests: %+v rev %d, %v", s, rev, err)
+	}
+	// A good one is written, relative to the end it names.
+	req := &agentapi.Request{Op: agentapi.OpLinkSettings, LinkID: id, Pod: "lab/b", IfName: "w1",
+		Settings: &agentapi.LinkSettings{Toward: &linkparam.Impairment{Rate: 8_000_000}}}
+	if _, err := agentapi.Call(ctx, n.socket, req); err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := n.reg.LinkSettings(ctx, id)
+	if err != nil || s == nil || s.Toward[0] != nil || s.Toward[1] == nil || s.Toward[1].Rate != 8_000_000 {
+		t.Fatalf("settings %+v, %v: want a rate toward lab/b (the id's second end)", s, err)
+	}
+	// Written again from the same stale revision: refused, code 11.
+	_, err = agentapi.Call(ctx, n.socket, req)
+	var callErr *agentapi.CallError
+	if !errors.As(err, &callErr) || callErr.Code != 11 {
+		t.Fatalf("a write from a stale revision: %v, want code 11", err)
 	}
 }
