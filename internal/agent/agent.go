@@ -39,6 +39,12 @@ type Registry interface {
 	// Connected says, without a round trip, whether a write would likely
 	// go through now.
 	Connected() bool
+	// LinkSettings, AllLinkSettings and PutLinkSettings keep cross-node
+	// links' run-time settings (settings.go), in the order of the link
+	// id's ends; a write compares the revision a read returned.
+	LinkSettings(ctx context.Context, id string) (*store.Settings, int64, error)
+	AllLinkSettings(ctx context.Context) (map[string]*store.Settings, error)
+	PutLinkSettings(ctx context.Context, id string, s *store.Settings, rev int64) error
 }
 
 // Config is the agent's configuration.
@@ -268,6 +274,10 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 	if req.Op == agentapi.OpHealth {
 		return a.answerHealth(ctx, req, under)
 	}
+	if req.Op == agentapi.OpLinkSettings && req.Node == "" && req.Prefix == "" {
+		// ratchetctl knows neither; the socket is the node's.
+		return a.linkSettings(ctx, req)
+	}
 	if req.Node != a.cfg.Node {
 		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("node.name %q, but this is the agent of node %q", req.Node, a.cfg.Node))
 	}
@@ -309,6 +319,8 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 				})
 			}
 		}
+	case agentapi.OpLinkSettings:
+		return a.linkSettings(ctx, req)
 	case agentapi.OpUnregister:
 		// DEL is best effort: it never waits for etcd.
 		a.writes.enqueue(func(ctx context.Context) error {
@@ -381,6 +393,8 @@ func (a *Agent) watch(ctx context.Context) {
 			a.markFull()
 		case c.Kind == "end":
 			a.markDirty(endKey(c.Pod, c.IfName))
+		case c.Kind == "settings":
+			a.markLink(c.LinkID)
 		case c.Kind == "vni" && c.Deleted:
 			// A released VNI: the agent that allocates a VNI makes its own
 			// tunnel at once, so only releases need a look.
