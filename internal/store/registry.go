@@ -175,16 +175,16 @@ type Registry interface {
 // consumer re-reads what it names (End, Node, VNI), so a change delivered
 // twice or one that the consumer's read already saw does no harm.
 type Change struct {
-	// Kind is "end", "node", "vni" or "settings" (a link's run-time
-	// settings); "" with Resync.
+	// Kind is "end", "node", "vni", "settings" (a link's run-time
+	// settings) or "added" (an added link's record); "" with Resync.
 	Kind string
 	// Pod and IfName name the end (Kind "end").
 	Pod, IfName string
 	// Node names the node (Kind "node"), or the node whose record of
 	// the end changed (Kind "end": the end may be on another node now).
 	Node string
-	// LinkID names the link whose VNI or settings changed (Kind "vni",
-	// "settings").
+	// LinkID names the link whose VNI, settings or added-link record
+	// changed (Kind "vni", "settings", "added").
 	LinkID string
 	// Deleted: the record is gone (else it was created or replaced).
 	Deleted bool

@@ -713,8 +713,9 @@ func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
 			clientv3.Compare(clientv3.ModRevision(linkKey), "=", resp.Kvs[0].ModRevision),
 			clientv3.Compare(clientv3.ModRevision(e.endsDir()), "<", rev+1).WithPrefix(),
 		}
-		// The link's run-time settings go with it (settings.go).
-		ops := []clientv3.Op{clientv3.OpDelete(linkKey), clientv3.OpDelete(e.linkSettingsKey(id))}
+		// The link's run-time settings go with it (settings.go), and so
+		// does its added-link record (added.go): both its pods are gone.
+		ops := []clientv3.Op{clientv3.OpDelete(linkKey), clientv3.OpDelete(e.linkSettingsKey(id)), clientv3.OpDelete(e.addedKey(id))}
 		if len(vresp.Kvs) > 0 {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vk), "=", vresp.Kvs[0].ModRevision))
 			if string(vresp.Kvs[0].Value) == idJSON {
