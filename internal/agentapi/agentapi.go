@@ -36,6 +36,20 @@ const (
 	// answered it; a link changed since is refused (code 11: read again).
 	// Node and Prefix may be empty, as ratchetctl knows neither.
 	OpLinkSettings = "linkSettings"
+	// OpLinkAdd publishes a cross-node link that `ratchetctl link add`
+	// makes on running pods: the agent registers the local end (Pod,
+	// IfName, Attachment), records the link (LinkID, Added) in the cluster
+	// for the agent of the peer pod's node, which makes the peer's end,
+	// and answers once that end is registered, with the node's tunnel MTU.
+	// If the peer's end cannot be made, or no node makes it in time, the
+	// agent withdraws what it wrote and answers why. Node and Prefix may
+	// be empty.
+	OpLinkAdd = "linkAdd"
+	// OpLinkDel withdraws a link OpLinkAdd published: the local end's
+	// registration (Pod, IfName, Attachment) and the link's record
+	// (LinkID), whereupon the peer's agent removes its end. Node and
+	// Prefix may be empty.
+	OpLinkDel = "linkDel"
 )
 
 // Request is what the plugin asks.
@@ -58,6 +72,17 @@ type Request struct {
 	IfName   string        `json:"ifName,omitempty"`
 	Settings *LinkSettings `json:"settings,omitempty"`
 	Revision int64         `json:"revision,omitempty"`
+	// Added are the ends of the link OpLinkAdd publishes, in the order of
+	// LinkID's ends.
+	Added []AddedEnd `json:"added,omitempty"`
+}
+
+// AddedEnd is one end of a link `ratchetctl link add` makes: the pod's
+// interface and its spec, as an annotation's link (JSON).
+type AddedEnd struct {
+	Pod    string          `json:"pod"`
+	IfName string          `json:"ifName"`
+	Spec   json.RawMessage `json:"spec"`
 }
 
 // LinkSettings are a link's run-time settings relative to one of its
