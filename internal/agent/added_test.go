@@ -79,7 +79,7 @@ func (c *cluster) assertNoAdded(t *testing.T, a *pod, ifA, ifB string) {
 // TestCrossNodeLinkAdd: `ratchetctl link add` on node1 between a (node1)
 // and b (node2), both running: both interfaces are born in place with
 // their addresses and carrier, traffic passes both ways over a tunnel;
-// `link del` from b's node removes both and the tunnel; the link made
+// each pod's restart gets its end back; `link del` from b's node removes both and the tunnel; the link made
 // again and deleted from a's node goes too; an add whose name is taken in
 // b leaves nothing on either node.
 func TestCrossNodeLinkAdd(t *testing.T) {
@@ -121,6 +121,20 @@ func TestCrossNodeLinkAdd(t *testing.T) {
 	}
 
 	add()
+	// b restarts: its node's agent makes its end again, from the cluster's
+	// record, within a pass (a full one, the latest: the Resync, 2s here).
+	annA, annB := pair()
+	c.del("b")
+	b = c.add("b", n2, annB)
+	waitFor(t, "w2 in the restarted b", 10*time.Second, func() bool { return hasLink(t, b, "w2") })
+	c.settle()
+	waitPing(t, a.ns, "203.0.113.2")
+	// And so does a's, on node1.
+	c.del("a")
+	a = c.add("a", n1, annA)
+	waitFor(t, "e2 in the restarted a", 10*time.Second, func() bool { return hasLink(t, a, "e2") })
+	c.settle()
+	waitPing(t, b.ns, "203.0.113.1")
 	c.linkCtl(n2, "del", "lab/b:w2")
 	gone()
 	add()
