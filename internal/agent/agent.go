@@ -39,6 +39,18 @@ type Registry interface {
 	// Connected says, without a round trip, whether a write would likely
 	// go through now.
 	Connected() bool
+	// LinkSettings, AllLinkSettings and PutLinkSettings keep cross-node
+	// links' run-time settings (settings.go), in the order of the link
+	// id's ends; a write compares the revision a read returned.
+	LinkSettings(ctx context.Context, id string) (*store.Settings, int64, error)
+	AllLinkSettings(ctx context.Context) (map[string]*store.Settings, error)
+	PutLinkSettings(ctx context.Context, id string, s *store.Settings, rev int64) error
+	// AddedLink, AddedLinks, PutAddedLink and DeleteAddedLink keep the
+	// records of cross-node links `ratchetctl link add` made (added.go).
+	AddedLink(ctx context.Context, id string) (*store.AddedLink, int64, error)
+	AddedLinks(ctx context.Context) (map[string]*store.AddedLink, error)
+	PutAddedLink(ctx context.Context, id string, a *store.AddedLink, rev int64) error
+	DeleteAddedLink(ctx context.Context, id string) error
 }
 
 // Config is the agent's configuration.
@@ -96,6 +108,8 @@ type Agent struct {
 	// ends ("pod|ifName") whose links it must look at.
 	full  bool
 	dirty map[endID]bool
+	// added are the links whose added-link record changed (added.go).
+	added map[string]bool
 	// reconciled counts finished reconciles, for Settle.
 	reconciled uint64
 
@@ -135,7 +149,7 @@ func New(cfg Config, reg Registry) (*Agent, error) {
 		cfg.VNIFirst, cfg.VNILast = netconf.DefaultVNIFirst, netconf.MaxVNI
 	}
 	a := &Agent{cfg: cfg, reg: reg, log: cfg.Log, kick: make(chan struct{}, 1), full: true, dirty: map[endID]bool{},
-		writes: newWriter(cfg.CallTimeout)}
+		added: map[string]bool{}, writes: newWriter(cfg.CallTimeout)}
 	if !cfg.NoFirewall {
 		a.fw = &firewall{nodeNS: cfg.NodeNS, port: uint16(cfg.Port)}
 	}
@@ -268,6 +282,17 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 	if req.Op == agentapi.OpHealth {
 		return a.answerHealth(ctx, req, under)
 	}
+	if req.Node == "" && req.Prefix == "" {
+		// ratchetctl knows neither; the socket is the node's.
+		switch req.Op {
+		case agentapi.OpLinkSettings:
+			return a.linkSettings(ctx, req)
+		case agentapi.OpLinkAdd:
+			return a.linkAdd(ctx, req, under)
+		case agentapi.OpLinkDel:
+			return a.linkDel(ctx, req)
+		}
+	}
 	if req.Node != a.cfg.Node {
 		return failed(types.ErrInvalidNetworkConfig, fmt.Sprintf("node.name %q, but this is the agent of node %q", req.Node, a.cfg.Node))
 	}
@@ -309,6 +334,12 @@ func (a *Agent) handle(ctx context.Context, req *agentapi.Request, under *underl
 				})
 			}
 		}
+	case agentapi.OpLinkSettings:
+		return a.linkSettings(ctx, req)
+	case agentapi.OpLinkAdd:
+		return a.linkAdd(ctx, req, under)
+	case agentapi.OpLinkDel:
+		return a.linkDel(ctx, req)
 	case agentapi.OpUnregister:
 		// DEL is best effort: it never waits for etcd.
 		a.writes.enqueue(func(ctx context.Context) error {
@@ -381,6 +412,10 @@ func (a *Agent) watch(ctx context.Context) {
 			a.markFull()
 		case c.Kind == "end":
 			a.markDirty(endKey(c.Pod, c.IfName))
+		case c.Kind == "settings":
+			a.markLink(c.LinkID)
+		case c.Kind == "added":
+			a.markAdded(c.LinkID)
 		case c.Kind == "vni" && c.Deleted:
 			// A released VNI: the agent that allocates a VNI makes its own
 			// tunnel at once, so only releases need a look.
@@ -392,6 +427,14 @@ func (a *Agent) watch(ctx context.Context) {
 func (a *Agent) markDirty(end endID) {
 	a.mu.Lock()
 	a.dirty[end] = true
+	a.mu.Unlock()
+	a.poke()
+}
+
+// markAdded asks the next reconcile to look at added link id's record.
+func (a *Agent) markAdded(id string) {
+	a.mu.Lock()
+	a.added[id] = true
 	a.mu.Unlock()
 	a.poke()
 }
@@ -439,11 +482,13 @@ func (a *Agent) loop(ctx context.Context, under *underlay) {
 		}
 		time.Sleep(gather)
 		a.mu.Lock()
-		full, dirty := a.full, a.dirty
-		a.full, a.dirty = false, map[endID]bool{}
+		full, dirty, added := a.full, a.dirty, a.added
+		a.full, a.dirty, a.added = false, map[endID]bool{}, map[string]bool{}
 		a.mu.Unlock()
 		a.noteStart()
-		err := a.reconcile(ctx, under, full, dirty)
+		// Added links' ends first, so that the tunnels of ends made
+		// now follow in the same pass; one that fails holds up no tunnel.
+		err := errors.Join(a.syncAdded(ctx, under, full, added), a.reconcile(ctx, under, full, dirty))
 		if err != nil && ctx.Err() != nil {
 			return
 		}
@@ -454,6 +499,9 @@ func (a *Agent) loop(ctx context.Context, under *underlay) {
 			a.full = a.full || full
 			for k := range dirty {
 				a.dirty[k] = true
+			}
+			for id := range added {
+				a.added[id] = true
 			}
 			a.mu.Unlock()
 			retry.Reset(backoff)
@@ -477,7 +525,7 @@ func (a *Agent) Settle(ctx context.Context) error {
 	a.mu.Unlock()
 	for {
 		a.mu.Lock()
-		done := a.reconciled > start && !a.full && len(a.dirty) == 0 && a.writes.pending() == 0
+		done := a.reconciled > start && !a.full && len(a.dirty) == 0 && len(a.added) == 0 && a.writes.pending() == 0
 		a.mu.Unlock()
 		if done {
 			return nil

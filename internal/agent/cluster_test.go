@@ -30,7 +30,7 @@ import (
 // pluginBin is the plugin built from this tree; the tests exec it on a
 // simulated node as a runtime there would. ratchetdBin is the agent, for
 // tests that need it in a process of its own (health_test.go).
-var pluginBin, ratchetdBin string
+var pluginBin, ratchetdBin, ctlBin string
 
 // TestMain runs the tests in a network namespace of their own, where etcd
 // listens on a 127.0.0.1 nobody else sees.
@@ -43,13 +43,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchet", "github.com/ratchet-cni/ratchet/cmd/ratchetd")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchet", "github.com/ratchet-cni/ratchet/cmd/ratchetd", "github.com/ratchet-cni/ratchet/cmd/ratchetctl")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	pluginBin, ratchetdBin = filepath.Join(dir, "ratchet"), filepath.Join(dir, "ratchetd")
+	pluginBin, ratchetdBin, ctlBin = filepath.Join(dir, "ratchet"), filepath.Join(dir, "ratchetd"), filepath.Join(dir, "ratchetctl")
 	code := testutil.RunInOwnNetns(m)
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -8,6 +8,7 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // reconcile brings this node's tunnels in line with the registry. With
@@ -40,6 +41,16 @@ func (a *Agent) reconcile(ctx context.Context, under *underlay, full bool, dirty
 	p, err := a.plan(ctx, view, full, dirty)
 	if err != nil {
 		return err
+	}
+	if !full {
+		// A full read took every link's settings.
+		for _, id := range p.remote {
+			s, _, err := a.reg.LinkSettings(ctx, id)
+			if err != nil {
+				return err
+			}
+			view.settings[id] = s
+		}
 	}
 	for name := range p.peerNodes {
 		if _, err := view.node(ctx, a.reg, name); err != nil {
@@ -84,6 +95,9 @@ type plan struct {
 	// peerNodes the nodes their tunnels go to.
 	needVNI   []string
 	peerNodes map[string]bool
+	// remote are the links looked at that want a tunnel: their settings
+	// are read again.
+	remote []string
 	// lost are local ends the registry does not hold; stale are ends it
 	// holds for this node whose attachment is gone from it.
 	lost, stale []*store.EndRecord
@@ -129,6 +143,7 @@ func (a *Agent) planLocked(ctx context.Context, st *store.Local, view *registryV
 			}
 			if peer := a.remotePeer(view, mine, other); peer != nil {
 				p.peerNodes[peer.Node] = true
+				p.remote = append(p.remote, rec.ID)
 				if view.vnis[rec.ID] == 0 {
 					p.needVNI = append(p.needVNI, rec.ID)
 				}
@@ -220,7 +235,7 @@ func (a *Agent) applyLocked(ctx context.Context, st *store.Local, under *underla
 				}
 				continue
 			}
-			want, err := a.reconcileEnd(ctx, t, view, rec, i)
+			want, err := a.reconcileEnd(ctx, st, t, view, rec, i)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("link %s: %w", rec.ID, err))
 				want = true // leave it as it is until the next pass
@@ -236,9 +251,10 @@ func (a *Agent) applyLocked(ctx context.Context, st *store.Local, under *underla
 	return t, errors.Join(errs...)
 }
 
-// reconcileEnd makes or removes the tunnel of one local end. It reports
-// whether the end wants a tunnel.
-func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView, rec *store.LinkRecord, i int) (bool, error) {
+// reconcileEnd makes or removes the tunnel of one local end, and gives it
+// the link's run-time settings (settings.go), which it mirrors into the
+// local record. It reports whether the end wants a tunnel.
+func (a *Agent) reconcileEnd(ctx context.Context, st *store.Local, t *tunnels, view *registryView, rec *store.LinkRecord, i int) (bool, error) {
 	id, mine, other := rec.ID, &rec.Ends[i], &rec.Ends[1-i]
 	alias := tunnelAlias(id)
 	if peer := a.remotePeer(view, mine, other); peer != nil {
@@ -253,13 +269,17 @@ func (a *Agent) reconcileEnd(ctx context.Context, t *tunnels, view *registryView
 			// The peer's node has not announced itself yet: its agent's
 			// announcement is a change that brings us back here.
 		default:
-			d := podlink.OnPeerRegistered(rec, i, podlink.Observation{Parking: true})
+			d := podlink.OnPeerRegistered(rec, i, inRecordOrder(rec, view.settings[id]), podlink.Observation{Parking: true})
 			return true, takeSteps(d.Steps, func(s podlink.Step) error {
 				switch s.Action {
+				case podlink.Impair:
+					return t.park.Impair(mine.ParkedIndex, link.ImpairmentOf(d.Next.Toward(i)))
 				case podlink.Tunnel:
 					return t.ensure(ctx, alias, vni, node, mine.ParkedIndex)
-				case podlink.Plug:
-					return t.park.SetUp(mine.ParkedIndex, true)
+				case podlink.Plug, podlink.Pull:
+					return t.park.SetUp(mine.ParkedIndex, s.Action == podlink.Plug)
+				case podlink.PutRecord:
+					return st.PutLink(ctx, &d.Next)
 				}
 				return fmt.Errorf("link %s: the agent does not take step %v", id, s.Action)
 			})
@@ -390,6 +410,9 @@ type registryView struct {
 	ends  map[endID]*store.EndRecord
 	nodes map[string]*store.NodeRecord
 	vnis  map[string]uint32
+	// settings are links' run-time settings, in the order of the link
+	// id's ends (nil: none).
+	settings map[string]*store.Settings
 }
 
 func (v *registryView) node(ctx context.Context, reg store.Registry, name string) (*store.NodeRecord, error) {
@@ -419,7 +442,11 @@ func (a *Agent) readRegistry(ctx context.Context, full bool, dirty map[endID]boo
 		if err != nil {
 			return nil, err
 		}
-		v := &registryView{ends: map[endID]*store.EndRecord{}, nodes: map[string]*store.NodeRecord{}, vnis: map[string]uint32{}}
+		settings, err := a.reg.AllLinkSettings(ctx)
+		if err != nil {
+			return nil, err
+		}
+		v := &registryView{ends: map[endID]*store.EndRecord{}, nodes: map[string]*store.NodeRecord{}, vnis: map[string]uint32{}, settings: settings}
 		for _, e := range ends {
 			v.ends[endKey(e.Pod, e.IfName)] = e
 		}

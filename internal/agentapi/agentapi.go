@@ -12,6 +12,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 )
 
 // Operations.
@@ -27,6 +29,27 @@ const (
 	// answers code 50 with the reasons. Node and Prefix may be empty (as
 	// from `ratchetctl health`): then the agent does not check them.
 	OpHealth = "health"
+	// OpLinkSettings reads (Settings nil) or writes a cross-node link's
+	// run-time settings in the cluster, for `ratchetctl link` on any node:
+	// the agents of both ends apply them on their own parked ends. A
+	// write names the Revision its change was based on, as a read
+	// answered it; a link changed since is refused (code 11: read again).
+	// Node and Prefix may be empty, as ratchetctl knows neither.
+	OpLinkSettings = "linkSettings"
+	// OpLinkAdd publishes a cross-node link that `ratchetctl link add`
+	// makes on running pods: the agent registers the local end (Pod,
+	// IfName, Attachment), records the link (LinkID, Added) in the cluster
+	// for the agent of the peer pod's node, which makes the peer's end,
+	// and answers once that end is registered, with the node's tunnel MTU.
+	// If the peer's end cannot be made, or no node makes it in time, the
+	// agent withdraws what it wrote and answers why. Node and Prefix may
+	// be empty.
+	OpLinkAdd = "linkAdd"
+	// OpLinkDel withdraws a link OpLinkAdd published: the local end's
+	// registration (Pod, IfName, Attachment) and the link's record
+	// (LinkID), whereupon the peer's agent removes its end. Node and
+	// Prefix may be empty.
+	OpLinkDel = "linkDel"
 )
 
 // Request is what the plugin asks.
@@ -42,6 +65,36 @@ type Request struct {
 	Attachment Attachment `json:"attachment,omitzero"`
 	Pod        string     `json:"pod,omitempty"`
 	IfNames    []string   `json:"ifNames,omitempty"`
+	// LinkID, Pod and IfName name a link and one of its ends
+	// (OpLinkSettings); Settings are relative to that end, and Revision
+	// is what the write is based on.
+	LinkID   string        `json:"linkID,omitempty"`
+	IfName   string        `json:"ifName,omitempty"`
+	Settings *LinkSettings `json:"settings,omitempty"`
+	Revision int64         `json:"revision,omitempty"`
+	// Added are the ends of the link OpLinkAdd publishes, in the order of
+	// LinkID's ends.
+	Added []AddedEnd `json:"added,omitempty"`
+}
+
+// AddedEnd is one end of a link `ratchetctl link add` makes: the pod's
+// interface and its spec, as an annotation's link (JSON).
+type AddedEnd struct {
+	Pod    string          `json:"pod"`
+	IfName string          `json:"ifName"`
+	Spec   json.RawMessage `json:"spec"`
+}
+
+// LinkSettings are a link's run-time settings relative to one of its
+// ends, the one a request names, so that they mean the same whichever
+// order each node's records keep the ends in.
+type LinkSettings struct {
+	// Pulled: the cable is pulled, both ends down.
+	Pulled bool `json:"pulled,omitempty"`
+	// Toward impairs the traffic toward the named end's pod; From the
+	// traffic toward the other end's pod. nil: none.
+	Toward *linkparam.Impairment `json:"toward,omitempty"`
+	From   *linkparam.Impairment `json:"from,omitempty"`
 }
 
 // The protocol has its own types rather than the store's records, so that
@@ -67,6 +120,23 @@ type End struct {
 	Attachment Attachment `json:"attachment"`
 }
 
+// Relative returns settings kept in some order of a link's two ends
+// (pulled, and toward[i] the impairment toward end i's pod) relative to
+// end mine of that order.
+func Relative(pulled bool, toward [2]*linkparam.Impairment, mine int) *LinkSettings {
+	return &LinkSettings{Pulled: pulled, Toward: toward[mine], From: toward[1-mine]}
+}
+
+// Ordered returns the settings in an order of the link's two ends where
+// the named end is end mine; Relative's inverse.
+func (l *LinkSettings) Ordered(mine int) (pulled bool, toward [2]*linkparam.Impairment) {
+	if l == nil {
+		return false, toward
+	}
+	toward[mine], toward[1-mine] = l.Toward, l.From
+	return l.Pulled, toward
+}
+
 // Response is what the agent answers.
 type Response struct {
 	// Code is a CNI error code when the request failed (11: the cluster
@@ -79,6 +149,11 @@ type Response struct {
 	MTU int `json:"mtu,omitempty"`
 	// Health is the agent's health (OpHealth).
 	Health *Health `json:"health,omitempty"`
+	// Settings and Revision are a link's run-time settings in the cluster
+	// and their revision (0: none yet), relative to the end the request
+	// named (OpLinkSettings).
+	Settings *LinkSettings `json:"settings,omitempty"`
+	Revision int64         `json:"revision,omitempty"`
 }
 
 // Health is what the agent knows of its own health.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ratchet-cni/ratchet/internal/agentapi"
+	"github.com/ratchet-cni/ratchet/internal/linkparam"
 )
 
 // serve answers every connection on a fresh socket with handle.
@@ -120,5 +121,29 @@ func TestHealthCrossesTheWire(t *testing.T) {
 	got := resp.Health
 	if got.Ready || !got.Live || len(got.Checks) != 3 || !got.Checks[0].Since.Equal(since) || got.Checks[1].Reason != "" || got.Reason() != h.Reason() {
 		t.Fatalf("health across the wire: %+v", got)
+	}
+}
+
+// TestLinkSettingsRelative: settings relative to either end of a link
+// come back in the link's order, and mean the same from the other end.
+func TestLinkSettingsRelative(t *testing.T) {
+	toA, toB := &linkparam.Impairment{Rate: 8000}, &linkparam.Impairment{Loss: 1}
+	order := [2]*linkparam.Impairment{toA, toB}
+	for mine := range 2 {
+		l := agentapi.Relative(true, order, mine)
+		if l.Toward != order[mine] || l.From != order[1-mine] || !l.Pulled {
+			t.Errorf("relative to end %d: %+v", mine, l)
+		}
+		if pulled, got := l.Ordered(mine); !pulled || got != order {
+			t.Errorf("end %d: back in order %v %v, want %v", mine, pulled, got, order)
+		}
+		// Named by the other end, in the other order: the same link.
+		if _, got := l.Ordered(1 - mine); got[0] != order[1] || got[1] != order[0] {
+			t.Errorf("end %d, the other order: %v", mine, got)
+		}
+	}
+	var none *agentapi.LinkSettings
+	if pulled, got := none.Ordered(0); pulled || got[0] != nil || got[1] != nil {
+		t.Errorf("no settings: %v %v", pulled, got)
 	}
 }

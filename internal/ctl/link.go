@@ -12,6 +12,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/ratchet-cni/ratchet/internal/agentapi"
 	"github.com/ratchet-cni/ratchet/internal/linkparam"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
@@ -29,6 +30,8 @@ const linkUsage = `  ratchetctl link down|up [--store DIR] NS/POD:IF  pull a pod
   ratchetctl link reset [--store DIR] NS/POD:IF    remove a pod link's impairments
   ratchetctl link show [--store DIR] [-o json] NS/POD:IF
                                                    a pod link's state, declared netem and run-time settings
+                  (each link command takes --socket PATH: ratchetd's, through which it changes a
+                  cross-node link's settings; both nodes' agents apply them)
 `
 
 // lockWait is how long a link command waits for the node lock: ADDs and
@@ -53,6 +56,7 @@ func linkCmd(args []string, stdout io.Writer) error {
 	}
 	fs := newFlagSet("link " + sub)
 	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
+	socket := fs.String("socket", netconf.DefaultAgentSocket, "ratchetd's socket, for cross-node links (store.agentSocket in the network config)")
 	var allOf *string
 	switch sub {
 	case "down", "up":
@@ -106,6 +110,7 @@ func linkCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer s.close()
+	s.socket = *socket
 	switch sub {
 	case "down", "up":
 		decide := func(rec *store.LinkRecord, _ int, obs podlink.Observation) (podlink.Decision, error) {
@@ -290,6 +295,8 @@ type session struct {
 	st   *store.Local
 	park ns.NetNS
 	x    *podlink.Executor
+	// socket is ratchetd's: cross-node links' settings go through it.
+	socket string
 }
 
 func openSession(dir string) (*session, error) {
@@ -404,32 +411,105 @@ func (s *session) adjustLinks(recs []*store.LinkRecord, mines []int, decide deci
 			return err
 		}
 	}
+	var local []int
+	var remote []*agentapi.Request
 	for i, rec := range recs {
 		if podlink.Remote(rec, obs[i]) {
-			// The agents own tunnel ends; cross-node run-time settings are
-			// theirs to apply (issue 14, cross-node part).
-			return fmt.Errorf("link %s: its peer is on another node (state remote); run-time settings of cross-node links are not supported yet", shown(rec.ID))
+			// Its settings are the cluster's: ratchetd writes them, and
+			// the agents of both nodes apply them on their own ends.
+			req, err := s.decideRemote(rec, mines[i], obs[i], decide)
+			if err != nil {
+				return err
+			}
+			remote = append(remote, req)
+			continue
 		}
 		if ds[i], err = decide(rec, mines[i], obs[i]); err != nil {
 			return err
 		}
+		local = append(local, i)
 	}
+	if len(local) > 0 {
+		if err := s.applyLocal(recs, ds, local); err != nil {
+			return err
+		}
+	}
+	for _, req := range remote {
+		if err := s.callAgent(req); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyLocal takes the kernel steps of the decisions ds of the links
+// local names, undone should one fail, and writes their records in one
+// transaction.
+func (s *session) applyLocal(recs []*store.LinkRecord, ds []podlink.Decision, local []int) error {
 	undo := podlink.NewUndo(nil)
 	ok := false
 	defer func() { undo.Finish(ok) }()
-	next := make([]*store.LinkRecord, len(recs))
-	for i, rec := range recs {
+	next := make([]*store.LinkRecord, 0, len(local))
+	for _, i := range local {
+		rec := recs[i]
 		if s.x != nil {
 			if err := s.x.WithUndo(undo).Apply(context.Background(), rec, &ds[i], nil); err != nil {
 				return err
 			}
 		}
-		next[i] = &ds[i].Next
+		next = append(next, &ds[i].Next)
 	}
 	if err := s.st.PutLinks(context.Background(), next); err != nil {
 		return err
 	}
 	ok = true
+	return nil
+}
+
+// agentWait bounds a call to ratchetd: a write to etcd and its answer.
+const agentWait = 10 * time.Second
+
+// decideRemote decides the change of rec, a cross-node link, whose
+// settings are the cluster's: it reads them through the node's agent
+// (the local record's are a mirror the agent keeps, possibly behind
+// another node's change), decides the change from them as for a local
+// link, and returns the agent's request that writes the result if nobody
+// changed them in between (callAgent). The agents apply it; this node's
+// local record follows within a reconcile.
+func (s *session) decideRemote(rec *store.LinkRecord, mine int, obs podlink.Observation, decide decider) (*agentapi.Request, error) {
+	e := rec.Ends[mine]
+	req := &agentapi.Request{Op: agentapi.OpLinkSettings, LinkID: rec.ID, Pod: e.Pod, IfName: e.IfName}
+	ctx, cancel := context.WithTimeout(context.Background(), agentWait)
+	defer cancel()
+	resp, err := agentapi.Call(ctx, s.socket, req)
+	if err != nil {
+		return nil, fmt.Errorf("link %s is cross-node, its settings are ratchetd's: %w", shown(rec.ID), err)
+	}
+	cur := podlink.Clone(rec)
+	cur.Settings = &store.Settings{}
+	cur.Settings.Pulled, cur.Settings.Toward = resp.Settings.Ordered(mine)
+	if cur.Settings.IsZero() {
+		cur.Settings = nil
+	}
+	d, err := decide(&cur, mine, obs)
+	if err != nil {
+		return nil, err
+	}
+	next := d.Next.Settings
+	if next == nil {
+		next = &store.Settings{}
+	}
+	req.Settings, req.Revision = agentapi.Relative(next.Pulled, next.Toward, mine), resp.Revision
+	return req, nil
+}
+
+// callAgent sends a write decideRemote prepared.
+func (s *session) callAgent(req *agentapi.Request) error {
+	ctx, cancel := context.WithTimeout(context.Background(), agentWait)
+	defer cancel()
+	if _, err := agentapi.Call(ctx, s.socket, req); err != nil {
+		return fmt.Errorf("link %s: %w", shown(req.LinkID), err)
+	}
 	return nil
 }
 

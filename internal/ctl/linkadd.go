@@ -9,6 +9,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/ratchet-cni/ratchet/internal/agentapi"
 	"github.com/ratchet-cni/ratchet/internal/kind"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
@@ -17,10 +18,13 @@ import (
 )
 
 // linkAddUsage is `ratchetctl link add`'s and `link del`'s part of the usage.
-const linkAddUsage = `  ratchetctl link add [--store DIR] [--ips A,B]... [--mtu N] [--netem delay=D,jitter=D,loss=P,rate=R]
-                      NS/POD:IF NS/POD:IF          link two running pods of this node now (A: the first end's
-                                                   address, B: the second's; repeat --ips for more, e.g. IPv6)
-  ratchetctl link del [--store DIR] NS/POD:IF      remove a link made by link add (both interfaces go)
+const linkAddUsage = `  ratchetctl link add [--store DIR] [--socket PATH] [--ips A,B]... [--mtu N] [--netem delay=D,jitter=D,loss=P,rate=R]
+                      NS/POD:IF NS/POD:IF          link two running pods now, both of this node or one of
+                                                   this node and one of another (its ratchetd makes that end);
+                                                   A: the first end's address, B: the second's (repeat --ips
+                                                   for more, e.g. IPv6)
+  ratchetctl link del [--store DIR] [--socket PATH] NS/POD:IF
+                                                   remove a link made by link add (both interfaces go)
 `
 
 // listFlag is a repeatable flag.
@@ -114,6 +118,7 @@ func parseAdd(pos, ips []string, mtu int, netem string) (*addRequest, error) {
 func linkAdd(args []string) error {
 	fs := newFlagSet("link add")
 	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
+	socket := fs.String("socket", netconf.DefaultAgentSocket, "ratchetd's socket, for links across nodes (store.agentSocket in the network config)")
 	var ips listFlag
 	fs.Var(&ips, "ips", "A,B: the first end's address and the second's (repeatable)")
 	mtu := fs.Int("mtu", 0, "MTU of both interfaces")
@@ -131,6 +136,7 @@ func linkAdd(args []string) error {
 		return err
 	}
 	defer s.close()
+	s.socket = *socket
 	return s.add(req)
 }
 
@@ -151,13 +157,21 @@ func (s *session) add(req *addRequest) (err error) {
 			}
 		}
 	}()
+	// remote is the argument whose pod is on another node, -1 for none.
+	remote := -1
 	for i, e := range req.ends {
 		pr, err := s.st.Pod(ctx, e.pod)
 		if err != nil {
 			return err
 		}
 		if pr == nil {
-			return fmt.Errorf("link add: pod %s: ratchet has no record of it on this node (a pod on another node: cross-node links are not supported by link add yet; or a pod that declares no pod link)", shown(e.pod))
+			if remote >= 0 {
+				return fmt.Errorf("link add: neither pod %s nor %s is on this node: run link add on the node of one of them", shown(req.ends[0].pod), shown(e.pod))
+			}
+			// On another node (its agent makes its end), or nowhere, or
+			// a pod that declares no pod link: that node's agent answers.
+			remote = i
+			continue
 		}
 		if e.ifName == pr.Attachment.IfName {
 			return fmt.Errorf("link add: %s is the pod's CNI interface", shown(e.String()))
@@ -191,8 +205,8 @@ func (s *session) add(req *addRequest) (err error) {
 	}
 	if have, err := s.x.ParkedCount(); err != nil {
 		return err
-	} else if have+2 > netconf.DefaultMaxParkedEnds {
-		return fmt.Errorf("link add: the node holds %d parked ends: two more would take it past maxParkedEnds (%d)", have, netconf.DefaultMaxParkedEnds)
+	} else if want := 2 - min(remote+1, 1); have+want > netconf.DefaultMaxParkedEnds {
+		return fmt.Errorf("link add: the node holds %d parked ends: %d more would take it past maxParkedEnds (%d)", have, want, netconf.DefaultMaxParkedEnds)
 	}
 	id, _ := store.LinkID(req.ends[0].pod, req.ends[0].ifName, req.ends[1].pod, req.ends[1].ifName)
 	if prev, err := s.st.Link(ctx, id); err != nil {
@@ -214,12 +228,21 @@ func (s *session) add(req *addRequest) (err error) {
 	undo := podlink.NewUndo(nil)
 	ok := false
 	defer func() { undo.Finish(ok) }()
+	mtu := 0
+	if remote >= 0 {
+		if mtu, err = s.publish(rec, order, 1-remote, keys[1-remote], undo); err != nil {
+			return err
+		}
+	}
 	x := s.x.WithUndo(undo)
 	for a, i := range order {
+		if a == remote {
+			continue // its node's agent made it
+		}
 		d := podlink.OnAdd(rec, i, keys[a], x.ObserveParked(rec))
 		spec, n, key := req.specs[a], podNS[a], keys[a]
 		err := x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
-			return podlink.EndVeth(rec, i, kind.Endpoint(spec.Local(), n), key, 0), nil
+			return podlink.EndVeth(rec, i, kind.Endpoint(spec.Local(), n), key, mtu), nil
 		})
 		if err != nil {
 			return fmt.Errorf("link add: %s: %w", shown(req.ends[a].String()), err)
@@ -236,6 +259,47 @@ func (s *session) add(req *addRequest) (err error) {
 	return nil
 }
 
+// publish hands a link between a pod of this node (argument local, held
+// by attachment key) and one on another node to ratchetd, which registers
+// the local end and records the link in the cluster, and answers once the
+// other node's agent has made and registered its end. It returns the
+// tunnel MTU (the local end's default MTU, as for any cross-node link),
+// and pushes the withdrawal on undo. rec becomes the local record: only
+// the local end is this node's to declare.
+func (s *session) publish(rec *store.LinkRecord, order [2]int, local int, key store.AttachmentKey, undo *podlink.Undo) (int, error) {
+	mine := order[local]
+	req := &agentapi.Request{Op: agentapi.OpLinkAdd, LinkID: rec.ID, Pod: rec.Ends[mine].Pod, IfName: rec.Ends[mine].IfName,
+		Attachment: agentapi.Attachment{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName}}
+	for _, e := range rec.Ends {
+		req.Added = append(req.Added, agentapi.AddedEnd{Pod: e.Pod, IfName: e.IfName, Spec: e.Spec})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), agentWait)
+	defer cancel()
+	resp, err := agentapi.Call(ctx, s.socket, req)
+	if err != nil {
+		return 0, fmt.Errorf("link add: pod %s is not on this node: its own node's ratchetd makes its end: %w", shown(rec.Ends[1-mine].Pod), err)
+	}
+	undo.Push("withdraw link "+rec.ID+" from the cluster", func() error { return s.withdraw(rec.ID, req.Pod, req.IfName, key) })
+	rec.AddedAcross = true
+	other := &rec.Ends[1-mine]
+	other.Declared, other.Spec = false, nil
+	return resp.MTU, nil
+}
+
+// withdraw asks ratchetd to delete a cross-node added link's record and
+// this node's registration of end pod:ifName (held by key); the other
+// node's agent then removes its end.
+func (s *session) withdraw(id, pod, ifName string, key store.AttachmentKey) error {
+	ctx, cancel := context.WithTimeout(context.Background(), agentWait)
+	defer cancel()
+	_, err := agentapi.Call(ctx, s.socket, &agentapi.Request{Op: agentapi.OpLinkDel, LinkID: id, Pod: pod, IfName: ifName,
+		Attachment: agentapi.Attachment{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName}})
+	if err != nil {
+		return fmt.Errorf("link %s: withdraw it from the cluster: %w", shown(id), err)
+	}
+	return nil
+}
+
 // firstIsEnd0 reports whether the first end given is the record's end 0
 // (store.LinkID orders a link's ends).
 func firstIsEnd0(req *addRequest) bool {
@@ -248,6 +312,7 @@ func firstIsEnd0(req *addRequest) bool {
 func linkDel(args []string) error {
 	fs := newFlagSet("link del")
 	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
+	socket := fs.String("socket", netconf.DefaultAgentSocket, "ratchetd's socket, for links across nodes (store.agentSocket in the network config)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -264,6 +329,7 @@ func linkDel(args []string) error {
 		return err
 	}
 	defer s.close()
+	s.socket = *socket
 	return s.del(e)
 }
 
@@ -276,10 +342,22 @@ func (s *session) del(e *endRef) error {
 	if !rec.Added {
 		return fmt.Errorf("link del: link %s is declared by its pods' annotations, not added by link add: change the annotations", shown(rec.ID))
 	}
-	if s.x != nil {
-		if podlink.Remote(rec, s.x.Observe(rec)) {
-			return fmt.Errorf("link del: link %s: its peer is on another node; cross-node links are not supported by link del yet", shown(rec.ID))
+	if rec.AddedAcross {
+		// The cluster's record goes first: should this node's removal
+		// fail, this node's agent removes the end once it sees it gone.
+		// With this node's pod gone, its end holds no attachment: only
+		// the record is withdrawn.
+		end, key := rec.Ends[0], store.AttachmentKey{}
+		for _, e := range rec.Ends {
+			if e.Attachment != nil {
+				end, key = e, *e.Attachment
+			}
 		}
+		if err := s.withdraw(rec.ID, end.Pod, end.IfName, key); err != nil {
+			return fmt.Errorf("link del: %w", err)
+		}
+	}
+	if s.x != nil {
 		for i, end := range rec.Ends {
 			if end.Attachment == nil {
 				continue

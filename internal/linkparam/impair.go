@@ -47,6 +47,32 @@ func (m *Impairment) Check() error {
 	return nil
 }
 
+// Validate checks a whole impairment read back from a store, which no
+// parser saw: each field within what its flag accepts (ParseDelay,
+// ParsePercent, ParseRate), then Check. An error names the field.
+func (m *Impairment) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"delay", m.Delay}, {"jitter", m.Jitter}} {
+		if d.v < 0 || d.v > MaxNetemDelay {
+			return fmt.Errorf("%s %s is not between 0 and %s", d.name, d.v, MaxNetemDelay.Truncate(time.Millisecond))
+		}
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"loss", m.Loss}, {"corrupt", m.Corrupt}, {"duplicate", m.Duplicate}, {"reorder", m.Reorder}} {
+		if !(p.v >= 0 && p.v <= 100) {
+			return fmt.Errorf("%s %g is not a percentage between 0 and 100", p.name, p.v)
+		}
+	}
+	if m.Rate != 0 && (m.Rate < MinRate || m.Rate > math.MaxUint64/2) {
+		return fmt.Errorf("rate %d bit/s is out of range", m.Rate)
+	}
+	return m.Check()
+}
+
 // String writes the impairment in tc's notation ("delay 10ms rate
 // 10mbit"), "" for none.
 func (m *Impairment) String() string {

@@ -1,6 +1,7 @@
 package linkparam
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,22 @@ func TestImpairmentKinds(t *testing.T) {
 	for bits, want := range map[uint64]string{1500e3: "1500kbit", 12: "12bit", 1e9: "1gbit", 1234567: "1234567bit"} {
 		if got := FormatRate(bits); got != want {
 			t.Errorf("FormatRate(%d) = %q, want %q", bits, got, want)
+		}
+	}
+}
+
+// TestValidate: an impairment read back from a store is checked field by
+// field as the flags are, and as a whole.
+func TestValidate(t *testing.T) {
+	for _, m := range []Impairment{{}, {Rate: 8_000_000}, {Delay: time.Millisecond, Jitter: time.Microsecond, Reorder: 5}, {Loss: 100}} {
+		if err := m.Validate(); err != nil {
+			t.Errorf("%+v: %v", m, err)
+		}
+	}
+	for _, m := range []Impairment{{Loss: 101}, {Loss: -1}, {Corrupt: math.NaN()}, {Delay: -time.Second},
+		{Delay: MaxNetemDelay + time.Second}, {Rate: 1}, {Jitter: time.Millisecond}, {Reorder: 1}} {
+		if err := m.Validate(); err == nil {
+			t.Errorf("%+v: valid, want an error", m)
 		}
 	}
 }

@@ -199,12 +199,41 @@ func OnCheck(rec *store.LinkRecord, mine int, obs Observation) Decision {
 }
 
 // OnPeerRegistered decides what the node agent does when end mine's peer
-// is registered on another node and its tunnel can be made: stitch the
-// end to the tunnel and plug it in.
-func OnPeerRegistered(rec *store.LinkRecord, mine int, obs Observation) Decision {
-	d := Decision{Next: clone(rec), Steps: []Step{{Tunnel, mine}, {Plug, mine}}}
+// is registered on another node and its tunnel can be made: give the end
+// the link's run-time settings as the cluster holds them (want, in rec's
+// end order; nil: none), stitch it to the tunnel, and plug it in unless
+// the cable is pulled (then it is set down: each node unplugs its own end,
+// so both pods lose carrier). The impairment comes first, before the end
+// is plugged; the record takes want, so that CHECK and `ratchetctl links`
+// on this node show what the cluster asks. The agent decides this on every
+// look at the link: each step is safe to repeat, and an unchanged
+// impairment is not touched.
+func OnPeerRegistered(rec *store.LinkRecord, mine int, want *store.Settings, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	d.Next.Settings = nil
+	if !want.IsZero() {
+		s := *want
+		d.Next.Settings = &s
+	}
+	if !sameImpairment(rec.Toward(mine), d.Next.Toward(mine)) {
+		d.Steps = append(d.Steps, Step{Impair, mine})
+	}
+	d.Steps = append(d.Steps, Step{Tunnel, mine})
+	if d.Next.Pulled() {
+		d.Steps = append(d.Steps, Step{Pull, mine})
+	} else {
+		d.Steps = append(d.Steps, Step{Plug, mine})
+	}
+	if !sameSettings(rec, &d.Next) {
+		d.Steps = append(d.Steps, Step{PutRecord, 0})
+	}
 	d.State = predict(&d, obs)
 	return d
+}
+
+// sameSettings reports whether a and b ask for the same run-time settings.
+func sameSettings(a, b *store.LinkRecord) bool {
+	return a.Pulled() == b.Pulled() && sameImpairment(a.Toward(0), b.Toward(0)) && sameImpairment(a.Toward(1), b.Toward(1))
 }
 
 // OnPeerGone decides what the node agent does when it takes end mine's
@@ -311,6 +340,9 @@ func tidy(r *store.LinkRecord) {
 		r.Settings = nil
 	}
 }
+
+// Clone is clone for callers that decide on a copy of a record.
+func Clone(r *store.LinkRecord) store.LinkRecord { return clone(r) }
 
 // clone copies a record deeply enough for a decision to change it: its
 // ends' attachment keys and its impairments are replaced, never written

@@ -179,7 +179,7 @@ func TestDecisions(t *testing.T) {
 		},
 		{
 			name: "peer registered on another node", from: StatePending,
-			decide:    func() Decision { return OnPeerRegistered(pendingA, 0, parked(pendingA, false)) },
+			decide:    func() Decision { return OnPeerRegistered(pendingA, 0, nil, parked(pendingA, false)) },
 			wantSteps: steps(Step{Tunnel, 0}, Step{Plug, 0}), wantState: StateRemote,
 		},
 		{

@@ -206,3 +206,50 @@ func TestSettingsDecisions(t *testing.T) {
 		})
 	}
 }
+
+// TestPeerRegisteredTakesTheClusterSettings: the agent gives a remote
+// link's end the settings the cluster holds before plugging it, never
+// plugs a pulled link, and mirrors the settings into the record.
+func TestPeerRegisteredTakesTheClusterSettings(t *testing.T) {
+	pending := record(false, end("a", true, &keyA, 10), end("b", false, nil, 0))
+	obs := parked(pending, false)
+	for _, tc := range []struct {
+		name      string
+		rec       *store.LinkRecord
+		want      *store.Settings
+		wantSteps []Step
+		wantState State
+	}{
+		{"no settings", pending, nil, steps(Step{Tunnel, 0}, Step{Plug, 0}), StateRemote},
+		{"pulled", pending, &store.Settings{Pulled: true},
+			steps(Step{Tunnel, 0}, Step{Pull, 0}, Step{PutRecord, 0}), StatePulled},
+		{"pulled already recorded", with(pending, store.Settings{Pulled: true}), &store.Settings{Pulled: true},
+			steps(Step{Tunnel, 0}, Step{Pull, 0}), StatePulled},
+		{"impaired toward this end: before the plug", pending, &store.Settings{Toward: [2]*linkparam.Impairment{slow, nil}},
+			steps(Step{Impair, 0}, Step{Tunnel, 0}, Step{Plug, 0}, Step{PutRecord, 0}), StateRemote},
+		{"impaired toward the other end only: not this node's", pending, &store.Settings{Toward: [2]*linkparam.Impairment{nil, slow}},
+			steps(Step{Tunnel, 0}, Step{Plug, 0}, Step{PutRecord, 0}), StateRemote},
+		{"impairment unchanged", with(pending, store.Settings{Toward: [2]*linkparam.Impairment{slow, nil}}),
+			&store.Settings{Toward: [2]*linkparam.Impairment{{Rate: 10e6}, nil}}, steps(Step{Tunnel, 0}, Step{Plug, 0}), StateRemote},
+		{"impairment and pull cleared", with(pending, store.Settings{Pulled: true, Toward: [2]*linkparam.Impairment{slow, later}}), nil,
+			steps(Step{Impair, 0}, Step{Tunnel, 0}, Step{Plug, 0}, Step{PutRecord, 0}), StateRemote},
+	} {
+		d := OnPeerRegistered(tc.rec, 0, tc.want, obs)
+		if !slices.Equal(d.Steps, tc.wantSteps) || d.State != tc.wantState {
+			t.Errorf("%s: steps %v state %q, want %v %q", tc.name, d.Steps, d.State, tc.wantSteps, tc.wantState)
+		}
+		if tc.want != nil && d.Next.Pulled() != tc.want.Pulled {
+			t.Errorf("%s: record pulled %v", tc.name, d.Next.Pulled())
+		}
+		if tc.want.IsZero() != (d.Next.Settings == nil) {
+			t.Errorf("%s: record settings %+v, want %+v", tc.name, d.Next.Settings, tc.want)
+		}
+	}
+	// The decision's record is its own: the caller's want is not shared.
+	want := &store.Settings{Pulled: true}
+	d := OnPeerRegistered(pending, 0, want, obs)
+	want.Pulled = false
+	if !d.Next.Pulled() {
+		t.Error("the decision's record shares the caller's settings")
+	}
+}

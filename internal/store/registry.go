@@ -175,14 +175,16 @@ type Registry interface {
 // consumer re-reads what it names (End, Node, VNI), so a change delivered
 // twice or one that the consumer's read already saw does no harm.
 type Change struct {
-	// Kind is "end", "node" or "vni"; "" with Resync.
+	// Kind is "end", "node", "vni", "settings" (a link's run-time
+	// settings) or "added" (an added link's record); "" with Resync.
 	Kind string
 	// Pod and IfName name the end (Kind "end").
 	Pod, IfName string
 	// Node names the node (Kind "node"), or the node whose record of
 	// the end changed (Kind "end": the end may be on another node now).
 	Node string
-	// LinkID names the link whose VNI changed (Kind "vni").
+	// LinkID names the link whose VNI, settings or added-link record
+	// changed (Kind "vni", "settings", "added").
 	LinkID string
 	// Deleted: the record is gone (else it was created or replaced).
 	Deleted bool
@@ -193,6 +195,12 @@ type Change struct {
 	// together with the changes that follow nothing is missed.
 	Resync bool
 }
+
+// ErrSettingsChanged says that a link's run-time settings in the cluster
+// changed between the read a change was based on and its write: someone
+// else (another node's ratchetctl) changed them; read them again and redo
+// the change.
+var ErrSettingsChanged = errors.New("the link's run-time settings changed meanwhile")
 
 // ErrVNIExhausted says that every VNI of the range is taken.
 var ErrVNIExhausted = errors.New("no free VNI in the range")

@@ -108,6 +108,11 @@ type LinkRecord struct {
 	// its end like a declared one: the link is the administrator's until
 	// `ratchetctl link del`.
 	Added bool `json:"added,omitempty"`
+	// AddedAcross: an added link between pods on two nodes. The cluster
+	// keeps its record (links/<id>/added): `ratchetctl link del` goes
+	// through ratchetd, and the agent removes this node's end once the
+	// record is gone.
+	AddedAcross bool `json:"addedAcross,omitempty"`
 	// Settings is the link's desired run-time state, set by `ratchetctl
 	// link` and given to each new end before it is plugged in; nil: none.
 	Settings *Settings `json:"settings,omitempty"`

@@ -23,7 +23,9 @@ type Permission struct {
 // registry); write its own record (nodes/<node>), its own ends (the prefix
 // ends/<node>/) and the shared VNI keys (vni/ and links/: allocation is a
 // create-if-absent that any node may race for, so they cannot be confined
-// to one node; docs/multinode.md says what that leaves open).
+// to one node; docs/multinode.md says what that leaves open). links/ also
+// holds cross-node links' run-time settings, which `ratchetctl link` on
+// either end's node changes.
 func NodePermissions(prefix, node string) []Permission {
 	e := &Etcd{prefix: trimPrefix(prefix)}
 	rng := func(key string, write bool) Permission {

@@ -95,6 +95,17 @@ func TestNodeCannotWriteOthersState(t *testing.T) {
 			t.Errorf("Health: %v", err)
 		}
 	}
+	// A cross-node link's run-time settings: either node's ratchetctl may
+	// change them (both nodes' roles write links/), and both read them.
+	_, rev, err := n1.LinkSettings(ctx, a.LinkID())
+	must(err)
+	must(n1.PutLinkSettings(ctx, a.LinkID(), &store.Settings{Pulled: true}, rev))
+	s, rev, err := n2.LinkSettings(ctx, a.LinkID())
+	if err != nil || s == nil || !s.Pulled {
+		t.Fatalf("node2 reads node1's settings: %+v, %v", s, err)
+	}
+	must(n2.PutLinkSettings(ctx, a.LinkID(), nil, rev))
+
 	// Each node withdraws its own; then either may free the VNI.
 	must(n1.UnregisterEnds(ctx, "node1", a.Attachment, "ns/a", []string{"eth1"}))
 	must(n2.UnregisterEnds(ctx, "node2", b.Attachment, "ns/b", []string{"eth1"}))

@@ -10,6 +10,7 @@
 //	<p>/ends/<node>/<pod>/<ifname>   store.EndRecord of an end on node
 //	<p>/vni/<n>                      the link id that holds VNI n
 //	<p>/links/<linkID>/vni           the link's VNI
+//	<p>/links/<linkID>/settings      store.Settings: a cross-node link's run-time settings
 //
 // What a node writes about itself is under keys of its own (nodes/<node>
 // and the prefix ends/<node>/), so that etcd's auth can confine each node's
@@ -712,7 +713,9 @@ func (e *Etcd) releaseVNI(ctx context.Context, id string) error {
 			clientv3.Compare(clientv3.ModRevision(linkKey), "=", resp.Kvs[0].ModRevision),
 			clientv3.Compare(clientv3.ModRevision(e.endsDir()), "<", rev+1).WithPrefix(),
 		}
-		ops := []clientv3.Op{clientv3.OpDelete(linkKey)}
+		// The link's run-time settings go with it (settings.go), and so
+		// does its added-link record (added.go): both its pods are gone.
+		ops := []clientv3.Op{clientv3.OpDelete(linkKey), clientv3.OpDelete(e.linkSettingsKey(id)), clientv3.OpDelete(e.addedKey(id))}
 		if len(vresp.Kvs) > 0 {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vk), "=", vresp.Kvs[0].ModRevision))
 			if string(vresp.Kvs[0].Value) == idJSON {

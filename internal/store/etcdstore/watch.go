@@ -131,6 +131,10 @@ func (e *Etcd) change(key string) (store.Change, bool) {
 		return store.Change{Kind: "node", Node: parts[1]}, true
 	case len(parts) == 3 && parts[0] == "links" && parts[2] == "vni":
 		return store.Change{Kind: "vni", LinkID: parts[1]}, true
+	case len(parts) == 3 && parts[0] == "links" && parts[2] == "settings":
+		return store.Change{Kind: "settings", LinkID: parts[1]}, true
+	case len(parts) == 3 && parts[0] == "links" && parts[2] == "added":
+		return store.Change{Kind: "added", LinkID: parts[1]}, true
 	}
 	return store.Change{}, false
 }
