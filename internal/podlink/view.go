@@ -20,11 +20,25 @@ type LinkView struct {
 	Settings *store.Settings
 	// Added: the administrator added the link (store.LinkRecord.Added).
 	Added bool `json:",omitempty"`
+	// Stats are the link's counters on this node; nil unless asked for
+	// (ViewLinkStats).
+	Stats *LinkStats `json:",omitempty"`
 }
 
 // ViewLinks reads every pod link from the store and checks each against
 // the parking namespace (nil when there is none) to derive its state.
 func ViewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS) ([]LinkView, error) {
+	return viewLinks(ctx, st, parkNS, false)
+}
+
+// ViewLinkStats is ViewLinks with each link's counters (LinkStats), read
+// in one dump of the parking namespace's netdevs. Without a parking
+// namespace, no link has counters to read: each has empty stats.
+func ViewLinkStats(ctx context.Context, st store.Topology, parkNS ns.NetNS) ([]LinkView, error) {
+	return viewLinks(ctx, st, parkNS, true)
+}
+
+func viewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS, withStats bool) ([]LinkView, error) {
 	recs, err := st.Links(ctx)
 	if err != nil {
 		return nil, err
@@ -36,13 +50,28 @@ func ViewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS) ([]LinkV
 		}
 		defer x.Close()
 	}
+	var stats []LinkStats
+	if withStats {
+		stats = make([]LinkStats, len(recs))
+		if x != nil {
+			devs, err := x.Counters()
+			if err != nil {
+				return nil, err
+			}
+			stats = StatsOf(recs, devs)
+		}
+	}
 	views := make([]LinkView, 0, len(recs))
-	for _, r := range recs {
+	for n, r := range recs {
 		obs := Observation{}
 		if x != nil {
 			obs = x.Observe(r)
 		}
-		views = append(views, LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings, Added: r.Added})
+		v := LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings, Added: r.Added}
+		if withStats {
+			v.Stats = &stats[n]
+		}
+		views = append(views, v)
 	}
 	slices.SortFunc(views, func(a, b LinkView) int { return strings.Compare(a.ID, b.ID) })
 	return views, nil
