@@ -17,18 +17,31 @@ func links(args []string, stdout io.Writer) error {
 	fs := newFlagSet("links")
 	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
 	dot := fs.Bool("dot", false, "print a Graphviz graph")
+	stats := fs.Bool("stats", false, "add each link's counters per direction and carrier changes")
+	output := fs.String("o", "", "json: print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	pods, views, err := readLinks(*dir)
+	switch {
+	case *output != "" && *output != "json":
+		return badArg("-o %q: want json", *output)
+	case *dot && *output != "":
+		return badArg("--dot and -o: choose one")
+	case *dot && *stats:
+		return badArg("--dot and --stats: the graph has no counters")
+	}
+	pods, views, err := readLinks(*dir, *stats)
 	if err != nil {
 		return err
 	}
 	// Printed with the node lock released: stdout may be a pager or a
 	// pipe nobody reads yet, and every ADD and DEL on the node would wait
 	// for it.
-	if *dot {
+	switch {
+	case *dot:
 		return printDot(stdout, pods, views)
+	case *output == "json":
+		return printLinksJSON(stdout, pods, views)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "POD\tNETNS\tATTACHMENT")
@@ -40,15 +53,25 @@ func links(args []string, stdout io.Writer) error {
 	// empty cell, no trailing blanks).
 	settings := make([]string, len(views))
 	header := "\nSTATE\tEND\tEND"
+	if *stats {
+		header += "\t" + statsHeader
+	}
+	withSettings := false
 	for i, v := range views {
 		if !v.Settings.IsZero() || v.Added {
 			settings[i] = settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings, Added: v.Added})
-			header = "\nSTATE\tEND\tEND\tSETTINGS"
+			withSettings = true
 		}
+	}
+	if withSettings {
+		header += "\tSETTINGS"
 	}
 	fmt.Fprintln(w, header)
 	for i, v := range views {
 		fmt.Fprintf(w, "%s\t%s\t%s", shown(string(v.State)), endName(v.Ends[0]), endName(v.Ends[1]))
+		if *stats {
+			fmt.Fprintf(w, "\t%s", statsColumns(v.Stats))
+		}
 		if settings[i] != "" {
 			fmt.Fprintf(w, "\t%s", settings[i])
 		}
@@ -60,7 +83,8 @@ func links(args []string, stdout io.Writer) error {
 // readLinks reads the pods and the links' views from the store in dir
 // and the parking namespace, and releases both (the node lock with the
 // store) before it returns.
-func readLinks(dir string) ([]*store.PodRecord, []podlink.LinkView, error) {
+// With stats, each view carries the link's counters.
+func readLinks(dir string, stats bool) ([]*store.PodRecord, []podlink.LinkView, error) {
 	st, err := store.OpenLocal(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--store %s: %w", dir, err)
@@ -75,7 +99,11 @@ func readLinks(dir string) ([]*store.PodRecord, []podlink.LinkView, error) {
 	if park != nil {
 		defer park.Close()
 	}
-	views, err := podlink.ViewLinks(ctx, st, park)
+	view := podlink.ViewLinks
+	if stats {
+		view = podlink.ViewLinkStats
+	}
+	views, err := view(ctx, st, park)
 	if err != nil {
 		return nil, nil, err
 	}
