@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -30,7 +31,19 @@ type NetdevCounters struct {
 // namespace's netlink handle: the netlink library's link attributes carry
 // no carrier changes. The socket is opened in the namespace (the library
 // enters it on a locked thread for that one call) and closed on return.
+// Like every request through the Parking, it fails with ErrClosed once
+// the Parking's handle is closed.
 func (p *Parking) Counters() (map[int]NetdevCounters, error) {
+	var out map[int]NetdevCounters
+	err := p.h.do(func(*netlink.Handle) error {
+		var err error
+		out, err = p.counters()
+		return err
+	})
+	return out, err
+}
+
+func (p *Parking) counters() (map[int]NetdevCounters, error) {
 	s, err := nl.GetNetlinkSocketAt(netns.NsHandle(p.NS.Fd()), netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket in %s: %w", p.NS.Path(), err)
