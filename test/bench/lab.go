@@ -239,6 +239,13 @@ func (b *bench) labAllOf(n, iters int) error {
 		if err != nil {
 			return err
 		}
+		// issue 15's counters: every link's, from one dump of the
+		// parking namespace (a few execs: the median is the figure).
+		for range 3 {
+			if err := b.ctlRun(fmt.Sprintf("laball%d/ctl links --stats", n), "links", "--store", dir, "--stats"); err != nil {
+				return err
+			}
+		}
 		if err := b.ctlRun(fmt.Sprintf("laball%d/ctl down", n), "link", "down", "--store", dir, "--all-of", "bench/"+podA); err != nil {
 			return err
 		}
@@ -270,6 +277,7 @@ func (r *report) labSection(n int) {
 		{"`link reset`: one link", "lab/ctl reset", "lab/kernel reset"},
 		{fmt.Sprintf("`link down --all-of POD`: %d links", n), fmt.Sprintf("laball%d/ctl down", n), ""},
 		{fmt.Sprintf("`link up --all-of POD`: %d links", n), fmt.Sprintf("laball%d/ctl up", n), ""},
+		{fmt.Sprintf("`links --stats`: %d links", n), fmt.Sprintf("laball%d/ctl links --stats", n), ""},
 	}
 	head := false
 	for _, rw := range rows {
@@ -298,7 +306,8 @@ func (r *report) labSection(n int) {
 	}
 }
 
-// labBars are issue 14's bars for the lab scenario.
+// labBars are issue 14's bars for the lab scenario, and issue 15's for
+// `links --stats`.
 func (r *report) labBars(n int) {
 	for _, op := range []string{"down", "up", "set"} {
 		if c := r.median("lab/ctl " + op); c > 0 {
@@ -307,6 +316,9 @@ func (r *report) labBars(n int) {
 		if k := r.median("lab/kernel " + op); k > 0 {
 			r.addBar("`link "+op+"`, one link, kernel work", "≤ 1 ms", ms(k), k <= time.Millisecond)
 		}
+	}
+	if c := r.median(fmt.Sprintf("laball%d/ctl links --stats", n)); c > 0 {
+		r.addBar(fmt.Sprintf("`links --stats` on %d links, as a process", n), "≤ 200 ms", ms(c), c <= 200*time.Millisecond)
 	}
 	if d, u := r.median(fmt.Sprintf("laball%d/ctl down", n)), r.median(fmt.Sprintf("laball%d/ctl up", n)); d > 0 && u > 0 {
 		r.addBar(fmt.Sprintf("%d links pulled / restored in one command (`--all-of`)", n), "≤ 1 s each",
