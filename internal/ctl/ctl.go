@@ -23,7 +23,7 @@ usage:
                                                    undo a run kept with --keep: DEL each network, remove the netns
   ratchetctl links [--store DIR] [--dot]           pods and pod links with their state (up, pending, parked, remote,
                                                    broken, pulled, impaired) and run-time settings
-` + linkUsage + linkAddUsage + eventsUsage + `  ratchetctl health [--socket PATH] [--live] [--timeout D]
+` + linkUsage + linkAddUsage + eventsUsage + captureUsage + `  ratchetctl health [--socket PATH] [--live] [--timeout D]
                                                    ratchetd's health on this node (exit 1: not ready, with the reason)
   ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
                                                    install the plugin, chained after the node's network
@@ -74,6 +74,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = eventsCmd(args[1:], stdout)
 	case "link":
 		err = linkCmd(args[1:], stdout)
+	case "capture":
+		err = captureCmd(args[1:], stdout, stderr)
 	case "install":
 		err = installCmd(args[1:], stdout)
 	case "health":
