@@ -25,7 +25,7 @@ usage:
                                                    pods and pod links with their state (up, pending, parked, remote,
                                                    broken, pulled, impaired) and run-time settings; --stats: bytes,
                                                    packets, drops and errors toward each end's pod, carrier changes
-` + linkUsage + linkAddUsage + eventsUsage + `  ratchetctl health [--socket PATH] [--live] [--timeout D]
+` + linkUsage + linkAddUsage + eventsUsage + captureUsage + `  ratchetctl health [--socket PATH] [--live] [--timeout D]
                                                    ratchetd's health on this node (exit 1: not ready, with the reason)
   ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
                                                    install the plugin, chained after the node's network
@@ -76,6 +76,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = eventsCmd(args[1:], stdout)
 	case "link":
 		err = linkCmd(args[1:], stdout)
+	case "capture":
+		err = captureCmd(args[1:], stdout, stderr)
 	case "install":
 		err = installCmd(args[1:], stdout)
 	case "health":
