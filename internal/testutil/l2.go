@@ -53,23 +53,8 @@ func L2Probe(a ns.NetNS, from string, b ns.NetNS, to string, timeout time.Durati
 		}
 		// Wait up to 200 ms for it, then send again: a first frame may
 		// meet a link still coming up.
-		wait := time.Now().Add(200 * time.Millisecond)
-		for time.Now().Before(wait) {
-			ms := int(time.Until(wait).Milliseconds()) + 1
-			n, err := unix.Poll([]unix.PollFd{{Fd: int32(rx), Events: unix.POLLIN}}, ms)
-			if err != nil && err != unix.EINTR {
-				return err
-			}
-			if n == 0 {
-				break
-			}
-			got, _, err := unix.Recvfrom(rx, buf, unix.MSG_DONTWAIT)
-			if err != nil {
-				continue
-			}
-			if got >= 30 && bytes.Equal(buf[14:30], nonce) {
-				return nil
-			}
+		if got, err := receiveNonce(rx, buf, nonce, 200*time.Millisecond); got || err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("no frame from %s reached %s within %v", from, to, timeout)
@@ -107,3 +92,27 @@ func packetSocket(n ns.NetNS, ifName string) (int, probeEnd, error) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// receiveNonce waits up to wait for a probe frame carrying nonce on the
+// packet socket rx; frames of other probes are skipped.
+func receiveNonce(rx int, buf, nonce []byte, wait time.Duration) (bool, error) {
+	until := time.Now().Add(wait)
+	for time.Now().Before(until) {
+		ms := int(time.Until(until).Milliseconds()) + 1
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(rx), Events: unix.POLLIN}}, ms)
+		if err != nil && err != unix.EINTR {
+			return false, err
+		}
+		if n == 0 {
+			return false, nil
+		}
+		got, _, err := unix.Recvfrom(rx, buf, unix.MSG_DONTWAIT)
+		if err != nil {
+			continue
+		}
+		if got >= 30 && bytes.Equal(buf[14:30], nonce) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -58,23 +57,8 @@ func VXLANProbe(from ns.NetNS, dst net.IP, port int, vni uint32, b ns.NetNS, to 
 		if err := unix.Sendto(tx, msg, 0, sa); err != nil {
 			return fmt.Errorf("send to %s:%d: %w", dst, port, err)
 		}
-		wait := time.Now().Add(200 * time.Millisecond)
-		for time.Now().Before(wait) {
-			ms := int(time.Until(wait).Milliseconds()) + 1
-			n, err := unix.Poll([]unix.PollFd{{Fd: int32(rx), Events: unix.POLLIN}}, ms)
-			if err != nil && err != unix.EINTR {
-				return err
-			}
-			if n == 0 {
-				break
-			}
-			got, _, err := unix.Recvfrom(rx, buf, unix.MSG_DONTWAIT)
-			if err != nil {
-				continue
-			}
-			if got >= 30 && bytes.Equal(buf[14:30], nonce) {
-				return nil
-			}
+		if got, err := receiveNonce(rx, buf, nonce, 200*time.Millisecond); got || err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("no frame sent to %s:%d VNI %d reached %s within %v", dst, port, vni, to, timeout)
