@@ -12,25 +12,39 @@ import (
 )
 
 // links lists the registered pods and their links with their states, or
-// draws them for Graphviz.
+// draws them: for Graphviz, as an SVG picture or as an HTML page.
 func links(args []string, stdout io.Writer) error {
 	fs := newFlagSet("links")
 	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
 	dot := fs.Bool("dot", false, "print a Graphviz graph")
 	stats := fs.Bool("stats", false, "add each link's counters per direction and carrier changes")
 	output := fs.String("o", "", "json: print JSON")
+	svg := fs.Bool("svg", false, "print an SVG picture (counters and settings on hover)")
+	html := fs.Bool("html", false, "print one self-contained HTML page: the picture and tables")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	// The pictures are drawn one at a time: name the first two asked for.
+	var formats []string
+	for _, f := range []struct {
+		name string
+		on   bool
+	}{{"--dot", *dot}, {"--svg", *svg}, {"--html", *html}, {"-o", *output != ""}} {
+		if f.on {
+			formats = append(formats, f.name)
+		}
 	}
 	switch {
 	case *output != "" && *output != "json":
 		return badArg("-o %q: want json", *output)
-	case *dot && *output != "":
-		return badArg("--dot and -o: choose one")
+	case len(formats) > 1:
+		return badArg("%s and %s: choose one", formats[0], formats[1])
 	case *dot && *stats:
 		return badArg("--dot and --stats: the graph has no counters")
 	}
-	pods, views, err := readLinks(*dir, *stats)
+	// The SVG and the page always carry the counters this node has: one
+	// dump of the parking namespace, and they are what a hover shows.
+	pods, views, err := readLinks(*dir, *stats || *svg || *html)
 	if err != nil {
 		return err
 	}
@@ -40,6 +54,10 @@ func links(args []string, stdout io.Writer) error {
 	switch {
 	case *dot:
 		return printDot(stdout, pods, views)
+	case *svg:
+		return printSVG(stdout, pods, views)
+	case *html:
+		return printHTML(stdout, pods, views)
 	case *output == "json":
 		return printLinksJSON(stdout, pods, views)
 	}
