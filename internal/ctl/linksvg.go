@@ -220,6 +220,17 @@ func layoutLab(pods []*store.PodRecord, views []podlink.LinkView) labPicture {
 			if l.Ends[0] != p[0] { // drawn from the pair's first pod: swap the labels to the link's ends
 				l.Labels[0], l.Labels[1] = labels[1], labels[0]
 			}
+			// Parallel curves leave a box close together: each one's
+			// labels move to its outer side, clear of its neighbour's.
+			if offset != 0 {
+				a, b := pic.Pods[p[0]].At, pic.Pods[p[1]].At
+				d := math.Hypot(b.X-a.X, b.Y-a.Y)
+				nx, ny := -(b.Y-a.Y)/d, (b.X-a.X)/d
+				for e := range l.Labels {
+					shift := math.Copysign(float64(utf8.RuneCountInString(displayName(v.Ends[e].IfName)))*charWidth/2+4, offset)
+					l.Labels[e] = point{round1(l.Labels[e].X + nx*shift), round1(l.Labels[e].Y + ny*shift)}
+				}
+			}
 		}
 		pic.Links = append(pic.Links, l)
 	}
