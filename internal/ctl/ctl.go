@@ -21,10 +21,11 @@ usage:
                                                    (defaults: $NETCONFPATH or /etc/cni/net.d, $CNI_PATH or /opt/cni/bin)
   ratchetctl run --del --name ID [--conf-dir DIR] [--bin-dir DIR]
                                                    undo a run kept with --keep: DEL each network, remove the netns
-  ratchetctl links [--store DIR] [--dot | --stats] [-o json]
+  ratchetctl links [--store DIR] [--dot | --svg | --html | --stats] [-o json]
                                                    pods and pod links with their state (up, pending, parked, remote,
                                                    broken, pulled, impaired) and run-time settings; --stats: bytes,
-                                                   packets, drops and errors toward each end's pod, carrier changes
+                                                   packets, drops and errors toward each end's pod, carrier changes;
+                                                   --svg: a picture of the lab; --html: one page, picture and tables
 ` + linkUsage + linkAddUsage + eventsUsage + captureUsage + `  ratchetctl health [--socket PATH] [--live] [--timeout D]
                                                    ratchetd's health on this node (exit 1: not ready, with the reason)
   ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
