@@ -77,10 +77,9 @@ type labPod struct {
 	Name string
 	At   point
 	W, H float64
-	// Here: the pod is registered on this node (else it is known only as
-	// a link's end: gone, not yet added, or on another node).
-	Here bool
-	Rec  *store.PodRecord
+	// Rec is the pod's record on this node; nil: the pod is known only
+	// as a link's end (gone, not yet added, or on another node).
+	Rec *store.PodRecord
 }
 
 // labLink is one link's curve: Path is its SVG path, Labels where each
@@ -126,7 +125,7 @@ func layoutLab(pods []*store.PodRecord, views []podlink.LinkView) labPicture {
 	}
 	for _, r := range pods {
 		p := add(r.Pod)
-		p.Here, p.Rec = true, r
+		p.Rec = r
 	}
 	for _, v := range views {
 		add(v.Ends[0].Pod)
@@ -193,7 +192,7 @@ func layoutLab(pods []*store.PodRecord, views []podlink.LinkView) labPicture {
 	}
 	slices.SortStableFunc(order, func(i, j int) int {
 		pi, pj := pairOf(views[i]), pairOf(views[j])
-		if c := compareInts(pi[:], pj[:]); c != 0 {
+		if c := slices.Compare(pi[:], pj[:]); c != 0 {
 			return c
 		}
 		return strings.Compare(linkKey(views[i]), linkKey(views[j]))
@@ -235,15 +234,6 @@ func layoutLab(pods []*store.PodRecord, views []podlink.LinkView) labPicture {
 		pic.Links = append(pic.Links, l)
 	}
 	return pic
-}
-
-func compareInts(a, b []int) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return a[i] - b[i]
-		}
-	}
-	return 0
 }
 
 // linkKey orders the links of one pair of pods by their interfaces, so
@@ -380,8 +370,8 @@ const svgStyle = `
 .legend text { dominant-baseline: central; fill: #263238; }
 `
 
-// svgTree draws pic. ns is written as the svg element's xmlns: a
-// standalone file needs it, an inline one in HTML does without.
+// svgTree draws pic. withNS writes the svg element's xmlns: a standalone
+// file needs it, an inline one in HTML does without (and so names no URL).
 func svgTree(pic labPicture, withNS bool) *el {
 	root := newEl("svg", "width", fmtF(pic.Width), "height", fmtF(pic.Height),
 		"viewBox", "0 0 "+fmtF(pic.Width)+" "+fmtF(pic.Height), "class", "ratchet-lab")
@@ -412,7 +402,7 @@ func svgTree(pic labPicture, withNS bool) *el {
 	pods := newEl("g", "class", "pods")
 	for _, p := range pic.Pods {
 		class := "pod"
-		if !p.Here {
+		if p.Rec == nil {
 			class += " away"
 		}
 		g := newEl("g", "class", class)

@@ -254,6 +254,21 @@ func TestSVGIsDeterministic(t *testing.T) {
 	}
 }
 
+// TestSVGOfAnEmptyLab: a node with no pods draws a valid picture with
+// its legend and nothing else.
+func TestSVGOfAnEmptyLab(t *testing.T) {
+	root := parseSVG(t, svgOf(t, nil, nil))
+	if n := len(root.all(func(n *xnode) bool { return n.hasClass("pod") || n.hasClass("link") })); n != 0 {
+		t.Errorf("%d pods and links drawn for an empty lab", n)
+	}
+	if w := root.attr("width"); w == "" || w == "0" {
+		t.Errorf("width %q", w)
+	}
+	if _, doc := htmlOf(t, nil, nil); len(htmlAll(doc, func(n *html.Node) bool { return n.Data == "svg" })) != 1 {
+		t.Error("the page of an empty lab has no picture")
+	}
+}
+
 // hostile names: markup, quotes, an entity and a control character, as
 // a pod's name, an interface's and a netns path.
 const (
