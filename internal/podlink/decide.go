@@ -265,7 +265,9 @@ func sameSettings(a, b *store.LinkRecord) bool {
 		sameMirror(a.MirrorTo(), b.MirrorTo())
 }
 
-func sameMirror(a, b *store.MirrorTarget) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
+func sameMirror(a, b *store.MirrorTarget) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
 
 // OnPeerGone decides what the node agent does when it takes end mine's
 // tunnel out of service. With the peer gone from the cluster, the cable
