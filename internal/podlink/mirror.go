@@ -90,11 +90,7 @@ func NoteMirror(ctx context.Context, st MetaStore, id string, from, to *store.Mi
 // RepointMirrors runs at the ADD that made pod's interface ifName, whose
 // parked netdev is now at index: every link mirrored to it mirrors to its
 // new parked netdev (OnCollectorBack). Records do not change.
-func (x *Executor) RepointMirrors(ctx context.Context, st interface {
-	LinkFinder
-	MetaStore
-	Link(ctx context.Context, id string) (*store.LinkRecord, error)
-}, pod, ifName string, index int) error {
+func (x *Executor) RepointMirrors(ctx context.Context, st store.Topology, pod, ifName string, index int) error {
 	ids, err := MirroredTo(ctx, st, pod, ifName)
 	if err != nil {
 		return err

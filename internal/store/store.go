@@ -218,6 +218,9 @@ type Topology interface {
 	// LinksOf returns the records indexed under pod's ends: the links pod
 	// declares or holds, or did until its last release.
 	LinksOf(ctx context.Context, pod string) ([]*LinkRecord, error)
+	// LinkAt returns the record indexed under pod's interface ifName, or
+	// (nil, nil).
+	LinkAt(ctx context.Context, pod, ifName string) (*LinkRecord, error)
 	// Links returns every record.
 	Links(ctx context.Context) ([]*LinkRecord, error)
 

@@ -1,0 +1,144 @@
+package ctl_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ratchet-cni/ratchet/internal/testutil"
+)
+
+const (
+	cLinks    = `[{"name":"m1","ips":["198.51.100.1/24"],"peer":{"pod":"sink","name":"s1"}}]`
+	sinkLinks = `[{"name":"s1","ips":["198.51.100.2/24"],"peer":{"pod":"c","name":"m1"}}]`
+	quiet     = 300 * time.Millisecond
+)
+
+var (
+	request = "request 192.0.2.1>192.0.2.2"
+	reply   = "reply 192.0.2.2>192.0.2.1"
+)
+
+// echoes checks the ICMP echoes s saw against want (by their String).
+func echoes(t *testing.T, where string, s *testutil.Sniffer, want map[string]int) {
+	t.Helper()
+	es, err := s.Echoes(quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := testutil.CountEchoes(es)
+	ok := len(got) == len(want)
+	for k, n := range want {
+		ok = ok && got[k] == n
+	}
+	if !ok {
+		t.Fatalf("%s saw %v, want %v", where, got, want)
+	}
+}
+
+// TestLinkMirror: `link mirror` gives a collector pod a copy of both
+// directions of a link, and the link's traffic is the same; the mirror
+// survives a restart of a mirrored pod and of the collector (whose going
+// leaves the link working), CHECK verifies it, and unmirror and reset
+// stop the copies.
+func TestLinkMirror(t *testing.T) {
+	dir, r1, r2 := lab(t)
+	c, sink := testutil.NewNS(t), testutil.NewNS(t)
+	mustCNI(t, "ADD", dir, "c", c, cLinks)
+	mustCNI(t, "ADD", dir, "sink", sink, sinkLinks)
+	testutil.MustPing(t, c, "198.51.100.2")
+
+	mustCtl(t, nil, "link", "mirror", "--store", dir, "lab/r1:e1", "--to", "lab/c:m1")
+	if out := mustCtl(t, nil, "link", "show", "--store", dir, "lab/r2:w1"); !strings.Contains(out, "mirror   to lab/c:m1 (both directions)\n") {
+		t.Fatalf("link show:\n%s", out)
+	}
+	if out := mustCtl(t, nil, "links", "--store", dir); !strings.Contains(out, "mirror→lab/c:m1") {
+		t.Fatalf("links:\n%s", out)
+	}
+	both := map[string]int{request: 3, reply: 3}
+	check := func(when string, collector ns.NetNS, ifName string, want map[string]int) {
+		t.Helper()
+		sc, s2 := testutil.Sniff(t, collector, ifName), testutil.Sniff(t, r2, "w1")
+		testutil.PingExactly(t, r1, "192.0.2.2", 3)
+		echoes(t, "the collector "+when, sc, want)
+		echoes(t, "r2 "+when, s2, map[string]int{request: 3})
+	}
+	check("mirrored", c, "m1", both)
+	mustCNI(t, "CHECK", dir, "r1", r1, r1Links)
+	mustCNI(t, "CHECK", dir, "r2", r2, r2Links)
+
+	// r2 restarts: its new end is mirrored before it is plugged in.
+	mustCNI(t, "DEL", dir, "r2", r2, r2Links)
+	mustCNI(t, "ADD", dir, "r2", r2, r2Links)
+	waitPing(t, r1, "192.0.2.2")
+	check("after r2's restart", c, "m1", both)
+	mustCNI(t, "CHECK", dir, "r2", r2, r2Links)
+
+	// The collector goes: the link works on, unchanged, and the mirror
+	// waits; it comes back, and the mirror copies to its new interface.
+	mustCNI(t, "DEL", dir, "c", c, cLinks)
+	s1, s2 := testutil.Sniff(t, r1, "e1"), testutil.Sniff(t, r2, "w1")
+	testutil.PingExactly(t, r1, "192.0.2.2", 3)
+	echoes(t, "r1 with the collector gone", s1, map[string]int{reply: 3})
+	echoes(t, "r2 with the collector gone", s2, map[string]int{request: 3})
+	mustCNI(t, "CHECK", dir, "r1", r1, r1Links)
+	if out := mustCtl(t, nil, "link", "show", "--store", dir, "lab/r1:e1"); !strings.Contains(out, "not here now") {
+		t.Fatalf("link show with the collector gone:\n%s", out)
+	}
+	mustCNI(t, "ADD", dir, "c", c, cLinks)
+	waitPing(t, c, "198.51.100.2")
+	check("after the collector's restart", c, "m1", both)
+	mustCNI(t, "CHECK", dir, "r1", r1, r1Links)
+
+	// unmirror names the wrong collector: refused; right: no more copies.
+	if _, errOut, code := ctl(t, nil, "link", "unmirror", "--store", dir, "lab/r1:e1", "--to", "lab/sink:s1"); code == 0 || !strings.Contains(errOut, "--to lab/sink:s1") {
+		t.Fatalf("unmirror --to another collector: exit %d, %s", code, errOut)
+	}
+	mustCtl(t, nil, "link", "unmirror", "--store", dir, "lab/r2:w1")
+	mustCtl(t, nil, "link", "unmirror", "--store", dir, "lab/r2:w1") // again: nothing to do
+	check("after unmirror", c, "m1", map[string]int{})
+	if out := mustCtl(t, nil, "link", "show", "--store", dir, "lab/r1:e1"); !strings.Contains(out, "mirror   none\n") {
+		t.Fatalf("link show after unmirror:\n%s", out)
+	}
+
+	// reset stops a mirror with the impairments.
+	mustCtl(t, nil, "link", "mirror", "--store", dir, "lab/r2:w1", "--to", "lab/sink:s1")
+	check("mirrored to the sink", sink, "s1", both)
+	mustCtl(t, nil, "link", "reset", "--store", dir, "lab/r1:e1")
+	check("after reset", sink, "s1", map[string]int{})
+	if out := mustCtl(t, nil, "link", "show", "--store", dir, "lab/r1:e1"); !strings.Contains(out, "mirror   none\n") {
+		t.Fatalf("link show after reset:\n%s", out)
+	}
+}
+
+// TestLinkMirrorRefusals: bad input is refused in one line naming the
+// flag, and changes nothing.
+func TestLinkMirrorRefusals(t *testing.T) {
+	dir, _, _ := lab(t)
+	c, sink := testutil.NewNS(t), testutil.NewNS(t)
+	mustCNI(t, "ADD", dir, "c", c, cLinks)
+	mustCNI(t, "ADD", dir, "sink", sink, sinkLinks)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab/r1:e1"}, "--to"},
+		{[]string{"lab/r1:e1", "--to", "nope"}, "--to"},
+		{[]string{"lab/r1:e1", "--to", "lab/r2:w1"}, "--to lab/r2:w1: an end of the mirrored link"},
+		{[]string{"lab/r1:e1", "--to", "lab/r1:e1"}, "--to lab/r1:e1: an end of the mirrored link"},
+		{[]string{"lab/r1:e1", "--to", "lab/nobody:x"}, "--to lab/nobody:x: not a pod link end"},
+		{[]string{"lab/nobody:x", "--to", "lab/c:m1"}, "lab/nobody:x"},
+	} {
+		args := append([]string{"link", "mirror", "--store", dir}, tc.args...)
+		_, errOut, code := ctl(t, nil, args...)
+		first, _, _ := strings.Cut(errOut, "\n")
+		if code == 0 || !strings.Contains(first, tc.want) {
+			t.Errorf("ratchetctl %v: exit %d, stderr %q; want a one-line error with %q", args, code, errOut, tc.want)
+		}
+	}
+	if out := mustCtl(t, nil, "link", "show", "--store", dir, "lab/r1:e1"); !strings.Contains(out, "mirror   none\n") {
+		t.Fatalf("link show after refusals:\n%s", out)
+	}
+}
