@@ -624,6 +624,9 @@ func (v *linkDescription) print(w io.Writer) error {
 	return nil
 }
 
+// mirrorPrefix starts a settings column's mirror part.
+const mirrorPrefix = "mirror→"
+
 func field(name, v string) string {
 	if v == "" {
 		return ""
@@ -633,7 +636,8 @@ func field(name, v string) string {
 
 // settingsColumn is `ratchetctl links`' summary of a link's run-time
 // settings, its last column: "pulled", "rate 10mbit→lab/r2:w1" (toward
-// that end's pod), joined by "; ", or "-".
+// that end's pod), "mirror→lab/c:m1" (copied to that collector), joined
+// by "; ", or "-".
 func settingsColumn(rec store.LinkRecord) string {
 	var parts []string
 	if rec.Added {
@@ -648,7 +652,7 @@ func settingsColumn(rec store.LinkRecord) string {
 		}
 	}
 	if m := rec.MirrorTo(); m != nil {
-		parts = append(parts, "mirror→"+shown(m.Pod)+":"+shown(m.IfName))
+		parts = append(parts, mirrorPrefix+shown(m.Pod)+":"+shown(m.IfName))
 	}
 	if len(parts) == 0 {
 		return "-"
