@@ -1,6 +1,8 @@
 package ctl_test
 
 import (
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +70,31 @@ func TestLinkMirror(t *testing.T) {
 	check("mirrored", c, "m1", both)
 	mustCNI(t, "CHECK", dir, "r1", r1, r1Links)
 	mustCNI(t, "CHECK", dir, "r2", r2, r2Links)
+
+	// Someone removes the mirrors by hand: CHECK sees the drift, and
+	// mirroring again puts them back.
+	park := filepath.Base(testutil.ParkingPath(dir))
+	out, err := exec.Command("ip", "-n", park, "-o", "link", "show", "type", "veth").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		dev := strings.Split(strings.TrimSuffix(strings.Fields(line)[1], ":"), "@")[0]
+		exec.Command("tc", "-n", park, "filter", "del", "dev", dev, "parent", "ffff:", "protocol", "all", "prio", "1", "handle", "800::7ff", "u32").Run()
+	}
+	for _, p := range []struct {
+		pod   string
+		n     ns.NetNS
+		links string
+	}{{"r1", r1, r1Links}, {"r2", r2, r2Links}} {
+		if out, ok := cni(t, "CHECK", dir, p.pod, p.n, p.links); ok || !strings.Contains(out, `"code": 103`) && !strings.Contains(out, `"code":103`) {
+			t.Errorf("%s's CHECK after the mirror went: ok=%v %s", p.pod, ok, out)
+		}
+	}
+	check("with the mirrors removed by hand", c, "m1", map[string]int{})
+	mustCtl(t, nil, "link", "mirror", "--store", dir, "lab/r2:w1", "--to", "lab/c:m1")
+	mustCNI(t, "CHECK", dir, "r1", r1, r1Links)
+	check("mirrored again", c, "m1", both)
 
 	// r2 restarts: its new end is mirrored before it is plugged in.
 	mustCNI(t, "DEL", dir, "r2", r2, r2Links)
