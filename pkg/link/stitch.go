@@ -98,6 +98,7 @@ func stitchedTo(h *Handle, index int) (int, error) {
 	return 0, nil
 }
 
-// u32Handle is 800::800, the first node of u32's default hash table: a fixed
+// u32Handle is 800::800, a node of u32's default hash table: a fixed
 // handle so that stitching again replaces the filter instead of adding one.
+// A mirror's node (mirrorHandle) sorts before it, so that it copies first.
 const u32Handle = 0x800<<20 | 0x800
