@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/testutil"
+	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 const (
@@ -167,5 +169,55 @@ func TestLinkMirrorRefusals(t *testing.T) {
 	}
 	if out := mustCtl(t, nil, "link", "show", "--store", dir, "lab/r1:e1"); !strings.Contains(out, "mirror   none\n") {
 		t.Fatalf("link show after refusals:\n%s", out)
+	}
+}
+
+// TestLinkMirrorRefusesCrossNode: a link whose end here is stitched to a
+// tunnel (remote) is refused, in one line, and stays unmirrored.
+func TestLinkMirrorRefusesCrossNode(t *testing.T) {
+	dir := t.TempDir()
+	t.Cleanup(func() { testutil.RemoveParking(dir) })
+	r1, c, sink := testutil.NewNS(t), testutil.NewNS(t), testutil.NewNS(t)
+	mustCNI(t, "ADD", dir, "r1", r1, `[{"name":"e9","peer":{"pod":"far","name":"w9"}}]`)
+	mustCNI(t, "ADD", dir, "c", c, cLinks)
+	mustCNI(t, "ADD", dir, "sink", sink, sinkLinks)
+	park, err := ns.GetNS(testutil.ParkingPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer park.Close()
+	// What the node agent does for a peer on another node: a VXLAN
+	// tunnel in the parking namespace, stitched to the lone end.
+	h := testutil.Handle(t, park)
+	vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "rvx99"}, VxlanId: 99, Port: 4789}
+	if err := h.LinkAdd(vx); err != nil {
+		t.Fatal(err)
+	}
+	tunnel, err := h.LinkByName("rvx99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parked := -1
+	all, _ := h.LinkList()
+	for _, l := range all {
+		if strings.HasSuffix(l.Attrs().Alias, ":e9") {
+			parked = l.Attrs().Index
+		}
+	}
+	if parked < 0 {
+		t.Fatal("r1's parked end is not in the parking namespace")
+	}
+	if err := link.Stitch(nil, park, parked, tunnel.Attrs().Index); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustCtl(t, nil, "links", "--store", dir); !strings.Contains(out, "remote") {
+		t.Fatalf("the link is not remote:\n%s", out)
+	}
+	_, errOut, code := ctl(t, nil, "link", "mirror", "--store", dir, "lab/r1:e9", "--to", "lab/c:m1")
+	if first, _, _ := strings.Cut(errOut, "\n"); code == 0 || !strings.Contains(first, "is cross-node") {
+		t.Fatalf("mirror a cross-node link: exit %d, %s", code, errOut)
+	}
+	if out := mustCtl(t, nil, "links", "--store", dir); strings.Contains(out, "mirror") {
+		t.Fatalf("a refused mirror is recorded:\n%s", out)
 	}
 }
