@@ -35,8 +35,11 @@ const mirrorHandle = 0x800<<20 | 0x7ff
 // interface that is not stitched (yet) gets the ingress qdisc a stitch
 // would add.
 func (p *Parking) Mirror(index, to int) error {
-	if index == to {
+	switch {
+	case index == to:
 		return fmt.Errorf("mirror parked ifindex %d to itself", index)
+	case to <= 0:
+		return fmt.Errorf("mirror parked ifindex %d to ifindex %d: not an interface", index, to)
 	}
 	if err := addIngress(p.h, index); err != nil {
 		return err

@@ -137,6 +137,9 @@ func TestMirrorCopiesBothDirections(t *testing.T) {
 	if err := p.Mirror(pa, pa); err == nil {
 		t.Fatal("mirroring an end to itself succeeded")
 	}
+	if err := p.Mirror(pa, -1); err == nil {
+		t.Fatal("mirroring an end to ifindex -1 succeeded")
+	}
 	if err := p.Unmirror(9999); err != nil {
 		t.Fatalf("unmirror a gone ifindex: %v", err)
 	}
