@@ -420,6 +420,10 @@ func (a *Agent) makeAdded(ctx context.Context, st *store.Local, base *podlink.Ex
 		return nil, err
 	}
 	*rec = d.Next
+	// The end may be a collector that local links are mirrored to.
+	if err := x.RepointMirrors(ctx, st, rec.Ends[i].Pod, rec.Ends[i].IfName, rec.Ends[i].ParkedIndex); err != nil {
+		return nil, err
+	}
 	if err := x.PlugIn(); err != nil {
 		return nil, err
 	}

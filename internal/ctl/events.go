@@ -39,6 +39,7 @@ const (
 	EventPulled   = "pulled"   // the cable was pulled (link down)
 	EventRestored = "restored" // the cable was plugged back (link up)
 	EventImpaired = "impaired" // run-time impairments changed (link set/reset)
+	EventMirrored = "mirrored" // the mirror changed (link mirror/unmirror/reset)
 	EventRemoved  = "removed"  // the link record is gone
 	EventBroken   = "broken"   // the store and the kernel disagree
 	EventState    = "state"    // any other change of state (pending, remote)
@@ -360,6 +361,12 @@ func diffSnapshots(prev, next map[string]linkSnap, details map[string][]string, 
 		case impairChanged:
 			ev(EventImpaired, n, settingsDetail(impairment))
 		}
+		if m := mirrorOnly(n.settings); m != mirrorOnly(p.settings) {
+			if m == "" {
+				m = "no mirror"
+			}
+			ev(EventMirrored, n, m)
+		}
 	}
 	return out
 }
@@ -393,15 +400,26 @@ func transition(from, to podlink.State) string {
 	return EventState
 }
 
-// settingsOnly is a settings column without "pulled": the impairments.
+// settingsOnly is a settings column without "pulled" and the mirror: the
+// impairments.
 func settingsOnly(col string) string {
 	var parts []string
 	for _, p := range strings.Split(col, "; ") {
-		if p != "pulled" && p != "-" {
+		if p != "pulled" && p != "-" && !strings.HasPrefix(p, mirrorPrefix) {
 			parts = append(parts, p)
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// mirrorOnly is a settings column's mirror part ("mirror→NS/POD:IF"), or "".
+func mirrorOnly(col string) string {
+	for _, p := range strings.Split(col, "; ") {
+		if strings.HasPrefix(p, mirrorPrefix) {
+			return p
+		}
+	}
+	return ""
 }
 
 func settingsDetail(s string) string {

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,9 @@ func TestDiffSnapshots(t *testing.T) {
 		{"broken", map[string]linkSnap{"l": snap(podlink.StateUp, "-")}, map[string]linkSnap{"l": snap(podlink.StateBroken, "-")}, []string{"broken"}},
 		{"removed", map[string]linkSnap{"l": snap(podlink.StateParked, "-")}, nil, []string{"removed"}},
 		{"unchanged", map[string]linkSnap{"l": snap(podlink.StateUp, "-")}, map[string]linkSnap{"l": snap(podlink.StateUp, "-")}, nil},
+		{"mirrored", map[string]linkSnap{"l": snap(podlink.StateUp, "-")}, map[string]linkSnap{"l": snap(podlink.StateUp, "mirror→lab/c:m1")}, []string{"mirrored"}},
+		{"unmirrored", map[string]linkSnap{"l": snap(podlink.StateUp, "mirror→lab/c:m1")}, map[string]linkSnap{"l": snap(podlink.StateUp, "-")}, []string{"mirrored"}},
+		{"reset of both", map[string]linkSnap{"l": snap(podlink.StateImpaired, "rate 1mbit→lab/r1:e1; mirror→lab/c:m1")}, map[string]linkSnap{"l": snap(podlink.StateUp, "-")}, []string{"impaired", "mirrored"}},
 	}
 	for _, c := range cases {
 		evs := diffSnapshots(c.prev, c.next, map[string][]string{"l": {"rp1 down"}}, time.Now())
@@ -52,6 +56,12 @@ func TestDiffSnapshots(t *testing.T) {
 		}
 		if c.name == "impaired" && evs[0].Details != "rate 1mbit→lab/r1:e1; kernel: rp1 down" {
 			t.Errorf("impaired details %q", evs[0].Details)
+		}
+		if c.name == "mirrored" && evs[0].Details != "mirror→lab/c:m1; kernel: rp1 down" {
+			t.Errorf("mirrored details %q", evs[0].Details)
+		}
+		if c.name == "unmirrored" && !strings.HasPrefix(evs[0].Details, "no mirror") {
+			t.Errorf("unmirrored details %q", evs[0].Details)
 		}
 	}
 }

@@ -27,7 +27,12 @@ const linkUsage = `  ratchetctl link down|up [--store DIR] NS/POD:IF  pull a pod
                       [--corrupt P] [--duplicate P] [--reorder P] [--rate R] NS/POD:IF
                                                    impair a pod link in the parking namespace (to: toward the
                                                    named end's pod; from: away from it); unset flags keep their value
-  ratchetctl link reset [--store DIR] NS/POD:IF    remove a pod link's impairments
+  ratchetctl link reset [--store DIR] NS/POD:IF    remove a pod link's impairments and its mirror
+  ratchetctl link mirror [--store DIR] NS/POD:IF --to NS/POD:IF
+                                                   copy a pod link's frames, both directions, to a collector
+                                                   pod's interface (a pod link end on the same node)
+  ratchetctl link unmirror [--store DIR] NS/POD:IF [--to NS/POD:IF]
+                                                   stop copying them
   ratchetctl link show [--store DIR] [-o json] NS/POD:IF
                                                    a pod link's state, declared netem and run-time settings
                   (each link command takes --socket PATH: ratchetd's, through which it changes a
@@ -45,7 +50,7 @@ var impairFlags = []string{"delay", "jitter", "loss", "corrupt", "duplicate", "r
 // linkCmd runs `ratchetctl link SUBCOMMAND`.
 func linkCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return badArg("link: want a subcommand: add, del, down, up, set, reset or show")
+		return badArg("link: want a subcommand: add, del, down, up, set, reset, mirror, unmirror or show")
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -57,10 +62,12 @@ func linkCmd(args []string, stdout io.Writer) error {
 	fs := newFlagSet("link " + sub)
 	dir := fs.String("store", netconf.DefaultStoreDir, "the local store's directory (store.dir in the network config)")
 	socket := fs.String("socket", netconf.DefaultAgentSocket, "ratchetd's socket, for cross-node links (store.agentSocket in the network config)")
-	var allOf *string
+	var allOf, mirrorTo *string
 	switch sub {
 	case "down", "up":
 		allOf = fs.String("all-of", "", "every link of this pod (NAMESPACE/POD)")
+	case "mirror", "unmirror":
+		mirrorTo = fs.String("to", "", "the collector: a pod link end on this node, NAMESPACE/POD:IFNAME")
 	case "set", "reset", "show":
 	case "-h", "--help", "help":
 		return errHelp
@@ -99,6 +106,15 @@ func linkCmd(args []string, stdout io.Writer) error {
 	if output != nil && *output != "" && *output != "json" {
 		return fmt.Errorf("-o %q: want json", *output)
 	}
+	var collector *endRef
+	if mirrorTo != nil && *mirrorTo != "" {
+		if collector, err = parseEndRef(*mirrorTo); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
+	}
+	if sub == "mirror" && collector == nil {
+		return badArg("link mirror: --to: want the collector's end, NAMESPACE/POD:IFNAME")
+	}
 	var change impairChange
 	if sub == "set" {
 		if change, err = parseImpairChange(fs, values, *direction); err != nil {
@@ -132,15 +148,34 @@ func linkCmd(args []string, stdout io.Writer) error {
 			return podlink.OnImpair(rec, toward, obs), nil
 		})
 	case "reset":
-		return s.adjust(target, func(rec *store.LinkRecord, _ int, obs podlink.Observation) (podlink.Decision, error) {
+		var reset *store.LinkRecord
+		err := s.adjust(target, func(rec *store.LinkRecord, _ int, obs podlink.Observation) (podlink.Decision, error) {
+			reset = rec
 			return podlink.OnReset(rec, obs), nil
 		})
+		if err != nil || reset == nil || reset.MirrorTo() == nil {
+			return err
+		}
+		// The mirror went with the impairments: the collector's list of
+		// links mirrored to it forgets this one.
+		return podlink.NoteMirror(context.Background(), s.st, reset.ID, reset.MirrorTo(), nil)
+	case "mirror", "unmirror":
+		return s.mirror(target, collector, sub == "unmirror")
 	}
 	rec, _, err := s.find(target)
 	if err != nil {
 		return err
 	}
-	v := describeLink(rec, podlink.StateOf(rec, s.observe(rec)))
+	obs := s.observe(rec)
+	if s.x != nil {
+		if obs.Collector, err = s.x.ObserveCollector(context.Background(), s.st, rec); err != nil {
+			return err
+		}
+	}
+	v := describeLink(rec, podlink.StateOf(rec, obs))
+	if v.Mirror != nil && obs.Collector == 0 {
+		v.MirrorWaiting = true
+	}
 	s.close() // printed with the node lock released (see links)
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
@@ -519,7 +554,12 @@ type linkDescription struct {
 	Added bool           `json:"added,omitempty"`
 	State podlink.State  `json:"state"`
 	Ends  [2]endSettings `json:"ends"`
-	rec   *store.LinkRecord
+	// Mirror is the collector the link's frames are copied to;
+	// MirrorWaiting says that its interface is not on this node now, so
+	// nothing is copied until its pod comes back.
+	Mirror        *store.MirrorTarget `json:"mirrorTo,omitempty"`
+	MirrorWaiting bool                `json:"mirrorWaiting,omitempty"`
+	rec           *store.LinkRecord
 }
 
 // endSettings is one end of a link: its declared netem (on the pod's
@@ -538,7 +578,7 @@ type endSettings struct {
 }
 
 func describeLink(rec *store.LinkRecord, state podlink.State) *linkDescription {
-	v := &linkDescription{ID: rec.ID, Added: rec.Added, State: state, rec: rec}
+	v := &linkDescription{ID: rec.ID, Added: rec.Added, State: state, Mirror: rec.MirrorTo(), rec: rec}
 	for i, e := range rec.Ends {
 		es := endSettings{Pod: e.Pod, IfName: e.IfName, Pulled: rec.Pulled()}
 		var spec struct {
@@ -559,6 +599,14 @@ func (v *linkDescription) print(w io.Writer) error {
 	fmt.Fprintf(w, "link     %s -- %s\n", endName(v.rec.Ends[0]), endName(v.rec.Ends[1]))
 	fmt.Fprintf(w, "state    %s\n", v.State)
 	fmt.Fprintf(w, "pulled   %v\n", v.rec.Pulled())
+	switch {
+	case v.Mirror == nil:
+		fmt.Fprintf(w, "mirror   none\n")
+	case v.MirrorWaiting:
+		fmt.Fprintf(w, "mirror   to %s (both directions; its interface is not here now: no copies until its pod is back)\n", shown(v.Mirror.Pod)+":"+shown(v.Mirror.IfName))
+	default:
+		fmt.Fprintf(w, "mirror   to %s (both directions)\n", shown(v.Mirror.Pod)+":"+shown(v.Mirror.IfName))
+	}
 	if v.rec.Added {
 		fmt.Fprintf(w, "added    by ratchetctl link add (the administrator's until link del)\n")
 	}
@@ -576,6 +624,9 @@ func (v *linkDescription) print(w io.Writer) error {
 	return nil
 }
 
+// mirrorPrefix starts a settings column's mirror part.
+const mirrorPrefix = "mirror→"
+
 func field(name, v string) string {
 	if v == "" {
 		return ""
@@ -585,7 +636,8 @@ func field(name, v string) string {
 
 // settingsColumn is `ratchetctl links`' summary of a link's run-time
 // settings, its last column: "pulled", "rate 10mbit→lab/r2:w1" (toward
-// that end's pod), joined by "; ", or "-".
+// that end's pod), "mirror→lab/c:m1" (copied to that collector), joined
+// by "; ", or "-".
 func settingsColumn(rec store.LinkRecord) string {
 	var parts []string
 	if rec.Added {
@@ -598,6 +650,9 @@ func settingsColumn(rec store.LinkRecord) string {
 		if t := rec.Toward(i); t != nil {
 			parts = append(parts, t.String()+"→"+endName(e))
 		}
+	}
+	if m := rec.MirrorTo(); m != nil {
+		parts = append(parts, mirrorPrefix+shown(m.Pod)+":"+shown(m.IfName))
 	}
 	if len(parts) == 0 {
 		return "-"

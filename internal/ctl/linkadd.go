@@ -248,6 +248,11 @@ func (s *session) add(req *addRequest) (err error) {
 			return fmt.Errorf("link add: %s: %w", shown(req.ends[a].String()), err)
 		}
 		*rec = d.Next
+		// The end may be a collector that links are mirrored to.
+		e := rec.Ends[i]
+		if err := x.RepointMirrors(ctx, s.st, e.Pod, e.IfName, e.ParkedIndex); err != nil {
+			return fmt.Errorf("link add: %s: %w", shown(req.ends[a].String()), err)
+		}
 	}
 	if err := x.PlugIn(); err != nil {
 		return err

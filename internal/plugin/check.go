@@ -101,7 +101,11 @@ func verifyPodLinks(ctx context.Context, st store.Store, conf *netconf.NetConf, 
 		if err != nil {
 			return err
 		}
-		d := podlink.OnCheck(rec, indexOf(rec, mine), x.ObserveParked(rec))
+		obs := x.ObserveParked(rec)
+		if obs.Collector, err = x.ObserveCollector(ctx, st, rec); err != nil {
+			return storeError(err)
+		}
+		d := podlink.OnCheck(rec, indexOf(rec, mine), obs)
 		err = x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
 			v := &link.Veth{A: kind.Endpoint(spec.Local(), podNS), Marker: ownerOf(key).marker(spec.Name)}
 			return v, nil

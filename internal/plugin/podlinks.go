@@ -346,9 +346,14 @@ func (p *podLinker) completeLegacyPair(ctx context.Context, rec *store.LinkRecor
 // is made. own says whether the interface is this attachment's, to be
 // listed in its result.
 func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, spec netconf.LinkSpec, netns ns.NetNS, o owner, key store.AttachmentKey, own bool) error {
-	d := podlink.OnAdd(rec, i, key, p.x.ObserveParked(rec))
+	obs := p.x.ObserveParked(rec)
+	var err error
+	if obs.Collector, err = p.x.ObserveCollector(ctx, p.st, rec); err != nil {
+		return storeError(err)
+	}
+	d := podlink.OnAdd(rec, i, key, obs)
 	var made *link.Veth
-	err := p.x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
+	err = p.x.Apply(ctx, rec, &d, func(int) (*link.Veth, error) {
 		made = podlink.EndVeth(rec, i, kind.Endpoint(spec.Local(), netns), key, p.defaultMTU)
 		made.Marker = o.marker(spec.Name)
 		return made, nil
@@ -357,6 +362,12 @@ func (p *podLinker) makeEnd(ctx context.Context, rec *store.LinkRecord, i int, s
 		return linkError(err)
 	}
 	*rec = d.Next
+	// The end may be a collector: the links mirrored to it mirror to its
+	// new parked netdev (the one they mirrored to went with its last pod).
+	e := rec.Ends[i]
+	if err := p.x.RepointMirrors(ctx, p.st, e.Pod, e.IfName, e.ParkedIndex); err != nil {
+		return linkError(err)
+	}
 	if err := p.k.Step("pod link " + spec.Name); err != nil {
 		return err
 	}

@@ -53,6 +53,13 @@ const (
 	// VerifyImpairment checks that the end's parked netdev carries the
 	// impairment the record asks for.
 	VerifyImpairment
+	// Mirror copies the frames arriving on the end's parked netdev to the
+	// collector's (Decision.Collector), or stops the copies when that is
+	// 0 (no mirror, or no collector here).
+	Mirror
+	// VerifyMirror checks that the end's parked netdev mirrors to the
+	// collector's (Decision.Collector).
+	VerifyMirror
 	// PutRecord writes the record (Decision.Next).
 	PutRecord
 	// DeleteRecord removes the record: nobody declares or holds the link.
@@ -60,7 +67,8 @@ const (
 )
 
 var actionNames = [...]string{"unplug-stale", "forget-end", "make-end", "stitch", "plug", "unplug", "tunnel",
-	"verify-end", "verify-joined", "pull", "restore", "impair", "verify-impairment", "put-record", "delete-record"}
+	"verify-end", "verify-joined", "pull", "restore", "impair", "verify-impairment", "mirror", "verify-mirror",
+	"put-record", "delete-record"}
 
 func (a Action) String() string {
 	if a < 0 || int(a) >= len(actionNames) {
@@ -83,6 +91,10 @@ type Decision struct {
 	Steps []Step
 	Next  store.LinkRecord
 	State State
+	// Collector is the parked ifindex the Mirror and VerifyMirror steps
+	// mirror to: the collector's, as observed (Observation.Collector), or
+	// 0 for no mirror.
+	Collector int
 }
 
 // StateNone is the state of a link whose record is deleted.
@@ -105,8 +117,9 @@ func (d *Decision) Has(a Action, end int) bool {
 // taken last, once the ADD has made all of its ends). The caller sets
 // mine's Declared and Spec first. obs needs Parked of every end whose
 // record has an attachment. The new end gets the link's run-time settings
-// before it is plugged in: its impairment first, and a pulled cable is
-// stitched but not plugged (both ends stay down until OnRestore).
+// before it is plugged in: its impairment first, its mirror (when the
+// collector is here: obs.Collector), and a pulled cable is stitched but
+// not plugged (both ends stay down until OnRestore).
 func OnAdd(rec *store.LinkRecord, mine int, key store.AttachmentKey, obs Observation) Decision {
 	d := Decision{Next: clone(rec)}
 	m, o := &d.Next.Ends[mine], &d.Next.Ends[1-mine]
@@ -124,6 +137,10 @@ func OnAdd(rec *store.LinkRecord, mine int, key store.AttachmentKey, obs Observa
 	m.Attachment = &k
 	if rec.Toward(mine) != nil {
 		d.Steps = append(d.Steps, Step{Impair, mine})
+	}
+	if rec.MirrorTo() != nil && obs.Collector != 0 {
+		d.Steps = append(d.Steps, Step{Mirror, mine})
+		d.Collector = obs.Collector
 	}
 	if joined {
 		d.Steps = append(d.Steps, Step{Stitch, mine})
@@ -183,7 +200,9 @@ func OnRelease(rec *store.LinkRecord, pod string, key store.AttachmentKey, parki
 // alone, or, when the peer declares the link and is present, the end
 // stitched to it. obs needs Parked of the other end. Run-time settings
 // are intended, not drift: the parked end of a pulled link may be down,
-// and the end must carry the impairment the record asks for toward it.
+// and the end must carry the impairment the record asks for toward it,
+// and mirror to the collector when that is here (obs.Collector; with the
+// collector gone, there is nothing to copy to, and nothing to check).
 func OnCheck(rec *store.LinkRecord, mine int, obs Observation) Decision {
 	d := Decision{Next: clone(rec)}
 	if Joinable(&rec.Ends[1-mine], obs.Ends[1-mine]) {
@@ -193,6 +212,10 @@ func OnCheck(rec *store.LinkRecord, mine int, obs Observation) Decision {
 	}
 	if rec.Toward(mine) != nil {
 		d.Steps = append(d.Steps, Step{VerifyImpairment, mine})
+	}
+	if rec.MirrorTo() != nil && obs.Collector != 0 {
+		d.Steps = append(d.Steps, Step{VerifyMirror, mine})
+		d.Collector = obs.Collector
 	}
 	d.State = StateOf(rec, obs)
 	return d
@@ -215,6 +238,11 @@ func OnPeerRegistered(rec *store.LinkRecord, mine int, want *store.Settings, obs
 		s := *want
 		d.Next.Settings = &s
 	}
+	if m := rec.MirrorTo(); m != nil {
+		// The mirror is this node's (the cluster does not hold it): it
+		// stays, on the end's parked netdev, which the tunnel leaves.
+		settings(&d.Next).Mirror = m
+	}
 	if !sameImpairment(rec.Toward(mine), d.Next.Toward(mine)) {
 		d.Steps = append(d.Steps, Step{Impair, mine})
 	}
@@ -233,7 +261,12 @@ func OnPeerRegistered(rec *store.LinkRecord, mine int, want *store.Settings, obs
 
 // sameSettings reports whether a and b ask for the same run-time settings.
 func sameSettings(a, b *store.LinkRecord) bool {
-	return a.Pulled() == b.Pulled() && sameImpairment(a.Toward(0), b.Toward(0)) && sameImpairment(a.Toward(1), b.Toward(1))
+	return a.Pulled() == b.Pulled() && sameImpairment(a.Toward(0), b.Toward(0)) && sameImpairment(a.Toward(1), b.Toward(1)) &&
+		sameMirror(a.MirrorTo(), b.MirrorTo())
+}
+
+func sameMirror(a, b *store.MirrorTarget) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 // OnPeerGone decides what the node agent does when it takes end mine's
@@ -315,9 +348,59 @@ func OnImpair(rec *store.LinkRecord, toward [2]*linkparam.Impairment, obs Observ
 }
 
 // OnReset decides what `ratchetctl link reset` does: every impairment
-// goes (a pulled cable stays pulled: that is `link up`'s).
+// goes, and the mirror (a pulled cable stays pulled: that is `link up`'s).
 func OnReset(rec *store.LinkRecord, obs Observation) Decision {
-	return OnImpair(rec, [2]*linkparam.Impairment{}, obs)
+	d := OnImpair(rec, [2]*linkparam.Impairment{}, obs)
+	if rec.MirrorTo() == nil {
+		return d
+	}
+	m := OnMirror(&d.Next, nil, obs)
+	d.Steps = append(d.Steps[:len(d.Steps)-1], m.Steps...) // one PutRecord, last
+	d.Next, d.State = m.Next, m.State
+	return d
+}
+
+// OnMirror decides what `ratchetctl link mirror` (to: the collector) and
+// `link unmirror` (nil to) do: the record takes the mirror, and each end
+// that is there mirrors to the collector's parked netdev (obs.Collector;
+// 0 when the collector is not here: no copies, until it comes) or stops.
+// The mirror is not a state: the link's traffic is the same.
+func OnMirror(rec *store.LinkRecord, to *store.MirrorTarget, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	if to != nil {
+		t := *to
+		settings(&d.Next).Mirror = &t
+		d.Collector = obs.Collector
+	} else if d.Next.Settings != nil {
+		d.Next.Settings.Mirror = nil
+		tidy(&d.Next)
+	}
+	for i := range rec.Ends {
+		if Present(&rec.Ends[i], obs.Ends[i]) {
+			d.Steps = append(d.Steps, Step{Mirror, i})
+		}
+	}
+	d.Steps = append(d.Steps, Step{PutRecord, 0})
+	d.State = predict(&d, obs)
+	return d
+}
+
+// OnCollectorBack decides what the ADD of a collector does to a link
+// mirrored to it: each end that is there mirrors to the collector's new
+// parked netdev (obs.Collector), as the one it mirrored to went with the
+// collector's last incarnation. The record does not change.
+func OnCollectorBack(rec *store.LinkRecord, obs Observation) Decision {
+	d := Decision{Next: clone(rec)}
+	if rec.MirrorTo() != nil && obs.Collector != 0 {
+		for i := range rec.Ends {
+			if Present(&rec.Ends[i], obs.Ends[i]) {
+				d.Steps = append(d.Steps, Step{Mirror, i})
+			}
+		}
+		d.Collector = obs.Collector
+	}
+	d.State = StateOf(rec, obs)
+	return d
 }
 
 func sameImpairment(a, b *linkparam.Impairment) bool {

@@ -183,6 +183,15 @@ func (x *Executor) apply(ctx context.Context, rec *store.LinkRecord, d *Decision
 			return &MismatchError{Err: fmt.Errorf("%s: run-time settings of link %s: %w", next.Ends[s.End].IfName, rec.ID, err)}
 		}
 		return err
+	case Mirror:
+		return x.mirror(rec, d, s.End)
+	case VerifyMirror:
+		err := x.park.VerifyMirror(next.Ends[s.End].ParkedIndex, d.Collector)
+		var mm *link.MismatchError
+		if errors.As(err, &mm) {
+			return &MismatchError{Err: fmt.Errorf("%s: mirror of link %s to %s: %w", next.Ends[s.End].IfName, rec.ID, next.MirrorTo(), err)}
+		}
+		return err
 	}
 	return nil // record steps: the caller's
 }
@@ -210,6 +219,38 @@ func (x *Executor) impair(rec *store.LinkRecord, d *Decision, end int) error {
 	if x.undo != nil && !d.Has(MakeEnd, end) {
 		old := link.ImpairmentOf(rec.Toward(end))
 		x.undo.Push(fmt.Sprintf("restore the impairment of parked ifindex %d", index), func() error { return x.park.Impair(index, old) })
+	}
+	return nil
+}
+
+// mirror makes end's parked netdev mirror to d.Collector, or stops its
+// mirror when that is 0. With an undo, the undo gives it back the mirror
+// it had (none, if its target was gone), unless the decision made the end.
+func (x *Executor) mirror(rec *store.LinkRecord, d *Decision, end int) error {
+	index := d.Next.Ends[end].ParkedIndex
+	old := 0
+	if x.undo != nil && !d.Has(MakeEnd, end) {
+		var err error
+		if old, err = x.park.Mirrored(index); err != nil {
+			return err
+		}
+	}
+	var err error
+	if d.Collector == 0 {
+		err = x.park.Unmirror(index)
+	} else {
+		err = x.park.Mirror(index, d.Collector)
+	}
+	if err != nil {
+		return fmt.Errorf("pod link %s, end %s: %w", rec.ID, d.Next.Ends[end].Pod, err)
+	}
+	if x.undo != nil && !d.Has(MakeEnd, end) {
+		x.undo.Push(fmt.Sprintf("restore the mirror of parked ifindex %d", index), func() error {
+			if old > 0 {
+				return x.park.Mirror(index, old)
+			}
+			return x.park.Unmirror(index)
+		})
 	}
 	return nil
 }

@@ -74,6 +74,9 @@ type EndObs struct {
 type Observation struct {
 	Ends    [2]EndObs
 	Parking bool
+	// Collector is the parked ifindex of the link's mirror target when the
+	// record has one and its end is here (ObserveCollector); 0 otherwise.
+	Collector int
 }
 
 // Recorded reports whether the record says the end's pod holds its

@@ -129,11 +129,32 @@ type Settings struct {
 	// Toward[i] impairs the traffic flowing toward end i's pod (it leaves
 	// end i's parked netdev); nil: none.
 	Toward [2]*linkparam.Impairment `json:"toward,omitempty"`
+	// Mirror names the pod interface that gets a copy of every frame of
+	// the link, both directions (`ratchetctl link mirror`); nil: none.
+	Mirror *MirrorTarget `json:"mirror,omitempty"`
 }
+
+// MirrorTarget is a collector: the pod link end a mirrored link's frames
+// are copied to, by name, as its parked netdev changes whenever its pod
+// restarts.
+type MirrorTarget struct {
+	Pod    string `json:"pod"`
+	IfName string `json:"ifName"`
+}
+
+func (t MirrorTarget) String() string { return t.Pod + ":" + t.IfName }
 
 // IsZero reports whether the settings ask for nothing.
 func (s *Settings) IsZero() bool {
-	return s == nil || !s.Pulled && s.Toward[0].IsZero() && s.Toward[1].IsZero()
+	return s == nil || !s.Pulled && s.Toward[0].IsZero() && s.Toward[1].IsZero() && s.Mirror == nil
+}
+
+// MirrorTo returns the record's collector, or nil when it is not mirrored.
+func (r *LinkRecord) MirrorTo() *MirrorTarget {
+	if r.Settings == nil {
+		return nil
+	}
+	return r.Settings.Mirror
 }
 
 // Pulled reports whether the record's cable is pulled.
@@ -197,6 +218,9 @@ type Topology interface {
 	// LinksOf returns the records indexed under pod's ends: the links pod
 	// declares or holds, or did until its last release.
 	LinksOf(ctx context.Context, pod string) ([]*LinkRecord, error)
+	// LinkAt returns the record indexed under pod's interface ifName, or
+	// (nil, nil).
+	LinkAt(ctx context.Context, pod, ifName string) (*LinkRecord, error)
 	// Links returns every record.
 	Links(ctx context.Context) ([]*LinkRecord, error)
 

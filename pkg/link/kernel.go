@@ -223,6 +223,11 @@ func (h *Handle) FilterReplace(f netlink.Filter) error {
 	return h.do(func(nh *netlink.Handle) error { return nh.FilterReplace(f) })
 }
 
+// FilterDel deletes a tc filter.
+func (h *Handle) FilterDel(f netlink.Filter) error {
+	return h.do(func(nh *netlink.Handle) error { return nh.FilterDel(f) })
+}
+
 // FilterList lists the filters of a netdev's qdisc; an interrupted dump is
 // retried.
 func (h *Handle) FilterList(l netlink.Link, parent uint32) ([]netlink.Filter, error) {

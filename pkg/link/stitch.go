@@ -36,11 +36,8 @@ func stitch(h *Handle, a, b int) error {
 
 // redirect sends every frame arriving on from out of to.
 func redirect(h *Handle, from, to int) error {
-	ingress := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: from, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_INGRESS}}
-	// The kernel refuses to "replace" an ingress qdisc with itself.
-	if err := h.QdiscAdd(ingress); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("ingress qdisc on ifindex %d: %w", from, err)
+	if err := addIngress(h, from); err != nil {
+		return err
 	}
 	filter := &netlink.U32{
 		FilterAttrs: netlink.FilterAttrs{LinkIndex: from, Parent: netlink.MakeHandle(0xffff, 0),
@@ -53,6 +50,18 @@ func redirect(h *Handle, from, to int) error {
 	}
 	if err := h.FilterReplace(filter); err != nil {
 		return fmt.Errorf("redirect ifindex %d to %d: %w", from, to, err)
+	}
+	return nil
+}
+
+// addIngress gives the interface at index the ingress qdisc that stitch
+// and mirror filters hang from, unless it has it.
+func addIngress(h *Handle, index int) error {
+	ingress := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_INGRESS}}
+	// The kernel refuses to "replace" an ingress qdisc with itself.
+	if err := h.QdiscAdd(ingress); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("ingress qdisc on ifindex %d: %w", index, err)
 	}
 	return nil
 }
@@ -89,6 +98,7 @@ func stitchedTo(h *Handle, index int) (int, error) {
 	return 0, nil
 }
 
-// u32Handle is 800::800, the first node of u32's default hash table: a fixed
+// u32Handle is 800::800, a node of u32's default hash table: a fixed
 // handle so that stitching again replaces the filter instead of adding one.
+// A mirror's node (mirrorHandle) sorts before it, so that it copies first.
 const u32Handle = 0x800<<20 | 0x800
