@@ -107,6 +107,9 @@ type Handler struct {
 	last    []byte             // the last snapshot sent, as JSON
 	version uint64             // counts the changes of last
 	changed chan struct{}      // closed and replaced at each change
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close: the streams end
 }
 
 // New returns the handler serving src.
@@ -117,7 +120,7 @@ func New(src Source, opts Options) *Handler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{mux: http.NewServeMux(), src: src, opts: opts, changed: make(chan struct{})}
+	h := &Handler{mux: http.NewServeMux(), src: src, opts: opts, changed: make(chan struct{}), closed: make(chan struct{})}
 	sub, _ := fs.Sub(staticFiles, "static") // the directory is embedded: Sub cannot fail
 	files := http.FileServerFS(sub)
 	h.mux.Handle("GET /static/", http.StripPrefix("/static/", files))
@@ -193,8 +196,17 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-r.Context().Done():
 			return
+		case <-h.closed:
+			return
 		}
 	}
+}
+
+// Close ends every event stream, so that the server serving the handler
+// can shut down (an open stream is a request that never ends otherwise).
+// Pages connecting later get no events.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() { close(h.closed) })
 }
 
 // writeEvent writes one SSE event. JSON has no raw newline, so data is
