@@ -66,7 +66,7 @@ func cni(t *testing.T, cmd, dir, pod string, n ns.NetNS, annotation string) {
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s: %v (install Debian's chromium: make web-deps)", chromiumPath, err)
+		t.Fatalf("%s: %v (install Debian's chromium: make web-deps, or make deps)", chromiumPath, err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
