@@ -200,7 +200,7 @@ func run(args []string, stderr io.Writer) int {
 		if *webControl {
 			opts.Control = web.CtlControl{Dir: conf.Store.Dir, Socket: conf.Store.AgentSocket}
 		}
-		done, err := serveWeb(ctx, *webAddr, web.New(web.StoreSource{Dir: conf.Store.Dir, Node: conf.Node.Name}, opts), log)
+		_, done, err := serveWeb(ctx, *webAddr, !*webRemote, web.New(web.StoreSource{Dir: conf.Store.Dir, Node: conf.Node.Name}, opts), log)
 		if err != nil {
 			log.Error("web", "error", err)
 			return 1
