@@ -257,15 +257,26 @@ func (h *Handler) Viewers() int {
 	return h.viewers
 }
 
-// poll reads the source every interval until ctx ends and publishes each
-// snapshot that differs from the last.
+// readShare is the most of a core the poller spends reading the source
+// while pages are connected: it waits nine times as long as a read took.
+const readShare = 10
+
+// NextWait is how long the poller waits after a read that took took:
+// the interval, or longer when reads are slow (a node with a thousand
+// links), so that reading stays under a tenth of a core.
+func NextWait(interval, took time.Duration) time.Duration {
+	return max(interval, (readShare-1)*took)
+}
+
+// poll reads the source, then again after each NextWait, until ctx ends,
+// and publishes each snapshot that differs from the last.
 func (h *Handler) poll(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(h.opts.Interval)
-	defer t.Stop()
 	failing := false
 	for {
+		start := time.Now()
 		data, err := h.take(ctx)
+		wait := NextWait(h.opts.Interval, time.Since(start))
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -280,7 +291,7 @@ func (h *Handler) poll(ctx context.Context, done chan<- struct{}) {
 			h.publish(data)
 		}
 		select {
-		case <-t.C:
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return
 		}

@@ -173,3 +173,20 @@ func TestReadOnlyByDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestNextWait: fast reads wait the interval; slow ones nine times their
+// length, so that reading takes at most a tenth of a core.
+func TestNextWait(t *testing.T) {
+	for _, c := range []struct{ interval, took, want time.Duration }{
+		{500 * time.Millisecond, 5 * time.Millisecond, 500 * time.Millisecond},
+		{500 * time.Millisecond, 55 * time.Millisecond, 500 * time.Millisecond},
+		{500 * time.Millisecond, 140 * time.Millisecond, 1260 * time.Millisecond},
+	} {
+		if got := web.NextWait(c.interval, c.took); got != c.want {
+			t.Errorf("NextWait(%v, %v) = %v, want %v", c.interval, c.took, got, c.want)
+		}
+		if share := float64(c.took) / float64(c.took+web.NextWait(c.interval, c.took)); share > 0.1 {
+			t.Errorf("a read of %v every %v: %.0f%% of the time", c.took, c.interval, 100*share)
+		}
+	}
+}
