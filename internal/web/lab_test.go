@@ -235,6 +235,18 @@ func TestPageShowsTheLabLive(t *testing.T) {
 	}
 	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
 
+	// A pod's panel: its netns and its links.
+	panel, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('.pod[data-pod="lab/r2"]').dispatchEvent(new MouseEvent("click", {bubbles: true}));
+		document.getElementById("detail").textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"lab/r2", r2.Path(), "→ lab/r1:e1 (up)", "→ lab/r3:e1 (pulled)"} {
+		if !strings.Contains(panel, want) {
+			t.Errorf("r2's panel lacks %q: %q", want, panel)
+		}
+	}
+
 	// A pod that goes leaves the page.
 	cni(t, "DEL", dir, "r1", r1, "")
 	waitJS(t, ctx, "r1 gone", `document.getElementById("graph").dataset.pods === "2" &&

@@ -124,11 +124,7 @@ func New(src Source, opts Options) *Handler {
 	sub, _ := fs.Sub(staticFiles, "static") // the directory is embedded: Sub cannot fail
 	files := http.FileServerFS(sub)
 	h.mux.Handle("GET /static/", http.StripPrefix("/static/", files))
-	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = "/"
-		files.ServeHTTP(w, r2)
-	})
+	h.mux.Handle("GET /{$}", files) // index.html
 	h.mux.HandleFunc("GET /api/snapshot", h.serveSnapshot)
 	h.mux.HandleFunc("GET /api/events", h.serveEvents)
 	if opts.Control != nil {

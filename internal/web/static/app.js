@@ -18,7 +18,9 @@ const STATES = {
 };
 
 let snapshot = null;
-let selected = null; // the id of the link the panel shows
+// What the panel shows: the hovered link, else the selected link or pod
+// ({kind: "link"|"pod", id}).
+let selected = null;
 let hovered = null;
 
 function el(name, attrs, text) {
@@ -83,6 +85,8 @@ function render() {
     g.appendChild(el("rect", { x: p.x - tw / 2, y: p.y - 14, width: tw, height: 28 }));
     g.appendChild(el("text", { x: p.x, y: p.y }, name));
     g.appendChild(el("title", {}, present.has(name) ? name : name + " (not registered on this node)"));
+    if (selected && selected.kind === "pod" && selected.id === name) g.classList.add("selected");
+    g.addEventListener("click", () => select("pod", name));
     pods.appendChild(g);
   }
   svg.appendChild(pods);
@@ -121,7 +125,7 @@ function drawLink(l, pos, bend) {
   }
   const g = el("g", { class: "link", "data-link-id": l.id, "data-state": l.state,
     "data-ends": `${l.ends[0].pod}:${l.ends[0].ifName} ${l.ends[1].pod}:${l.ends[1].ifName}` });
-  if (l.id === selected) g.classList.add("selected");
+  if (selected && selected.kind === "link" && selected.id === l.id) g.classList.add("selected");
   g.appendChild(el("path", { class: "line", d, stroke: style.color, "stroke-dasharray": style.dash }));
   g.appendChild(el("path", { class: "hit", d }));
   const p0 = at(0.22), p1 = at(0.78);
@@ -130,7 +134,7 @@ function drawLink(l, pos, bend) {
   g.appendChild(el("text", { class: "state", x: mid.x, y: mid.y + 10, fill: style.color }, l.state));
   g.addEventListener("mouseenter", () => { hovered = l.id; detail(); });
   g.addEventListener("mouseleave", () => { hovered = null; detail(); });
-  g.addEventListener("click", () => { selected = selected === l.id ? null : l.id; render(); });
+  g.addEventListener("click", () => select("link", l.id));
   return g;
 }
 
@@ -144,16 +148,56 @@ function impairment(i) {
   return Object.entries(i).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
 }
 
-// detail fills the side panel with the hovered link, else the selected one.
+function select(kind, id) {
+  selected = selected && selected.kind === kind && selected.id === id ? null : { kind, id };
+  render();
+}
+
+function fill(title, rows) {
+  document.getElementById("detail-title").textContent = title;
+  const dl = document.getElementById("detail-list");
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    dl.append(dt, dd);
+  }
+}
+
+// podDetail fills the panel with a pod: its record and its links.
+function podDetail(name) {
+  const p = snapshot.pods.find((x) => x.pod === name);
+  const rows = p ? [["netns", p.netns], ["attachment", p.attachment]] : [["registered", "not on this node"]];
+  for (const l of snapshot.links) {
+    l.ends.forEach((e, i) => {
+      if (e.pod !== name) return;
+      const o = l.ends[1 - i];
+      rows.push([e.ifName, `→ ${o.pod}:${o.ifName} (${l.state})`]);
+    });
+  }
+  fill(name, rows);
+  document.getElementById("controls").hidden = true;
+}
+
+// detail fills the side panel with the hovered link, else the selected
+// link or pod.
 function detail() {
-  const id = hovered || selected;
-  const l = snapshot && snapshot.links.find((x) => x.id === id);
   const box = document.getElementById("detail");
+  const hint = document.getElementById("hint");
+  if (!hovered && selected && selected.kind === "pod" && snapshot) {
+    box.hidden = false;
+    hint.hidden = true;
+    podDetail(selected.id);
+    return;
+  }
+  const id = hovered || (selected && selected.kind === "link" ? selected.id : null);
+  const l = snapshot && snapshot.links.find((x) => x.id === id);
   box.hidden = !l;
-  document.getElementById("hint").hidden = !!l;
+  hint.hidden = !!l;
   if (!l) return;
   const e = l.ends.map((x) => `${x.pod}:${x.ifName}`);
-  document.getElementById("detail-title").textContent = `${e[0]} — ${e[1]}`;
   const rows = [["state", l.state], ["id", l.id]];
   if (l.added) rows.push(["added", "by hand (ratchetctl link add)"]);
   const st = l.stats || {};
@@ -165,15 +209,7 @@ function detail() {
   rows.push(["cable", set.pulled ? "pulled" : "plugged"]);
   const to = set.toward || [];
   rows.push([`impair → ${e[0]}`, impairment(to[0])], [`impair → ${e[1]}`, impairment(to[1])]);
-  const dl = document.getElementById("detail-list");
-  dl.replaceChildren();
-  for (const [k, v] of rows) {
-    const dt = document.createElement("dt");
-    dt.textContent = k;
-    const dd = document.createElement("dd");
-    dd.textContent = v;
-    dl.append(dt, dd);
-  }
+  fill(`${e[0]} — ${e[1]}`, rows);
   const controls = document.getElementById("controls");
   controls.hidden = !snapshot.control;
   controls.dataset.end = e[0];
@@ -202,7 +238,7 @@ function connect() {
   es.addEventListener("error", () => { conn.dataset.conn = "lost"; conn.textContent = "reconnecting…"; });
   es.addEventListener("snapshot", (ev) => {
     snapshot = JSON.parse(ev.data);
-    if (selected && !snapshot.links.some((l) => l.id === selected)) selected = null;
+    if (selected && selected.kind === "link" && !snapshot.links.some((l) => l.id === selected.id)) selected = null;
     render();
   });
 }
