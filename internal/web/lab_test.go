@@ -132,8 +132,8 @@ func linkState(end string) string {
 // (three pods, three links, one toward a pod that is not there); a cable
 // pulled with ratchetctl's code shows as pulled within 2 s, and plugged
 // back as up; the page's own button pulls another; a pod that goes leaves
-// the page. A screenshot is kept ($RATCHET_ARTIFACTS, else the test's
-// artifact directory: go test -artifacts).
+// the page, and comes back. A screenshot is kept ($RATCHET_ARTIFACTS,
+// else the test's artifact directory: go test -artifacts).
 func TestPageShowsTheLabLive(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { testutil.RemoveParking(dir) })
@@ -251,4 +251,8 @@ func TestPageShowsTheLabLive(t *testing.T) {
 	cni(t, "DEL", dir, "r1", r1, "")
 	waitJS(t, ctx, "r1 gone", `document.getElementById("graph").dataset.pods === "2" &&
 		document.querySelector('.pod[data-pod="lab/r1"][data-present="true"]') === null`)
+	// And one that comes joins it, its link up again.
+	cni(t, "ADD", dir, "r1", r1, `[{"name":"e1","ips":["192.0.2.1/24"],"peer":{"pod":"r2","name":"w1"}}]`)
+	waitJS(t, ctx, "r1 back", `document.getElementById("graph").dataset.pods === "3" &&
+		document.querySelector('.pod[data-pod="lab/r1"][data-present="true"]') !== null && `+linkState("lab/r1:e1")+` === "up"`)
 }
