@@ -8,16 +8,21 @@ LDFLAGS   := -s -w -X main.Version=$(VERSION)
 BIN       := $(CURDIR)/bin
 CACHE     := $(CURDIR)/.cache
 CNI_BIN_DIR ?= /opt/cni/bin
+# The topology page's test drives Debian's chromium, headless (internal/web;
+# it never downloads a browser). Big (about 350 MB installed): `make
+# web-deps` installs it alone.
+WEB_PACKAGES := chromium
 # Debian packages the tests need; installed only when missing.
 # (docker.io is not here: where systemd runs, installing it starts Docker on
 # the host. test/e2e/docker.sh and the tutorial install it when missing,
 # except under systemd with no policy-rc.d denying the start: they then ask
 # the operator to.)
-TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables busybox-static
+TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables busybox-static \
+	$(WEB_PACKAGES)
 
 BINARIES := ratchet ratchetctl ratchetd
 
-.PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke tutorial lab-doc bench bench-smoke kernel-test kernel-smoke kernel-test-slow
+.PHONY: all build install test check demo lint deps web-deps clean e2e fuzz fuzz-smoke tutorial lab-doc bench bench-smoke kernel-test kernel-smoke kernel-test-slow
 
 all: build
 
@@ -36,6 +41,10 @@ deps:
 	  echo "apt-get install$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+web-deps:
+	@dpkg -s $(WEB_PACKAGES) >/dev/null 2>&1 || { echo "apt-get install $(WEB_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(WEB_PACKAGES) >/dev/null; }
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

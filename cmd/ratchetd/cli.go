@@ -18,6 +18,7 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/agent"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
+	"github.com/ratchet-cni/ratchet/internal/web"
 )
 
 const usage = `ratchetd: ratchet's node agent for multi-node clusters (etcd store).
@@ -65,6 +66,9 @@ func run(args []string, stderr io.Writer) int {
 		noFilter   = fs.Bool("no-tunnel-filter", false, "run without the nftables filter that lets only registered nodes reach the VXLAN port\n(only where the kernel has no nf_tables: anyone who reaches the port can then inject frames)")
 		healthAddr = fs.String("health-addr", DefaultHealthAddr, "address of the /healthz and /readyz HTTP endpoints (empty: none)")
 		healthIvl  = fs.Duration("health-interval", 5*time.Second, "how often to check etcd and the parking namespace")
+		webAddr    = fs.String("web-addr", "", "address of the live topology page, e.g. 127.0.0.1:9098 (empty: none; loopback only unless --web-remote)")
+		webRemote  = fs.Bool("web-remote", false, "allow a --web-addr that is not loopback (the page has no authentication)")
+		webControl = fs.Bool("web-control", false, "let the page pull and plug cables, as ratchetctl link down|up (default: read-only)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -134,6 +138,15 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ratchetd: --health-interval and --resync must be positive")
 		return 2
 	}
+	if *webAddr != "" {
+		if err := checkWebAddr(*webAddr, *webRemote); err != nil {
+			fmt.Fprintln(stderr, "ratchetd:", err)
+			return 2
+		}
+	} else if *webControl || *webRemote {
+		fmt.Fprintln(stderr, "ratchetd: --web-control and --web-remote need --web-addr")
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintln(stderr, "ratchetd: --log-level:", err)
@@ -177,6 +190,21 @@ func run(args []string, stderr io.Writer) int {
 			return 1
 		}
 		// Stopped before it is waited for, however Run ends.
+		defer func() {
+			stop()
+			<-done
+		}()
+	}
+	if *webAddr != "" {
+		opts := web.Options{Log: log}
+		if *webControl {
+			opts.Control = web.CtlControl{Dir: conf.Store.Dir, Socket: conf.Store.AgentSocket}
+		}
+		_, done, err := serveWeb(ctx, *webAddr, !*webRemote, web.New(web.StoreSource{Dir: conf.Store.Dir, Node: conf.Node.Name}, opts), log)
+		if err != nil {
+			log.Error("web", "error", err)
+			return 1
+		}
 		defer func() {
 			stop()
 			<-done

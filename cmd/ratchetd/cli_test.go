@@ -56,6 +56,8 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{[]string{"--config", plaintext, "--etcd-insecure", "--underlay-cidrs", "198.51.100.0/24", "--vtep-ip", "192.0.2.7"}, "node.vtepIP"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--health-interval", "0s"}, "--health-interval"},
+		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--web-addr", ":9098"}, "--web-remote"},
+		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--web-control"}, "need --web-addr"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
@@ -77,5 +79,28 @@ func TestReadNetConfTakesTheRatchetEntry(t *testing.T) {
 	}
 	if conf.Node.Name != "n7" || conf.Node.VtepDev != "eth1" || conf.Store.Prefix != "/lab" || len(conf.Store.Endpoints) != 1 {
 		t.Fatalf("read %+v %+v", conf.Node, conf.Store)
+	}
+}
+
+func TestCheckWebAddr(t *testing.T) {
+	for _, c := range []struct {
+		addr   string
+		remote bool
+		ok     bool
+	}{
+		{"127.0.0.1:9098", false, true},
+		{"[::1]:9098", false, true},
+		{"localhost:9098", false, true},
+		{":9098", false, false},
+		{"0.0.0.0:9098", false, false},
+		{"192.0.2.1:9098", false, false},
+		{"node-a.example:9098", false, false},
+		{"192.0.2.1:9098", true, true},
+		{":9098", true, true},
+		{"127.0.0.1", false, false},
+	} {
+		if err := checkWebAddr(c.addr, c.remote); (err == nil) != c.ok {
+			t.Errorf("checkWebAddr(%q, %v) = %v, want ok %v", c.addr, c.remote, err, c.ok)
+		}
 	}
 }

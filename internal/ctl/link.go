@@ -129,12 +129,7 @@ func linkCmd(args []string, stdout io.Writer) error {
 	s.socket = *socket
 	switch sub {
 	case "down", "up":
-		decide := func(rec *store.LinkRecord, _ int, obs podlink.Observation) (podlink.Decision, error) {
-			if sub == "down" {
-				return podlink.OnPull(rec, obs), nil
-			}
-			return podlink.OnRestore(rec, obs), nil
-		}
+		decide := cableDecider(sub == "down")
 		if allOf != nil && *allOf != "" {
 			return s.adjustAll(*allOf, decide)
 		}
@@ -396,7 +391,7 @@ func (s *session) find(e *endRef) (*store.LinkRecord, int, error) {
 			return r, 1, nil
 		}
 	}
-	return nil, 0, fmt.Errorf("no pod link has the end %s", shown(e.String()))
+	return nil, 0, fmt.Errorf("%w %s", ErrNoSuchEnd, shown(e.String()))
 }
 
 // decider is a run-time event's decision for rec, whose end mine the user

@@ -1,0 +1,69 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ratchet-cni/ratchet/internal/podlink"
+	"github.com/ratchet-cni/ratchet/internal/store"
+)
+
+// StoreSource reads the node's local store and its parking namespace, as
+// `ratchetctl links --stats` does: one store read and one dump of the
+// parking namespace's netdevs per snapshot.
+type StoreSource struct {
+	// Dir is the local store's directory (store.dir).
+	Dir string
+	// Node is the node's name, shown on the page.
+	Node string
+	// LockWait bounds the wait for the node lock (default 2 s): a
+	// snapshot that cannot be had is skipped, the next tick tries again.
+	LockWait time.Duration
+}
+
+// Snapshot reads the pods and the links' views, releasing the node lock
+// before it returns.
+func (s StoreSource) Snapshot(ctx context.Context) (*Snapshot, error) {
+	wait := s.LockWait
+	if wait <= 0 {
+		wait = 2 * time.Second
+	}
+	st, err := store.OpenLocalWithin(ctx, s.Dir, wait)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", s.Dir, err)
+	}
+	defer st.Close()
+	pods, err := st.Pods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	park := podlink.OpenParkingOf(ctx, st)
+	if park != nil {
+		defer park.Close()
+	}
+	views, err := podlink.ViewLinkStats(ctx, st, park)
+	if err != nil {
+		return nil, err
+	}
+	return SnapshotOf(s.Node, pods, views), nil
+}
+
+// SnapshotOf builds a snapshot from the store's pods and the links' views.
+func SnapshotOf(node string, pods []*store.PodRecord, views []podlink.LinkView) *Snapshot {
+	snap := &Snapshot{Node: node, Pods: []Pod{}, Links: []Link{}}
+	for _, p := range pods {
+		snap.Pods = append(snap.Pods, Pod{Pod: p.Pod, Netns: p.Netns, Attachment: p.Attachment.String()})
+	}
+	for _, v := range views {
+		l := Link{ID: v.ID, State: v.State, Added: v.Added, Stats: v.Stats}
+		if !v.Settings.IsZero() {
+			l.Settings = v.Settings
+		}
+		for i, e := range v.Ends {
+			l.Ends[i] = End{Pod: e.Pod, IfName: e.IfName}
+		}
+		snap.Links = append(snap.Links, l)
+	}
+	return snap
+}
