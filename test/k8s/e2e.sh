@@ -470,12 +470,12 @@ CHECKS="test_install test_line test_plain test_restart_middle test_uninstall"
 # One function, called on the last line: bash reads a script as it runs it,
 # so an edit or checkout during a run must not change what the run does.
 main() {
+  trap teardown EXIT
   deps
   k8s_bins
   log "work dir $K, Kubernetes binaries $K8S_BIN"
   images
   configs
-  trap teardown EXIT
   up
   local c
   for c in $CHECKS; do $c; done
