@@ -22,7 +22,7 @@ TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-clie
 
 BINARIES := ratchet ratchetctl ratchetd
 
-.PHONY: all build install test check demo lint deps web-deps clean e2e fuzz fuzz-smoke tutorial lab-doc bench bench-smoke kernel-test kernel-smoke kernel-test-slow
+.PHONY: all build install test check demo lint deps web-deps clean e2e fuzz fuzz-smoke tutorial lab-doc bench bench-smoke kernel-test kernel-smoke kernel-test-slow k8s-bins k8s-e2e
 
 all: build
 
@@ -117,7 +117,20 @@ kernel-test-slow:
 	GO=$(GO) bash test/kernel/run.sh slow
 
 
-check: lint test fuzz-smoke demo bench-smoke e2e tutorial lab-doc kernel-smoke
+# The Kubernetes binaries (kube-apiserver, controller-manager, scheduler,
+# kubelet, kubectl, crictl) built from the Go module proxy, once, into
+# $$HOME/.cache/ratchet/k8s-<version>/bin (about 20 min on 2 cores; then cached).
+k8s-bins:
+	GO=$(GO) bash test/k8s/build.sh
+
+# A real single-node Kubernetes (etcd, control plane, kubelet, containerd) in
+# a throwaway netns and mount namespace, ratchet installed by
+# deploy/ratchet-daemonset.yaml, checked through kubectl (root; about 2 min
+# once the binaries are cached). See docs/kubernetes.md, "Try it on a real kubelet".
+k8s-e2e: build k8s-bins
+	BIN=$(BIN) K8S_BIN=$$(GO=$(GO) bash test/k8s/build.sh) bash test/k8s/e2e.sh
+
+check: lint test fuzz-smoke demo bench-smoke e2e tutorial lab-doc kernel-smoke k8s-e2e
 
 clean:
 	rm -rf $(BIN)

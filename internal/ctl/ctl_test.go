@@ -1,6 +1,7 @@
 package ctl_test
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -8,7 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
@@ -263,6 +266,87 @@ func TestInstallChainsAfterTheNodeNetwork(t *testing.T) {
 	}
 	if _, errOut, code := ctl(t, nil, "install", "--extra", "[1]"); code != 2 || !strings.Contains(errOut, "--extra") {
 		t.Fatalf("bad --extra: exit %d %s", code, errOut)
+	}
+}
+
+// TestUninstallOnSignalGivesTheConfigBack runs what the DaemonSet runs:
+// install, then a main container that waits for SIGTERM and uninstalls.
+func TestUninstallOnSignalGivesTheConfigBack(t *testing.T) {
+	dir := t.TempDir()
+	confDir, cniBin := dir+"/net.d", dir+"/bin"
+	_ = os.MkdirAll(confDir, 0o755)
+	conflist := "{\n  \"cniVersion\": \"1.0.0\",\n  \"name\": \"cluster\",\n  \"plugins\": [\n    {\"type\": \"ptp\", \"ipam\": {\"type\": \"host-local\", \"subnet\": \"198.51.100.0/24\"}}\n  ]\n}\n"
+	if err := os.WriteFile(confDir+"/10-cluster.conflist", []byte(conflist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dirs := []string{"--bin-dir", cniBin, "--conf-dir", confDir, "--plugin", filepath.Join(binDir, "ratchet")}
+	mustCtl(t, nil, append([]string{"install"}, dirs...)...)
+
+	if _, errOut, code := ctl(t, nil, "install", "--on-signal"); code != 2 || !strings.Contains(errOut, "--on-signal") {
+		t.Fatalf("--on-signal alone: exit %d %s", code, errOut)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "ratchetctl"), append([]string{"install", "--uninstall", "--on-signal"}, dirs...)...)
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	// The first line comes once the signal handler is in place: a SIGTERM
+	// before it would kill the process instead of uninstalling.
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case l := <-lines:
+		if !strings.Contains(l, "waiting for SIGTERM") {
+			t.Fatalf("first line %q", l)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no output within 30 s")
+	}
+	// Until the signal, nothing is removed.
+	time.Sleep(200 * time.Millisecond)
+	if got, _ := os.ReadFile(confDir + "/10-cluster.conflist"); !strings.Contains(string(got), `"ratchet"`) {
+		t.Fatalf("uninstalled before the signal:\n%s", got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var rest []string
+	for l := range lines { // closed when the process closes its stdout
+		rest = append(rest, l)
+	}
+	err = cmd.Wait()
+	exited = true
+	if err != nil {
+		t.Fatalf("exit after SIGTERM: %v: %q", err, rest)
+	}
+	if got, _ := os.ReadFile(confDir + "/10-cluster.conflist"); string(got) != conflist {
+		t.Fatalf("conflist after uninstall:\n%s\nwant:\n%s", got, conflist)
+	}
+	if _, err := os.Stat(cniBin + "/ratchet"); !os.IsNotExist(err) {
+		t.Fatalf("plugin left in the bin dir: %v", err)
+	}
+	if out := strings.Join(rest, "\n"); !strings.Contains(out, "removed ratchet from "+confDir+"/10-cluster.conflist") {
+		t.Fatalf("output %q", out)
+	}
+	// A second uninstall finds nothing to do.
+	if out := mustCtl(t, nil, append([]string{"install", "--uninstall"}, dirs...)...); !strings.Contains(out, "nothing to remove") {
+		t.Fatalf("second uninstall: %q", out)
 	}
 }
 

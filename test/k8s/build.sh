@@ -14,6 +14,10 @@
 # env:   K8S_VERSION (v1.37.2), CRICTL_VERSION (v1.37.0),
 #        RATCHET_K8S_CACHE (default $HOME/.cache/ratchet/k8s-$K8S_VERSION)
 set -euo pipefail
+# The whole script is one function, called on the last line: bash reads a
+# script as it runs it, so a checkout that rewrites this file during the
+# 20-minute build would otherwise make it run the rest of another file.
+main() {
 V=${K8S_VERSION:-v1.37.2}
 CRICTL=${CRICTL_VERSION:-v1.37.0}
 CACHE=${RATCHET_K8S_CACHE:-${HOME:-/root}/.cache/ratchet/k8s-$V}
@@ -78,3 +82,5 @@ CGO_ENABLED=0 GOBIN="$work/bin" $GO install -trimpath -ldflags "-s -w" "sigs.k8s
 rm -rf "$BIN.new" && mv "$work/bin" "$BIN.new" && rm -rf "$BIN" && mv "$BIN.new" "$BIN"
 log "done: $BIN"
 echo "$BIN"
+}
+main "$@"; exit
