@@ -243,11 +243,10 @@ func TestMetricsOfALocalLab(t *testing.T) {
 		end  map[string]string
 		min  float64
 	}{
-		{"ratchet_link_receive_packets_total", r2w1, count},        // the requests
-		{"ratchet_link_receive_bytes_total", r2w1, count * frame},  // the requests
-		{"ratchet_link_receive_packets_total", r1e1, count},        // the replies
-		{"ratchet_link_transmit_packets_total", r1e1, count},       // the requests, from r1
-		{"ratchet_link_transmit_bytes_total", r2w1, count * frame}, // the replies, from r2
+		{"ratchet_link_receive_packets_total", r2w1, count},       // the requests
+		{"ratchet_link_receive_bytes_total", r2w1, count * frame}, // the requests
+		{"ratchet_link_receive_packets_total", r1e1, count},       // the replies
+		{"ratchet_link_receive_bytes_total", r1e1, count * frame}, // the replies
 		{"ratchet_link_receive_drops_total", r2w1, 0},
 		{"ratchet_link_receive_errors_total", r2w1, 0},
 	} {
@@ -256,9 +255,9 @@ func TestMetricsOfALocalLab(t *testing.T) {
 			t.Errorf("%s of %s/%s moved by %v, want at least %v (0: exactly)", c.name, c.end["pod"], c.end["interface"], d, c.min)
 		}
 	}
-	// The direction of each series: what r2 received is what r1 sent.
-	if rx, tx := one(t, after, "ratchet_link_receive_packets_total", r2w1), one(t, after, "ratchet_link_transmit_packets_total", r1e1); rx != tx {
-		t.Errorf("r2:w1 received %v packets, r1:e1 sent %v", rx, tx)
+	// One series per direction: what r1 sent is r2's receive series.
+	if fam := after["ratchet_link_transmit_packets_total"]; fam != nil {
+		t.Errorf("transmit series are served: %v", fam)
 	}
 
 	ctl(t, "link", "down", "--store", dir, "lab/r1:e1")

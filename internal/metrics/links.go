@@ -45,8 +45,11 @@ func endDesc(name, help string, extra ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, append(append([]string(nil), endLabels...), extra...), nil)
 }
 
-// The link series. Each is one per end whose pod is on this node: a link
-// with both ends here shows from both sides.
+// The link series. The counters are one per direction: toward each end
+// this node counts (both ends of a link on this node; toward the remote
+// end too, counted where the tunnel's traffic leaves, for a cross-node
+// link), so what an interface sent is its peer's receive series. The
+// state and settings are one per end whose pod is on this node.
 var (
 	descRxBytes = endDesc("ratchet_link_receive_bytes_total",
 		"Bytes the link carried toward this interface (what the pod received through it), counted by the parked ends.")
@@ -56,14 +59,6 @@ var (
 		"Packets toward this interface that the parked ends dropped on the way.")
 	descRxErrors = endDesc("ratchet_link_receive_errors_total",
 		"Packets toward this interface that the parked ends counted as errors.")
-	descTxBytes = endDesc("ratchet_link_transmit_bytes_total",
-		"Bytes the link carried from this interface (what the pod sent through it), counted by the parked ends.")
-	descTxPackets = endDesc("ratchet_link_transmit_packets_total",
-		"Packets the link carried from this interface.")
-	descTxDrops = endDesc("ratchet_link_transmit_drops_total",
-		"Packets from this interface that the parked ends dropped on the way.")
-	descTxErrors = endDesc("ratchet_link_transmit_errors_total",
-		"Packets from this interface that the parked ends counted as errors.")
 	descCarrier = endDesc("ratchet_link_carrier_changes_total",
 		"Carrier changes of this end's parked netdev: each cable pull, plug, pod start or end.")
 	descState = endDesc("ratchet_link_state",
@@ -104,8 +99,7 @@ type Links struct {
 	Log *slog.Logger
 }
 
-var allDescs = []*prometheus.Desc{descRxBytes, descRxPackets, descRxDrops, descRxErrors,
-	descTxBytes, descTxPackets, descTxDrops, descTxErrors, descCarrier, descState, descPulled,
+var allDescs = []*prometheus.Desc{descRxBytes, descRxPackets, descRxDrops, descRxErrors, descCarrier, descState, descPulled,
 	descDelay, descJitter, descLoss, descCorrupt, descDuplicate, descReorder, descRate, descScrapeOK}
 
 // Describe sends every series' description.
@@ -179,16 +173,14 @@ func (c *Links) read() ([]podlink.LinkView, error) {
 	return views, nil
 }
 
-// collectLink sends the series of each end of v whose pod is on this node.
+// collectLink sends the series of v: the traffic toward each end this
+// node counts, and the state and settings of each end whose pod is here.
 func (c *Links) collectLink(ch chan<- prometheus.Metric, v podlink.LinkView) {
 	kind := KindVeth
 	if v.Remote {
 		kind = KindVXLAN
 	}
 	for i, e := range v.Ends {
-		if e.Attachment == nil {
-			continue
-		}
 		other := v.Ends[1-i]
 		namespace, pod := splitPod(e.Pod)
 		labels := []string{namespace, pod, e.IfName, other.Pod + ":" + other.IfName, kind, c.Node}
@@ -198,12 +190,6 @@ func (c *Links) collectLink(ch chan<- prometheus.Metric, v podlink.LinkView) {
 		gauge := func(d *prometheus.Desc, val float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, val, labels...)
 		}
-		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, 1, append(labels, string(v.State))...)
-		pulled := 0.0
-		if v.Settings != nil && v.Settings.Pulled {
-			pulled = 1
-		}
-		gauge(descPulled, pulled)
 		if s := v.Stats; s != nil {
 			if t := s.Toward[i]; t != nil {
 				counter(descRxBytes, t.Bytes)
@@ -211,16 +197,19 @@ func (c *Links) collectLink(ch chan<- prometheus.Metric, v podlink.LinkView) {
 				counter(descRxDrops, t.Drops)
 				counter(descRxErrors, t.Errors)
 			}
-			if t := s.Toward[1-i]; t != nil {
-				counter(descTxBytes, t.Bytes)
-				counter(descTxPackets, t.Packets)
-				counter(descTxDrops, t.Drops)
-				counter(descTxErrors, t.Errors)
-			}
 			if cc := s.CarrierChanges[i]; cc != nil {
 				counter(descCarrier, uint64(*cc))
 			}
 		}
+		if e.Attachment == nil {
+			continue // the pod is gone, or on another node: not this node's to tell
+		}
+		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, 1, append(labels, string(v.State))...)
+		pulled := 0.0
+		if v.Settings != nil && v.Settings.Pulled {
+			pulled = 1
+		}
+		gauge(descPulled, pulled)
 		if v.Settings != nil {
 			if m := v.Settings.Toward[i]; !m.IsZero() {
 				gauge(descDelay, m.Delay.Seconds())

@@ -67,7 +67,26 @@ func (x *Executor) ObserveParked(rec *store.LinkRecord) Observation {
 // netdevs, then the stitch of two present ends, or of a lone end that was
 // never joined (to a tunnel?).
 func (x *Executor) Observe(rec *store.LinkRecord) Observation {
-	obs := x.ObserveParked(rec)
+	return x.observeStitch(rec, x.ObserveParked(rec))
+}
+
+// ObserveWith is Observe with whether each parked netdev is there taken
+// from devs, one listing of the namespace's netdevs (Counters), instead of
+// one request per end: for views of many links at once.
+func (x *Executor) ObserveWith(rec *store.LinkRecord, devs map[int]link.NetdevCounters) Observation {
+	obs := Observation{Parking: true}
+	for i, e := range rec.Ends {
+		if e.Attachment != nil {
+			d, ok := devs[e.ParkedIndex]
+			obs.Ends[i].Parked = ok && d.Name == e.Parked
+		}
+	}
+	return x.observeStitch(rec, obs)
+}
+
+// observeStitch adds to obs, whose parked netdevs are known, the stitch
+// StateOf needs.
+func (x *Executor) observeStitch(rec *store.LinkRecord, obs Observation) Observation {
 	a, b := rec.Ends[0], rec.Ends[1]
 	pa, pb := Present(&a, obs.Ends[0]), Present(&b, obs.Ends[1])
 	switch {

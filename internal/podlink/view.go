@@ -9,6 +9,7 @@ import (
 
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // LinkView is one pod link and its state.
@@ -63,12 +64,14 @@ func ViewRecords(recs []*store.LinkRecord, parkNS ns.NetNS, withStats bool) ([]L
 		}
 		defer x.Close()
 	}
-	var stats []LinkStats
+	var (
+		stats []LinkStats
+		devs  map[int]link.NetdevCounters
+	)
 	if withStats {
 		stats = make([]LinkStats, len(recs))
 		if x != nil {
-			devs, err := x.Counters()
-			if err != nil {
+			if devs, err = x.Counters(); err != nil {
 				return nil, err
 			}
 			stats = StatsOf(recs, devs)
@@ -77,7 +80,11 @@ func ViewRecords(recs []*store.LinkRecord, parkNS ns.NetNS, withStats bool) ([]L
 	views := make([]LinkView, 0, len(recs))
 	for n, r := range recs {
 		obs := Observation{}
-		if x != nil {
+		switch {
+		case devs != nil:
+			// The counters' listing says which parked netdevs are there.
+			obs = x.ObserveWith(r, devs)
+		case x != nil:
 			obs = x.Observe(r)
 		}
 		v := LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings, Added: r.Added, Remote: Remote(r, obs)}
