@@ -12,13 +12,11 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
-// gather collects c through a registry, as a scrape does, and returns
-// each series of the family name by its interface label.
-func gather(t *testing.T, c prometheus.Collector, name string) map[string]*dto.Metric {
+// gather gathers c, as a scrape does, and returns each series of the
+// family name by its interface label (or node, for a node's series).
+func gather(t *testing.T, c *Links, name string) map[string]*dto.Metric {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	fams, err := reg.Gather()
+	fams, err := c.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +61,11 @@ func TestLinksReadsTheStoreAndConvertsSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &Links{Node: "n1", StoreDir: dir}
+	// client_golang's own checks of what a gatherer returns: names, types,
+	// label sets consistent, no series twice.
+	if _, err := (prometheus.Gatherers{c}).Gather(); err != nil {
+		t.Fatalf("the families are not consistent: %v", err)
+	}
 	if ok := gather(t, c, "ratchet_links_read_ok"); ok["n1"].GetGauge().GetValue() != 1 {
 		t.Fatalf("ratchet_links_read_ok: %v", ok)
 	}
