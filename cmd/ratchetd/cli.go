@@ -27,9 +27,10 @@ watch, answers the plugin on a unix socket, and makes VXLAN tunnels for pod
 links whose peers are on other nodes. Run one on each node, as root, in the
 node's network namespace.
 
-Without etcd endpoints (or with a config whose store.type is "local"), it
-runs on a single node's local store only: no tunnels and no socket, but
-its health endpoints and metrics (--metrics-addr) serve that node's links.
+Without etcd endpoints (no --etcd-endpoints, and a config whose store.type
+is "local" or unset), it runs on a single node's local store only: no
+tunnels and no socket, but its health endpoints and metrics
+(--metrics-addr) serve that node's links.
 
 Usage: ratchetd [--config FILE] [flags]
 
