@@ -21,11 +21,17 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/web"
 )
 
-const usage = `ratchetd: ratchet's node agent for multi-node clusters (etcd store).
+const usage = `ratchetd: ratchet's node agent.
 
-It holds the node's etcd connection and a watch, answers the plugin on a
-unix socket, and makes VXLAN tunnels for pod links whose peers are on other
-nodes. Run one on each node, as root, in the node's network namespace.
+With etcd (multi-node clusters), it holds the node's etcd connection and a
+watch, answers the plugin on a unix socket, and makes VXLAN tunnels for pod
+links whose peers are on other nodes. Run one on each node, as root, in the
+node's network namespace.
+
+Without etcd endpoints (no --etcd-endpoints, and a config whose store.type
+is "local" or unset), it runs on a single node's local store only: no
+tunnels and no socket, but its health endpoints and metrics
+(--metrics-addr) serve that node's links.
 
 Usage: ratchetd [--config FILE] [flags]
 
@@ -33,10 +39,24 @@ Usage: ratchetd [--config FILE] [flags]
 network: its store, node and vxlan settings. Flags override it.
 `
 
+// DefaultMetricsAddr is the address the docs suggest for --metrics-addr:
+// the node's loopback, next to the health endpoints. The flag is off
+// unless given.
+const DefaultMetricsAddr = "127.0.0.1:9100"
+
 // run runs ratchetd with command-line args until SIGINT or SIGTERM and
-// returns its exit code. It is where the agent gets its etcd registry:
-// the agent itself knows only the store's interfaces.
+// returns its exit code.
 func run(args []string, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runCtx(ctx, args, stderr, nil)
+}
+
+// runCtx runs ratchetd until ctx ends; started, when not nil, is told
+// where each HTTP address listens once the agent runs. It is where the
+// agent gets its etcd registry (or none, on the local store only): the
+// agent itself knows only the store's interfaces.
+func runCtx(ctx context.Context, args []string, stderr io.Writer, started func(map[string]net.Addr)) int {
 	fs := flag.NewFlagSet("ratchetd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -69,6 +89,7 @@ func run(args []string, stderr io.Writer) int {
 		webAddr    = fs.String("web-addr", "", "address of the live topology page, e.g. 127.0.0.1:9098 (empty: none; loopback only unless --web-remote)")
 		webRemote  = fs.Bool("web-remote", false, "allow a --web-addr that is not loopback (the page has no authentication)")
 		webControl = fs.Bool("web-control", false, "let the page pull and plug cables, as ratchetctl link down|up (default: read-only)")
+		metrics    = fs.String("metrics-addr", "", "address of the Prometheus /metrics endpoint, e.g. "+DefaultMetricsAddr+" (empty: none);\nthe series name pods and links: give a non-loopback address only where that may be seen")
 	)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -129,7 +150,19 @@ func run(args []string, stderr io.Writer) int {
 	if *mtu != 0 {
 		conf.VXLAN.MTU = *mtu
 	}
-	conf.Store.Type = "etcd"
+	// Local mode: no etcd named anywhere. A config that asks for etcd
+	// without endpoints is refused below, as before.
+	local := conf.Store.Type == "local" && len(conf.Store.Endpoints) == 0
+	if local {
+		for name, given := range map[string]bool{"--etcd-ca": *ca != "", "--etcd-cert": *cert != "", "--etcd-key": *key != "", "--etcd-insecure": *insecure} {
+			if given {
+				fmt.Fprintf(stderr, "ratchetd: %s needs --etcd-endpoints (without etcd, ratchetd runs on the local store only)\n", name)
+				return 2
+			}
+		}
+	} else {
+		conf.Store.Type = "etcd"
+	}
 	if err := netconf.ValidateAgent(conf); err != nil {
 		fmt.Fprintln(stderr, "ratchetd:", err)
 		return 2
@@ -146,6 +179,12 @@ func run(args []string, stderr io.Writer) int {
 	} else if *webControl || *webRemote {
 		fmt.Fprintln(stderr, "ratchetd: --web-control and --web-remote need --web-addr")
 		return 2
+	}
+	for flag, addr := range map[string]string{"--health-addr": *healthAddr, "--metrics-addr": *metrics} {
+		if err := checkAddr(addr); err != nil {
+			fmt.Fprintf(stderr, "ratchetd: %s %q: %v\n", flag, addr, err)
+			return 2
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -164,57 +203,86 @@ func run(args []string, stderr io.Writer) int {
 		Resync: *resync, CallTimeout: conf.Store.CallTimeout(), HealthInterval: *healthIvl, Log: log,
 		NoFirewall: *noFilter,
 	}
-	underlayPrefixes, _ := conf.VXLAN.Underlay() // validated above
-	ecfg := etcdstore.Config{Endpoints: conf.Store.Endpoints, Prefix: conf.Store.Prefix, Timeout: conf.Store.CallTimeout(),
-		Insecure: conf.Store.Insecure, Underlay: underlayPrefixes, Log: log}
-	if t := conf.Store.TLS; t != nil {
-		ecfg.CA, ecfg.Cert, ecfg.Key = t.CA, t.Cert, t.Key
+	var reg agent.Registry
+	if !local {
+		underlayPrefixes, _ := conf.VXLAN.Underlay() // validated above
+		ecfg := etcdstore.Config{Endpoints: conf.Store.Endpoints, Prefix: conf.Store.Prefix, Timeout: conf.Store.CallTimeout(),
+			Insecure: conf.Store.Insecure, Underlay: underlayPrefixes, Log: log}
+		if t := conf.Store.TLS; t != nil {
+			ecfg.CA, ecfg.Cert, ecfg.Key = t.CA, t.Cert, t.Key
+		}
+		etcd, err := etcdstore.Open(ecfg)
+		if err != nil {
+			log.Error("etcd", "error", err)
+			return 1
+		}
+		defer etcd.Close()
+		reg = etcd
 	}
-	reg, err := etcdstore.Open(ecfg)
-	if err != nil {
-		log.Error("etcd", "error", err)
-		return 1
-	}
-	defer reg.Close()
 	a, err := agent.New(cfg, reg)
 	if err != nil {
 		log.Error("agent", "error", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *healthAddr != "" {
-		done, err := serveHealth(ctx, *healthAddr, healthHandler(a.Health), log)
-		if err != nil {
-			log.Error("health", "error", err)
-			return 1
-		}
-		// Stopped before it is waited for, however Run ends.
-		defer func() {
-			stop()
-			<-done
-		}()
+
+	// Every HTTP endpoint is mounted here, on its flag's address.
+	var servers httpEndpoints
+	health := healthHandler(a.Health)
+	servers.mount("--health-addr", *healthAddr, "/healthz", health)
+	servers.mount("--health-addr", *healthAddr, "/readyz", health)
+	if *metrics != "" {
+		servers.mount("--metrics-addr", *metrics, "/metrics", metricsHandler(conf.Node.Name, conf.Store.Dir, !local, a.Stats, log))
 	}
 	if *webAddr != "" {
 		opts := web.Options{Log: log}
 		if *webControl {
 			opts.Control = web.CtlControl{Dir: conf.Store.Dir, Socket: conf.Store.AgentSocket}
 		}
-		_, done, err := serveWeb(ctx, *webAddr, !*webRemote, web.New(web.StoreSource{Dir: conf.Store.Dir, Node: conf.Node.Name}, opts), log)
-		if err != nil {
-			log.Error("web", "error", err)
-			return 1
-		}
-		defer func() {
-			stop()
-			<-done
-		}()
+		mountWeb(&servers, *webAddr, !*webRemote, web.New(web.StoreSource{Dir: conf.Store.Dir, Node: conf.Node.Name}, opts))
 	}
-	if err := a.Run(ctx, nil); err != nil {
+	lns, err := servers.listen()
+	if err != nil {
+		log.Error("http", "error", err)
+		return 1
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := servers.serve(ctx, lns, log)
+	// Stopped before it is waited for, however Run ends.
+	defer func() {
+		stop()
+		<-done
+	}()
+	ready := func() {
+		if started != nil {
+			addrs := map[string]net.Addr{}
+			for addr, ln := range lns {
+				addrs[addr] = ln.Addr()
+			}
+			started(addrs)
+		}
+	}
+	if err := a.Run(ctx, ready); err != nil {
 		log.Error("agent", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// checkAddr checks a host:port address before ratchetd listens on it, so
+// that a typo is a one-line usage error; empty is off.
+func checkAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
 }
 
 // readNetConf reads the ratchet entry of a .conf or .conflist file.

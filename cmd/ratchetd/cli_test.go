@@ -58,10 +58,18 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--health-interval", "0s"}, "--health-interval"},
 		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--web-addr", ":9098"}, "--web-remote"},
 		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--web-control"}, "need --web-addr"},
+		{[]string{"--node", "n1", "--metrics-addr", "9100"}, "--metrics-addr"},
+		{[]string{"--node", "n1", "--metrics-addr", "127.0.0.1:99999"}, "--metrics-addr"},
+		{[]string{"--node", "n1", "--health-addr", "localhost:http"}, "--health-addr"},
+		{[]string{"--node", "n1", "--etcd-ca", "/ca.pem"}, "--etcd-ca needs --etcd-endpoints"},
+		{[]string{"--node", "n1", "--store-dir", "relative"}, "store.dir"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("ratchetd %q: exit %d, stderr %q; want 2 and %q", c.args, code, stderr.String(), c.want)
+		}
+		if strings.HasPrefix(c.want, "--") && strings.Count(strings.TrimSuffix(stderr.String(), "\n"), "\n") != 0 {
+			t.Errorf("ratchetd %q: want a one-line error, got %q", c.args, stderr.String())
 		}
 	}
 }

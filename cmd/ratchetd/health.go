@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -55,29 +51,4 @@ func healthHandler(health func() agentapi.Health) http.Handler {
 		answer(w, h.Ready, h, "ready")
 	})
 	return mux
-}
-
-// serveHealth listens on addr at once, so that a bad address fails the
-// start, and serves h until ctx ends.
-func serveHealth(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (done <-chan struct{}, err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--health-addr: %w", err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	ch := make(chan struct{})
-	go func() {
-		defer close(ch)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health server", "error", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shut)
-	}()
-	log.Info("serving /healthz and /readyz", "addr", ln.Addr().String())
-	return ch, nil
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/ratchet-cni/ratchet/internal/web"
 )
@@ -48,35 +44,14 @@ func loopbackHosts(h http.Handler) http.Handler {
 	})
 }
 
-// serveWeb listens on addr at once, so that a bad address fails the
-// start, and serves the topology page until ctx ends; local: only to
-// requests addressed to the loopback (loopbackHosts). It returns the
-// address it listens on.
-func serveWeb(ctx context.Context, addr string, local bool, h *web.Handler, log *slog.Logger) (bound string, done <-chan struct{}, err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", nil, fmt.Errorf("--web-addr: %w", err)
-	}
+// mountWeb serves the topology page h at "/" on addr (--web-addr); local:
+// only to requests addressed to the loopback (loopbackHosts). Its event
+// streams end when ratchetd stops.
+func mountWeb(e *httpEndpoints, addr string, local bool, h *web.Handler) {
 	var handler http.Handler = h
 	if local {
 		handler = loopbackHosts(h)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	ch := make(chan struct{})
-	go func() {
-		defer close(ch)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("web server", "error", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		// The pages' event streams never end by themselves.
-		h.Close()
-		shut, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shut)
-	}()
-	log.Info("serving the topology page", "url", "http://"+ln.Addr().String()+"/")
-	return ln.Addr().String(), ch, nil
+	e.mount("--web-addr", addr, "/", handler)
+	e.onStop = append(e.onStop, h.Close)
 }

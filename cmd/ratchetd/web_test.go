@@ -19,10 +19,14 @@ func TestServeWebEndsWithOpenPages(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	h := web.New(web.StoreSource{Dir: t.TempDir(), Node: "n1"}, web.Options{})
-	addr, done, err := serveWeb(ctx, "127.0.0.1:0", true, h, slog.New(slog.DiscardHandler))
+	var e httpEndpoints
+	mountWeb(&e, "127.0.0.1:0", true, h)
+	lns, err := e.listen()
 	if err != nil {
 		t.Fatal(err)
 	}
+	done := e.serve(ctx, lns, slog.New(slog.DiscardHandler))
+	addr := lns["127.0.0.1:0"].Addr().String()
 	resp, err := http.Get("http://" + addr + "/api/events")
 	if err != nil {
 		t.Fatal(err)

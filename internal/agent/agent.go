@@ -122,7 +122,10 @@ type Agent struct {
 	health healthState
 }
 
-// New returns an agent for cfg on reg; Run starts it.
+// New returns an agent for cfg on reg; Run starts it. A nil reg is the
+// local mode of a single node, whose plugin uses only the local store:
+// Run then makes no tunnel and serves no socket, and only checks the
+// parking namespace (Health, Stats), for ratchetd's health and metrics.
 func New(cfg Config, reg Registry) (*Agent, error) {
 	if cfg.Node == "" {
 		return nil, errors.New("agent: no node name")
@@ -159,6 +162,9 @@ func New(cfg Config, reg Registry) (*Agent, error) {
 // Run serves the plugin and keeps the node's tunnels right until ctx ends.
 // The socket is ready when Run has called ready (which may be nil).
 func (a *Agent) Run(ctx context.Context, ready func()) error {
+	if a.reg == nil {
+		return a.runLocal(ctx, ready)
+	}
 	under, err := a.underlay()
 	if err != nil {
 		return err
@@ -214,6 +220,29 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	a.log.Info("ratchetd running", "node", a.cfg.Node, "vtep", under.ip, "dev", under.dev, "mtu", under.mtu, "socket", a.cfg.Socket)
 	a.loop(ctx, under)
 	return nil
+}
+
+// runLocal is Run without a registry: the health checks, every
+// HealthInterval, are the loop whose passes say the agent is live.
+func (a *Agent) runLocal(ctx context.Context, ready func()) error {
+	a.startHealth(ctx)
+	if ready != nil {
+		ready()
+	}
+	a.log.Info("ratchetd running on the local store only: no tunnels", "node", a.cfg.Node, "store", a.cfg.StoreDir)
+	tick := time.NewTicker(a.cfg.HealthInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			a.checkParking(ctx)
+			a.health.mu.Lock()
+			a.health.passEnd = time.Now()
+			a.health.mu.Unlock()
+		}
+	}
 }
 
 // listen opens the socket: its directory is 0700, the socket 0600, as only

@@ -45,9 +45,13 @@ const (
 
 // Check names, as agentapi.Check.Name.
 const (
-	checkEtcd      = "etcd"
-	checkParking   = "parking"
-	checkReconcile = "reconcile"
+	CheckEtcd      = "etcd"
+	CheckParking   = "parking"
+	CheckReconcile = "reconcile"
+
+	checkEtcd      = CheckEtcd
+	checkParking   = CheckParking
+	checkReconcile = CheckReconcile
 )
 
 // healthState is what the agent knows of its health; its own lock, as the
@@ -62,16 +66,50 @@ type healthState struct {
 	// propagation, when not "", says why the netns directory's mount
 	// does not receive the host's mounts (found at start-up).
 	propagation string
+	// names are the checks this agent makes, in the order it reports
+	// them: without a registry (local mode) there is no etcd to check,
+	// nor tunnels to reconcile.
+	names []string
+	// passes and failures count the reconcile passes and those that
+	// failed, since the start, for the metrics (Stats).
+	passes, failures uint64
 }
 
-func (h *healthState) init(now time.Time) {
+func (h *healthState) init(now time.Time, names ...string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.checks = map[string]*agentapi.Check{}
-	for _, name := range []string{checkEtcd, checkParking, checkReconcile} {
+	h.names = names
+	for _, name := range names {
 		h.checks[name] = &agentapi.Check{Name: name, OK: true, Since: now}
 	}
 	h.passEnd = now
+}
+
+// Stats is what the agent counts of its own work, for the metrics.
+type Stats struct {
+	// Checks are the agent's health checks now, as Health's.
+	Checks []agentapi.Check
+	// Ready and Live are Health's.
+	Ready, Live bool
+	// Passes and Failures count the reconcile passes since the start and
+	// those that failed; LastPass is when the last one ended (zero: none
+	// yet).
+	Passes, Failures uint64
+	LastPass         time.Time
+}
+
+// Stats returns the agent's counters and checks now, without checking
+// anything again.
+func (a *Agent) Stats() Stats {
+	h := a.Health()
+	a.health.mu.Lock()
+	defer a.health.mu.Unlock()
+	s := Stats{Checks: h.Checks, Ready: h.Ready, Live: h.Live, Passes: a.health.passes, Failures: a.health.failures}
+	if a.health.passes > 0 {
+		s.LastPass = a.health.passEnd
+	}
+	return s
 }
 
 // set records the outcome of check name: reason "" is OK.
@@ -104,7 +142,10 @@ func (a *Agent) Health() agentapi.Health {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := agentapi.Health{Ready: true, Live: true}
-	for _, name := range []string{checkEtcd, checkParking, checkReconcile} {
+	if h.checks == nil {
+		return agentapi.Health{Checks: []agentapi.Check{{Name: "start", Reason: "ratchetd is starting"}}}
+	}
+	for _, name := range h.names {
 		c := h.checks[name]
 		if c == nil {
 			// Run has not started: nothing is known yet.
@@ -136,10 +177,12 @@ func (a *Agent) noteReconcile(err error) {
 	h := &a.health
 	h.mu.Lock()
 	h.passEnd = time.Now()
+	h.passes++
 	if err == nil {
 		h.fails = 0
 	} else {
 		h.fails++
+		h.failures++
 	}
 	fails := h.fails
 	h.mu.Unlock()
@@ -154,7 +197,9 @@ func (a *Agent) noteReconcile(err error) {
 
 // checkHealth checks etcd and the parking namespace again.
 func (a *Agent) checkHealth(ctx context.Context) {
-	a.checkEtcd(ctx)
+	if a.reg != nil {
+		a.checkEtcd(ctx)
+	}
 	a.checkParking(ctx)
 }
 
@@ -282,7 +327,11 @@ func (a *Agent) withNodeWithin(ctx context.Context, wait time.Duration, fn func(
 // startHealth checks everything once, before the agent says it runs, and
 // notes how the netns directory is mounted.
 func (a *Agent) startHealth(ctx context.Context) {
-	a.health.init(time.Now())
+	if a.reg == nil {
+		a.health.init(time.Now(), checkParking)
+	} else {
+		a.health.init(time.Now(), checkEtcd, checkParking, checkReconcile)
+	}
 	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		if dir, err := filepath.EvalSymlinks(link.NetnsDir); err == nil {
 			if mnt, shared := mountPropagation(data, dir); !shared {

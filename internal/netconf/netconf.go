@@ -280,7 +280,8 @@ func (c *NetConf) applyDefaults() {
 }
 
 // ValidateAgent checks what the node agent takes from a network config:
-// the etcd store, the node and the vxlan settings.
+// the store (etcd, when store.type is "etcd"), the node and the vxlan
+// settings.
 func ValidateAgent(c *NetConf) error {
 	if !filepath.IsAbs(c.Store.Dir) {
 		return Invalid("store.dir", c.Store.Dir, "must be an absolute path")
@@ -288,8 +289,11 @@ func ValidateAgent(c *NetConf) error {
 	if c.Node.Name == "" {
 		return Invalid("node.name", "", "no node name and no hostname")
 	}
-	if err := c.Store.validateEtcd(); err != nil {
-		return err
+	if c.Store.Type == "etcd" {
+		// The local store's agent (ratchetd on one node) has no etcd.
+		if err := c.Store.validateEtcd(); err != nil {
+			return err
+		}
 	}
 	return c.validateNodeAndVXLAN()
 }

@@ -67,19 +67,39 @@ func (x *Executor) ObserveParked(rec *store.LinkRecord) Observation {
 // netdevs, then the stitch of two present ends, or of a lone end that was
 // never joined (to a tunnel?).
 func (x *Executor) Observe(rec *store.LinkRecord) Observation {
-	obs := x.ObserveParked(rec)
+	return x.observeStitch(rec, x.ObserveParked(rec), x.park.Stitched)
+}
+
+// ObserveWith is Observe with whether each parked netdev is there taken
+// from devs, one listing of the namespace's netdevs (Counters), instead of
+// one request per end: for views of many links at once.
+func (x *Executor) ObserveWith(rec *store.LinkRecord, devs map[int]link.NetdevCounters) Observation {
+	obs := Observation{Parking: true}
+	for i, e := range rec.Ends {
+		if e.Attachment != nil {
+			d, ok := devs[e.ParkedIndex]
+			obs.Ends[i].Parked = ok && d.Name == e.Parked
+		}
+	}
+	// Present ends were just listed: their stitch needs no lookup first.
+	return x.observeStitch(rec, obs, x.park.StitchedListed)
+}
+
+// observeStitch adds to obs, whose parked netdevs are known, the stitch
+// StateOf needs, read with stitched.
+func (x *Executor) observeStitch(rec *store.LinkRecord, obs Observation, stitched func(index int) (int, error)) Observation {
 	a, b := rec.Ends[0], rec.Ends[1]
 	pa, pb := Present(&a, obs.Ends[0]), Present(&b, obs.Ends[1])
 	switch {
 	case pa && pb && a.Declared && b.Declared:
-		obs.Ends[0].StitchedTo, _ = x.park.Stitched(a.ParkedIndex)
+		obs.Ends[0].StitchedTo, _ = stitched(a.ParkedIndex)
 	case rec.Joined:
 	case pa != pb:
 		i := 0
 		if pb {
 			i = 1
 		}
-		if to, err := x.park.Stitched(rec.Ends[i].ParkedIndex); err == nil && to != 0 {
+		if to, err := stitched(rec.Ends[i].ParkedIndex); err == nil && to != 0 {
 			obs.Ends[i].StitchedTo, obs.Ends[i].ToTunnel = to, x.park.Kind(to) == "vxlan"
 		}
 	}

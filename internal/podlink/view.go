@@ -9,6 +9,7 @@ import (
 
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // LinkView is one pod link and its state.
@@ -23,6 +24,9 @@ type LinkView struct {
 	// Stats are the link's counters on this node; nil unless asked for
 	// (ViewLinkStats).
 	Stats *LinkStats `json:",omitempty"`
+	// Remote: the link's end on this node is stitched to a tunnel toward
+	// its peer on another node (Remote), whatever its settings say.
+	Remote bool `json:",omitempty"`
 }
 
 // ViewLinks reads every pod link from the store and checks each against
@@ -43,19 +47,31 @@ func viewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS, withStat
 	if err != nil {
 		return nil, err
 	}
-	var x *Executor
+	return ViewRecords(recs, parkNS, withStats)
+}
+
+// ViewRecords is ViewLinks (withStats: ViewLinkStats) of records already
+// read: a caller can read them under the node lock and release it before
+// the kernel is asked, so that an ADD waits only for the read.
+func ViewRecords(recs []*store.LinkRecord, parkNS ns.NetNS, withStats bool) ([]LinkView, error) {
+	var (
+		x   *Executor
+		err error
+	)
 	if parkNS != nil {
 		if x, err = NewExecutor(nil, parkNS, nil); err != nil {
 			return nil, err
 		}
 		defer x.Close()
 	}
-	var stats []LinkStats
+	var (
+		stats []LinkStats
+		devs  map[int]link.NetdevCounters
+	)
 	if withStats {
 		stats = make([]LinkStats, len(recs))
 		if x != nil {
-			devs, err := x.Counters()
-			if err != nil {
+			if devs, err = x.Counters(); err != nil {
 				return nil, err
 			}
 			stats = StatsOf(recs, devs)
@@ -64,10 +80,14 @@ func viewLinks(ctx context.Context, st store.Topology, parkNS ns.NetNS, withStat
 	views := make([]LinkView, 0, len(recs))
 	for n, r := range recs {
 		obs := Observation{}
-		if x != nil {
+		switch {
+		case devs != nil:
+			// The counters' listing says which parked netdevs are there.
+			obs = x.ObserveWith(r, devs)
+		case x != nil:
 			obs = x.Observe(r)
 		}
-		v := LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings, Added: r.Added}
+		v := LinkView{ID: r.ID, Ends: r.Ends, State: StateOf(r, obs), Settings: r.Settings, Added: r.Added, Remote: Remote(r, obs)}
 		if withStats {
 			v.Stats = &stats[n]
 		}

@@ -82,6 +82,12 @@ func stitchedTo(h *Handle, index int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return redirectOf(h, l)
+}
+
+// redirectOf returns the ifindex l's ingress filter redirects to, or 0.
+// Only l's index is read.
+func redirectOf(h *Handle, l netlink.Link) (int, error) {
 	filters, err := h.FilterList(l, netlink.MakeHandle(0xffff, 0))
 	if err != nil {
 		return 0, nil // no ingress qdisc: not stitched

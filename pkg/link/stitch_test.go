@@ -33,6 +33,18 @@ func TestStitchJoinsTwoParkedEnds(t *testing.T) {
 	if to, err := link.Stitched(nil, park, pa.Attrs().Index); err != nil || to != pb.Attrs().Index {
 		t.Fatalf("Stitched(pa) = %d, %v; want %d", to, err, pb.Attrs().Index)
 	}
+	// The same through a Parking, with the interface listed already; one
+	// not stitched, and one gone, read as 0.
+	p, err := link.OpenParking(nil, park)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for index, want := range map[int]int{pa.Attrs().Index: pb.Attrs().Index, 1: 0, 1 << 20: 0} {
+		if to, err := p.StitchedListed(index); err != nil || to != want {
+			t.Errorf("StitchedListed(%d) = %d, %v; want %d", index, to, err, want)
+		}
+	}
 	// Re-stitching is idempotent.
 	if err := link.Stitch(nil, park, pa.Attrs().Index, pb.Attrs().Index); err != nil {
 		t.Fatal(err)
