@@ -342,6 +342,13 @@ func (s *session) del(e *endRef) error {
 	if !rec.Added {
 		return fmt.Errorf("link del: link %s is declared by its pods' annotations, not added by link add: change the annotations", shown(rec.ID))
 	}
+	return s.remove(ctx, rec)
+}
+
+// remove removes both of rec's ends that this node holds (their parked
+// ends with them), then its record; an added link across nodes is
+// withdrawn from the cluster first.
+func (s *session) remove(ctx context.Context, rec *store.LinkRecord) error {
 	if rec.AddedAcross {
 		// The cluster's record goes first: should this node's removal
 		// fail, this node's agent removes the end once it sees it gone.
