@@ -65,6 +65,7 @@ func run(args []string, stderr io.Writer) int {
 		noFilter   = fs.Bool("no-tunnel-filter", false, "run without the nftables filter that lets only registered nodes reach the VXLAN port\n(only where the kernel has no nf_tables: anyone who reaches the port can then inject frames)")
 		healthAddr = fs.String("health-addr", DefaultHealthAddr, "address of the /healthz and /readyz HTTP endpoints (empty: none)")
 		healthIvl  = fs.Duration("health-interval", 5*time.Second, "how often to check etcd and the parking namespace")
+		kubeconfig = fs.String("kubeconfig", "", "report pod links to Kubernetes and apply edits of their annotation: a kubeconfig file,\nor \"in-cluster\" for the pod's service account (empty: no Kubernetes; docs/kubernetes.md)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -179,6 +180,20 @@ func run(args []string, stderr io.Writer) int {
 		// Stopped before it is waited for, however Run ends.
 		defer func() {
 			stop()
+			<-done
+		}()
+	}
+	if *kubeconfig != "" {
+		kctx, cancel := context.WithCancel(ctx)
+		done, err := startKube(kctx, *kubeconfig, conf, log)
+		if err != nil {
+			cancel()
+			log.Error("kubernetes", "error", err)
+			return 1
+		}
+		// Stopped and waited for however Run ends.
+		defer func() {
+			cancel()
 			<-done
 		}()
 	}
