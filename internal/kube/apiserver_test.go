@@ -2,6 +2,11 @@ package kube_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,6 +63,7 @@ func startAPIServer(t *testing.T, bin string) *apiServer {
 	if err := os.WriteFile(tokens, []byte(token+",admin,admin,system:masters\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	saKey, saPub := serviceAccountKeys(t, dir)
 	port := etcdtest.FreePort(t)
 	cmd := exec.Command(filepath.Join(bin, "kube-apiserver"),
 		"--etcd-servers="+strings.Join(etcd, ","),
@@ -66,12 +72,14 @@ func startAPIServer(t *testing.T, bin string) *apiServer {
 		"--tls-cert-file="+tlsFiles.ServerCert, "--tls-private-key-file="+tlsFiles.ServerKey,
 		"--token-auth-file="+tokens, "--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+tlsFiles.CAKey, "--service-account-signing-key-file="+tlsFiles.CAKey,
+		"--service-account-key-file="+saPub, "--service-account-signing-key-file="+saKey,
 		"--service-cluster-ip-range=203.0.113.0/24",
 		// No controller manager makes the default service account, and no
 		// kubelet runs the pods: admission would wait for one.
 		"--disable-admission-plugins=ServiceAccount",
-		"--enable-priority-and-fairness=false")
+		"--enable-priority-and-fairness=false",
+		// The kubernetes service's endpoint would be this loopback address.
+		"--endpoint-reconciler-type=none")
 	logFile, err := os.Create(filepath.Join(dir, "kube-apiserver.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -80,9 +88,14 @@ func startAPIServer(t *testing.T, bin string) *apiServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 		logFile.Close()
 	})
 	host := fmt.Sprintf("https://127.0.0.1:%d", port)
@@ -97,9 +110,15 @@ func startAPIServer(t *testing.T, bin string) *apiServer {
 		if err == nil && string(body) == "ok" {
 			break
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
+		stopped := false
+		select {
+		case <-exited:
+			stopped = true
+		default:
+		}
+		if time.Now().After(deadline) || stopped {
 			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("kube-apiserver not ready after 60s: %v %s\nlog tail:\n%s", err, body, tail(string(log), 3000))
+			t.Fatalf("kube-apiserver not ready (exited: %v): %v %s\nlog tail:\n%s", stopped, err, body, tail(string(log), 3000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -138,4 +157,30 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// serviceAccountKeys writes an ECDSA key pair for the API server's
+// service-account tokens: the private key (PKCS #8) and the public key.
+func serviceAccountKeys(t *testing.T, dir string) (key, pub string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, pub = filepath.Join(dir, "sa-key.pem"), filepath.Join(dir, "sa-pub.pem")
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key, pub
 }
