@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/ratchet-cni/ratchet/internal/agent"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
@@ -141,6 +143,14 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var kc kubernetes.Interface
+	if *kubeconfig != "" {
+		var err error
+		if kc, err = kubeClient(*kubeconfig, conf.Node.Name); err != nil {
+			fmt.Fprintln(stderr, "ratchetd: --kubeconfig:", err)
+			return 2
+		}
+	}
 
 	first, last, _ := netconf.ParseVNIRange(conf.VXLAN.VNIRange)
 	cfg := agent.Config{
@@ -183,14 +193,9 @@ func run(args []string, stderr io.Writer) int {
 			<-done
 		}()
 	}
-	if *kubeconfig != "" {
+	if kc != nil {
 		kctx, cancel := context.WithCancel(ctx)
-		done, err := startKube(kctx, *kubeconfig, conf, log)
-		if err != nil {
-			cancel()
-			log.Error("kubernetes", "error", err)
-			return 1
-		}
+		done := startKube(kctx, kc, conf, log)
 		// Stopped and waited for however Run ends.
 		defer func() {
 			cancel()

@@ -56,6 +56,8 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{[]string{"--config", plaintext, "--etcd-insecure", "--underlay-cidrs", "198.51.100.0/24", "--vtep-ip", "192.0.2.7"}, "node.vtepIP"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--health-interval", "0s"}, "--health-interval"},
+		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--kubeconfig", filepath.Join(dir, "missing")}, "--kubeconfig"},
+		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--kubeconfig", noEndpoints}, "--kubeconfig"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {

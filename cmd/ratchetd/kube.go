@@ -13,11 +13,10 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/topology"
 )
 
-// startKube starts reporting the node's pod links to Kubernetes (see
-// internal/kube) with the client of kubeconfig ("in-cluster": the pod's
-// service account). It returns a channel closed once the reporter has
-// stopped, after ctx is done.
-func startKube(ctx context.Context, kubeconfig string, conf *netconf.NetConf, log *slog.Logger) (<-chan struct{}, error) {
+// kubeClient makes the Kubernetes client of kubeconfig: a kubeconfig
+// file, or "in-cluster" for the service account of the pod ratchetd runs
+// in. It only reads files: the API server is first reached by startKube.
+func kubeClient(kubeconfig, node string) (kubernetes.Interface, error) {
 	var rc *rest.Config
 	var err error
 	if kubeconfig == "in-cluster" {
@@ -28,11 +27,14 @@ func startKube(ctx context.Context, kubeconfig string, conf *netconf.NetConf, lo
 	if err != nil {
 		return nil, err
 	}
-	rc.UserAgent = "ratchetd/" + conf.Node.Name
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
+	rc.UserAgent = "ratchetd/" + node
+	return kubernetes.NewForConfig(rc)
+}
+
+// startKube starts reporting the node's pod links to Kubernetes (see
+// internal/kube) through client. It returns a channel closed once the
+// reporter has stopped, after ctx is done.
+func startKube(ctx context.Context, client kubernetes.Interface, conf *netconf.NetConf, log *slog.Logger) <-chan struct{} {
 	cfg := kube.Config{Client: client, Node: conf.Node.Name,
 		Links: kube.LocalLinks{Dir: conf.Store.Dir, Socket: conf.Store.AgentSocket},
 		Rules: topology.Rules{AllowCrossNamespace: conf.AllowCrossNamespace, LegacyKeys: conf.LegacyKeys, MaxLinks: conf.MaxLinksPerPod},
@@ -44,5 +46,5 @@ func startKube(ctx context.Context, kubeconfig string, conf *netconf.NetConf, lo
 			log.Error("kubernetes", "error", err)
 		}
 	}()
-	return done, nil
+	return done
 }
