@@ -17,7 +17,7 @@ TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-clie
 
 BINARIES := ratchet ratchetctl ratchetd
 
-.PHONY: all build install test check demo lint deps clean e2e fuzz fuzz-smoke tutorial lab-doc bench bench-smoke kernel-test kernel-smoke kernel-test-slow
+.PHONY: all build install test k8s-bins check demo lint deps clean e2e fuzz fuzz-smoke tutorial lab-doc bench bench-smoke kernel-test kernel-smoke kernel-test-slow
 
 all: build
 
@@ -44,9 +44,17 @@ lint:
 demo: deps build
 	BIN=$(BIN) bash examples/demo/demo.sh
 
-# Tests create network namespaces and netdevs: they need root.
-test: deps
-	$(GO) test -count=1 ./...
+# Tests create network namespaces and netdevs: they need root. The
+# Kubernetes binaries (k8s-bins) are there for the tests against a real
+# kube-apiserver (internal/kube), found through RATCHET_K8S_BIN.
+test: deps k8s-bins
+	RATCHET_K8S_BIN=$$(bash test/k8s/build.sh) $(GO) test -count=1 ./...
+
+# The Kubernetes binaries (kube-apiserver, kubelet, kubectl, ...), built once
+# from the Go module proxy into a cache outside the clone (about 20 min the
+# first time; test/k8s/build.sh prints their directory).
+k8s-bins:
+	@GO=$(GO) bash test/k8s/build.sh >/dev/null
 
 # Fuzz targets: the netconf, LinkSpec and annotation parsers, Ratchet's
 # legacy keys and CNI_ARGS (seed corpora in testdata/fuzz).

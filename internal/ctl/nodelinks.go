@@ -26,13 +26,34 @@ import (
 type NodeLink struct {
 	podlink.LinkView
 	MAC [2]string
+	// VNI is the VNI of the tunnel a link to another node's pod is
+	// stitched to here (0: none).
+	VNI uint32
 }
 
 // NodeLinks returns every pod link of the node's local store (dir) with
-// its state, as `ratchetctl links` shows it, and the MAC of each end
-// this node holds, read in the pod's namespace.
+// its state, as `ratchetctl links` shows it, the MAC of each end this
+// node holds, read in the pod's namespace, and for a link to another
+// node the VNI of its tunnel, read in the parking namespace.
 func NodeLinks(ctx context.Context, dir string) ([]NodeLink, error) {
-	pods, views, err := readLinks(dir, false)
+	st, err := store.OpenLocal(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--store %s: %w", dir, err)
+	}
+	defer st.Close()
+	pods, err := st.Pods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	park := podlink.OpenParkingOf(ctx, st)
+	if park != nil {
+		defer park.Close()
+	}
+	views, err := podlink.ViewLinks(ctx, st, park)
+	if err != nil {
+		return nil, err
+	}
+	vnis, err := tunnelVNIs(views, park)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +92,7 @@ func NodeLinks(ctx context.Context, dir string) ([]NodeLink, error) {
 	}
 	out := make([]NodeLink, 0, len(views))
 	for _, v := range views {
-		nl := NodeLink{LinkView: v}
+		nl := NodeLink{LinkView: v, VNI: vnis[v.ID]}
 		for i, e := range v.Ends {
 			if e.Attachment == nil {
 				continue
@@ -90,6 +111,56 @@ func NodeLinks(ctx context.Context, dir string) ([]NodeLink, error) {
 		out = append(out, nl)
 	}
 	return out, nil
+}
+
+// tunnelVNIs returns, by link id, the VNI of the tunnel each remote
+// link's parked end is stitched to in parking namespace park.
+func tunnelVNIs(views []podlink.LinkView, park ns.NetNS) (map[string]uint32, error) {
+	vnis := map[string]uint32{}
+	if park == nil {
+		return vnis, nil
+	}
+	var x *podlink.Executor
+	var h *link.Handle
+	defer func() {
+		// The executor and handle use the namespace: closed before it.
+		if x != nil {
+			x.Close()
+		}
+		if h != nil {
+			h.Close()
+		}
+	}()
+	for _, v := range views {
+		if v.State != podlink.StateRemote {
+			continue
+		}
+		if x == nil {
+			var err error
+			if x, err = podlink.NewExecutor(nil, park, nil); err != nil {
+				return nil, err
+			}
+			if h, err = link.NewHandle(park); err != nil {
+				return nil, err
+			}
+		}
+		obs := x.Observe(&store.LinkRecord{ID: v.ID, Ends: v.Ends, Settings: v.Settings, Added: v.Added})
+		for _, e := range obs.Ends {
+			if !e.ToTunnel {
+				continue
+			}
+			l, err := h.LinkByIndex(e.StitchedTo)
+			if _, gone := errors.AsType[netlink.LinkNotFoundError](err); gone {
+				continue // the tunnel went since: no VNI to show
+			} else if err != nil {
+				return nil, err
+			}
+			if vx, ok := l.(*netlink.Vxlan); ok {
+				vnis[v.ID] = uint32(vx.VxlanId)
+			}
+		}
+	}
+	return vnis, nil
 }
 
 // ApplyLink makes the link between end specs[0] of pod pods[0] and end

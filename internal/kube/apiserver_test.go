@@ -46,6 +46,7 @@ func k8sBin(t *testing.T) string {
 // apiServer is a real kube-apiserver on Debian's etcd, on 127.0.0.1 of
 // the test's own netns, with a static admin token (system:masters).
 type apiServer struct {
+	rest       *rest.Config
 	client     *kubernetes.Clientset
 	kubeconfig string
 	kubectl    string
@@ -139,7 +140,20 @@ current-context: test
 	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &apiServer{client: client, kubeconfig: kubeconfig, kubectl: filepath.Join(bin, "kubectl")}
+	return &apiServer{rest: rc, client: client, kubeconfig: kubeconfig, kubectl: filepath.Join(bin, "kubectl")}
+}
+
+// as returns a client that acts as user (impersonated by the admin), to
+// run code with the permissions a role grants.
+func (s *apiServer) as(t *testing.T, user string) kubernetes.Interface {
+	t.Helper()
+	rc := rest.CopyConfig(s.rest)
+	rc.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // run runs kubectl against the server and fails the test if it fails.

@@ -179,9 +179,12 @@ func TestStatusEventsAndEdits(t *testing.T) {
 	}
 	testutil.MustPing(t, nets["r1"], "192.0.2.2")
 
+	// ratchetd runs with deploy/ratchetd-rbac.yaml's permissions only.
+	s.run(t, "apply", "-f", filepath.Join("..", "..", "deploy", "ratchetd-rbac.yaml"))
+	ratchetd := s.as(t, "system:serviceaccount:kube-system:ratchetd")
 	done := make(chan error, 1)
 	go func() {
-		done <- kube.Run(ctx, kube.Config{Client: s.client, Node: node,
+		done <- kube.Run(ctx, kube.Config{Client: ratchetd, Node: node,
 			Links: kube.LocalLinks{Dir: dir, Socket: filepath.Join(dir, "no-agent.sock")},
 			Rules: topology.Rules{MaxLinks: 16}, Resync: 200 * time.Millisecond})
 	}()

@@ -22,7 +22,7 @@ func (l LocalLinks) Links(ctx context.Context) ([]Link, error) {
 	}
 	out := make([]Link, len(nls))
 	for i, nl := range nls {
-		out[i] = Link{LinkView: nl.LinkView, MAC: nl.MAC}
+		out[i] = Link{LinkView: nl.LinkView, MAC: nl.MAC, VNI: nl.VNI}
 	}
 	return out, nil
 }
