@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -173,9 +174,27 @@ func tunnelVNIs(views []podlink.LinkView, park ns.NetNS) (map[string]uint32, err
 func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2]netconf.LinkSpec) error {
 	req := &addRequest{}
 	for i := range pods {
-		spec := specs[i]
-		req.ends[i] = &endRef{pod: pods[i], ifName: spec.Name}
-		req.specs[i] = &spec
+		req.ends[i] = &endRef{pod: pods[i], ifName: specs[i].Name}
+	}
+	for i, e := range req.ends {
+		other := req.ends[1-i]
+		// A peer without a namespace is in the pod's own.
+		p := specs[i].Peer
+		var peerNS string
+		if p != nil {
+			peerNS = p.Namespace
+			if peerNS == "" {
+				peerNS, _, _ = strings.Cut(e.pod, "/")
+			}
+		}
+		if p == nil || peerNS+"/"+p.Pod != other.pod || p.Name != other.ifName {
+			return fmt.Errorf("%s: its spec's peer is not %s", shown(e.String()), shown(other.String()))
+		}
+		spec, err := checkSpec(e, specs[i])
+		if err != nil {
+			return err
+		}
+		req.specs[i] = spec
 	}
 	s, err := openSession(dir)
 	if err != nil {
