@@ -140,7 +140,8 @@ func macOf(t *testing.T, n ns.NetNS, name string) string {
 // waiting for r1's consent. It checks the network-status entries (and
 // that another plugin's entry stays), the PeerRefused and LinkBroken
 // Events, and that `kubectl annotate --overwrite` adding a link on both
-// pods makes it in both pods' namespaces, and removing it takes it away.
+// pods makes it in both pods' namespaces, removing it takes it away, and
+// changing it makes it anew.
 func TestStatusEventsAndEdits(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := k8sBin(t)
@@ -272,6 +273,23 @@ func TestStatusEventsAndEdits(t *testing.T) {
 		return nil
 	})
 	testutil.MustPing(t, nets["r1"], "192.0.2.2")
+
+	// kubectl annotate a changed link: r1's e1 gets another address; the
+	// link is made anew, r2 still consenting.
+	r1Changed := strings.Replace(r1Links, "192.0.2.1/24", "192.0.2.11/24", 1)
+	s.run(t, "-n", "lab", "annotate", "--overwrite", "pod/r1", topology.LinksAnnotation+"="+r1Changed)
+	eventually(t, "r1's e1 readdressed", func() error {
+		st, err := statusOf(ctx, s, "r1")
+		if err != nil {
+			return err
+		}
+		if e := st["ratchet.cni.dev/e1"]; !slices.Equal(e.IPs, []string{"192.0.2.11"}) || e.DeviceInfo == nil || e.DeviceInfo.State != "up" {
+			return fmt.Errorf("entry e1 = %+v", e)
+		}
+		return nil
+	})
+	testutil.MustPing(t, nets["r2"], "192.0.2.11")
+	eventOf(t, s, "r1", kube.ReasonLinkApplied, "link e1 to lab/r2:w1 made")
 
 	// Break r1:e1 behind ratchet's back: its parked end goes.
 	parking := filepath.Base(testutil.ParkingPath(dir))
