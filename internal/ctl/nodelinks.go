@@ -164,14 +164,20 @@ func tunnelVNIs(views []podlink.LinkView, park ns.NetNS) (map[string]uint32, err
 	return vnis, nil
 }
 
+// ErrNotAttached says that a pod of this node has no attachment (its CNI
+// ADD has not run yet, or it is gone): its ADD, not ApplyLink, makes its
+// ends.
+var ErrNotAttached = errors.New("the pod has no attachment on this node")
+
 // ApplyLink makes the link between end specs[0] of pod pods[0] and end
 // specs[1] of pods[1] (each spec's peer names the other end), as `link
-// add` does: pods[0] runs on this node, pods[1] on this node or, through
-// ratchetd's socket, another. It is idempotent: a link recorded already
+// add` does: pods[0] runs on this node, pods[1] on this node (peerHere)
+// or, through ratchetd's socket, another. A pod of this node without an
+// attachment is ErrNotAttached. It is idempotent: a link recorded already
 // with the same specs is left as it is; one recorded with other specs
 // (a pod declared it at its ADD while the peer did not, or the specs
 // changed) is removed first, then made anew.
-func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2]netconf.LinkSpec) error {
+func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool) error {
 	req := &addRequest{}
 	for i := range pods {
 		req.ends[i] = &endRef{pod: pods[i], ifName: specs[i].Name}
@@ -202,10 +208,15 @@ func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2
 	}
 	defer s.close()
 	s.socket = socket
-	if pr, err := s.st.Pod(ctx, pods[0]); err != nil {
-		return err
-	} else if pr == nil {
-		return fmt.Errorf("pod %s has no attachment on this node (yet)", shown(pods[0]))
+	for i, pod := range pods {
+		if i == 1 && !peerHere {
+			break
+		}
+		if pr, err := s.st.Pod(ctx, pod); err != nil {
+			return err
+		} else if pr == nil {
+			return fmt.Errorf("pod %s: %w", shown(pod), ErrNotAttached)
+		}
 	}
 	id, _ := store.LinkID(pods[0], specs[0].Name, pods[1], specs[1].Name)
 	prev, err := s.st.Link(ctx, id)

@@ -3,6 +3,7 @@ package ctl_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"testing"
 
@@ -42,12 +43,12 @@ func TestApplyAndRemoveLink(t *testing.T) {
 
 	pods := [2]string{"lab/r1", "lab/r2"}
 	specs := [2]netconf.LinkSpec{specOf(t, r1Spec("192.0.2.1/24")), specOf(t, `{"name":"w1","ips":["192.0.2.2/24"],"peer":{"pod":"r1","name":"e1"}}`)}
-	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, specs); err != nil {
+	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, specs, true); err != nil {
 		t.Fatal(err)
 	}
 	waitPing(t, r1, "192.0.2.2")
 	before, _ := inspect(t, r1, "e1")
-	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, specs); err != nil {
+	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, specs, true); err != nil {
 		t.Fatalf("ApplyLink again: %v", err)
 	}
 	if again, _ := inspect(t, r1, "e1"); again.Index != before.Index {
@@ -66,19 +67,20 @@ func TestApplyAndRemoveLink(t *testing.T) {
 	}
 
 	specs[0] = specOf(t, r1Spec("192.0.2.11/24"))
-	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, specs); err != nil {
+	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, specs, true); err != nil {
 		t.Fatal(err)
 	}
 	if s, _ := inspect(t, r1, "e1"); !slices.Contains(s.Addrs, "192.0.2.11/24") {
 		t.Errorf("e1 after a changed spec: addresses %v, want 192.0.2.11/24", s.Addrs)
 	}
 	waitPing(t, r2, "192.0.2.11")
-	if err := ctlpkg.ApplyLink(ctx, dir, "", [2]string{"lab/nowhere", "lab/r2"}, specs); err == nil {
-		t.Error("ApplyLink for a pod that is not on the node succeeded")
+	nowhere := [2]netconf.LinkSpec{specOf(t, `{"name":"n1","peer":{"pod":"r2","name":"w9"}}`), specOf(t, `{"name":"w9","peer":{"pod":"nowhere","name":"n1"}}`)}
+	if err := ctlpkg.ApplyLink(ctx, dir, "", [2]string{"lab/nowhere", "lab/r2"}, nowhere, true); !errors.Is(err, ctlpkg.ErrNotAttached) {
+		t.Errorf("ApplyLink for a pod that is not on the node: %v, want ErrNotAttached", err)
 	}
 	bad := specs
 	bad[1].Peer = &netconf.Peer{Pod: "r3", Name: "e1"}
-	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, bad); err == nil {
+	if err := ctlpkg.ApplyLink(ctx, dir, "", pods, bad, true); err == nil {
 		t.Error("ApplyLink with a spec whose peer is another pod succeeded")
 	}
 }

@@ -10,6 +10,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -51,15 +52,20 @@ const (
 	ReasonInvalidLinks = "InvalidLinks"
 )
 
+// ErrNotAttached says that a pod of this node has no attachment yet (its
+// CNI ADD has not run): its ADD reads the annotation and makes its ends.
+var ErrNotAttached = errors.New("not attached yet")
+
 // Links is what this package needs of the node's ratchet: the node's pod
 // links with their state, and the live-lab operations.
 type Links interface {
 	// Links returns the node's pod links (podlink.ViewLinks) with MACs.
 	Links(ctx context.Context) ([]Link, error)
 	// Apply makes the link between end specs[0] of pods[0], a pod of
-	// this node, and end specs[1] of pods[1]; a link already made with
-	// the same specs is left alone.
-	Apply(ctx context.Context, pods [2]string, specs [2]netconf.LinkSpec) error
+	// this node, and end specs[1] of pods[1], on this node (peerHere) or
+	// another; a link already made with the same specs is left alone. A
+	// pod of this node that has no attachment yet is ErrNotAttached.
+	Apply(ctx context.Context, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool) error
 	// Remove removes the link with end pod:ifName; no such link is no
 	// error.
 	Remove(ctx context.Context, pod, ifName string) error
@@ -224,43 +230,52 @@ func (r *reporter) applyEdits(ctx context.Context) {
 	}
 }
 
-// applyLink makes l, declared by pod p, if its peer consents.
-func (r *reporter) applyLink(ctx context.Context, p *corev1.Pod, l topology.Link) {
-	peerEnd, ok, why := r.consent(ctx, podID(p), l)
+// applyLink makes l, declared by pod p, if its peer consents. It reports
+// whether it made it (or found it made).
+func (r *reporter) applyLink(ctx context.Context, p *corev1.Pod, l topology.Link) bool {
+	peerEnd, peer, ok, why := r.consent(ctx, podID(p), l)
 	if !ok {
 		if why != "" {
 			r.recorder.Eventf(p, corev1.EventTypeWarning, ReasonPeerRefused, "link %s waits: %s", l.Spec.Name, why)
 		}
-		return
+		return false
 	}
-	err := r.cfg.Links.Apply(ctx, [2]string{podKey(p), l.Peer.String()}, [2]netconf.LinkSpec{l.Spec, peerEnd.Spec})
+	err := r.cfg.Links.Apply(ctx, [2]string{podKey(p), l.Peer.String()}, [2]netconf.LinkSpec{l.Spec, peerEnd.Spec}, peer.Spec.NodeName == r.cfg.Node)
+	if errors.Is(err, ErrNotAttached) {
+		// A pod of this node that is not running yet: its ADD makes its
+		// end, and the pass after it (report) the other.
+		r.cfg.Log.Debug("link waits for a pod's ADD", "pod", podKey(p), "link", l.Spec.Name, "error", err)
+		return false
+	}
 	if err != nil {
 		r.recorder.Eventf(p, corev1.EventTypeWarning, ReasonLinkFailed, "link %s to %s:%s: %v", l.Spec.Name, l.Peer, l.Spec.Peer.Name, err)
-		return
+		return false
 	}
 	r.recorder.Eventf(p, corev1.EventTypeNormal, ReasonLinkApplied, "link %s to %s:%s made", l.Spec.Name, l.Peer, l.Spec.Peer.Name)
+	return true
 }
 
 // consent checks that l's peer pod declares the end matching l (declared
 // by self), with topology's consent rule. A peer pod that does not exist
 // (yet) refuses nothing: why is then empty.
-func (r *reporter) consent(ctx context.Context, self topology.PodID, l topology.Link) (topology.Link, bool, string) {
+func (r *reporter) consent(ctx context.Context, self topology.PodID, l topology.Link) (topology.Link, *corev1.Pod, bool, string) {
 	peer, err := r.pods.Pods(l.Peer.Namespace).Get(l.Peer.Name)
 	if apierrors.IsNotFound(err) {
 		// Not on this node: ask the API server.
 		peer, err = r.cfg.Client.CoreV1().Pods(l.Peer.Namespace).Get(ctx, l.Peer.Name, metav1.GetOptions{})
 	}
 	if apierrors.IsNotFound(err) {
-		return topology.Link{}, false, ""
+		return topology.Link{}, nil, false, ""
 	}
 	if err != nil {
-		return topology.Link{}, false, fmt.Sprintf("pod %s: %v", l.Peer, err)
+		return topology.Link{}, nil, false, fmt.Sprintf("pod %s: %v", l.Peer, err)
 	}
 	d, err := topology.Declared(peer.Annotations, podID(peer), r.cfg.Rules)
 	if err != nil {
-		return topology.Link{}, false, fmt.Sprintf("pod %s: %v", l.Peer, err)
+		return topology.Link{}, nil, false, fmt.Sprintf("pod %s: %v", l.Peer, err)
 	}
-	return d.Reverse(self, l)
+	end, ok, why := d.Reverse(self, l)
+	return end, peer, ok, why
 }
 
 func findLink(d *topology.Declaration, name string) (topology.Link, bool) {
@@ -316,6 +331,22 @@ func (r *reporter) report(ctx context.Context) {
 						"link %s to %s:%s is broken: the node's store and kernel disagree (ratchetctl links; ratchetctl check)", e.IfName, l.Ends[1-i].Pod, l.Ends[1-i].IfName)
 				}
 			case l.State == podlink.StatePending && e.Declared:
+				// The peer, a pod of this node, declares the link now
+				// but did not at its ADD (its annotation was edited
+				// before its ADD, or while ratchetd was down): made
+				// once per pending spell, as its edit would have.
+				other := l.Ends[1-i]
+				if op := byKey[other.Pod]; op != nil && !other.Declared {
+					if decl, err := topology.Declared(op.Annotations, podID(op), r.cfg.Rules); err == nil {
+						if ol, ok := findLink(decl, other.IfName); ok && ol.PeerEnd == nil && ol.Peer.String() == e.Pod && ol.Spec.Peer.Name == e.IfName {
+							key := l.ID + "|" + other.Pod + "|apply"
+							if told[key] = true; !r.told[key] {
+								r.applyLink(ctx, op, ol)
+							}
+							continue
+						}
+					}
+				}
 				key := l.ID + "|" + e.Pod + "|" + ReasonPeerRefused
 				if r.told[key] {
 					told[key] = true
@@ -326,7 +357,7 @@ func (r *reporter) report(ctx context.Context) {
 					continue
 				}
 				if dl, ok := findLink(decl, e.IfName); ok && dl.PeerEnd == nil {
-					if _, ok, why := r.consent(ctx, podID(p), dl); !ok && why != "" {
+					if _, _, ok, why := r.consent(ctx, podID(p), dl); !ok && why != "" {
 						told[key] = true
 						r.recorder.Eventf(p, corev1.EventTypeWarning, ReasonPeerRefused, "link %s waits: %s", e.IfName, why)
 					}

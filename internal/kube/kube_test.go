@@ -72,6 +72,11 @@ const (
 	r2Links = `[{"name":"w1","ips":["192.0.2.2/24"],"peer":{"pod":"r1","name":"e1"}}]`
 	// r3 declares a link to r1:x1, which r1 does not declare: it waits.
 	r3Links = `[{"name":"f1","peer":{"pod":"r1","name":"x1"}}]`
+	// r4 declares a link to r2:z1, which r2 consents to only by an edit
+	// made while ratchetd is not running.
+	r4Links = `[{"name":"g1","ips":["203.0.113.1/30"],"peer":{"pod":"r2","name":"z1"}}]`
+	r2Late  = `[{"name":"w1","ips":["192.0.2.2/24"],"peer":{"pod":"r1","name":"e1"}},` +
+		`{"name":"z1","ips":["203.0.113.2/30"],"peer":{"pod":"r4","name":"g1"}}]`
 	// multus is an entry another plugin wrote: ratchet keeps it.
 	multus = `[{"name":"cbr0","interface":"eth0","ips":["192.0.2.100"],"default":true}]`
 )
@@ -156,8 +161,9 @@ func TestStatusEventsAndEdits(t *testing.T) {
 		"r1": {topology.LinksAnnotation: r1Links, kube.NetworkStatusAnnotation: multus},
 		"r2": {topology.LinksAnnotation: r2Links},
 		"r3": {topology.LinksAnnotation: r3Links},
+		"r4": {topology.LinksAnnotation: r4Links},
 	}
-	for _, name := range []string{"r1", "r2", "r3"} {
+	for _, name := range []string{"r1", "r2", "r3", "r4"} {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "lab", Annotations: annotations[name]},
 			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
 		if _, err := s.client.CoreV1().Pods("lab").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -174,11 +180,14 @@ func TestStatusEventsAndEdits(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { testutil.RemoveParking(dir) })
 	nets := map[string]ns.NetNS{}
-	for _, name := range []string{"r1", "r2", "r3"} {
+	for _, name := range []string{"r1", "r2", "r3", "r4"} {
 		nets[name] = testutil.NewNS(t)
 		cni(t, "ADD", dir, name, nets[name], annotations[name][topology.LinksAnnotation])
 	}
 	testutil.MustPing(t, nets["r1"], "192.0.2.2")
+	// r2 consents to r4's link while no ratchetd runs: no edit is seen,
+	// the pending link is made on the first pass.
+	s.run(t, "-n", "lab", "annotate", "--overwrite", "pod/r2", topology.LinksAnnotation+"="+r2Late)
 
 	// ratchetd runs with deploy/ratchetd-rbac.yaml's permissions only.
 	s.run(t, "apply", "-f", filepath.Join("..", "..", "deploy", "ratchetd-rbac.yaml"))
@@ -215,12 +224,33 @@ func TestStatusEventsAndEdits(t *testing.T) {
 		}
 		return nil
 	})
-	if st, err := statusOf(ctx, s, "r2"); err != nil || st["ratchet.cni.dev/w1"].DeviceInfo == nil || st["ratchet.cni.dev/w1"].DeviceInfo.Peer != "lab/r1:e1" {
-		t.Errorf("r2's network-status: %+v, %v", st, err)
-	}
+	eventually(t, "r2's network-status", func() error {
+		st, err := statusOf(ctx, s, "r2")
+		if err != nil {
+			return err
+		}
+		if e := st["ratchet.cni.dev/w1"]; e.DeviceInfo == nil || e.DeviceInfo.Peer != "lab/r1:e1" {
+			return fmt.Errorf("entry w1 = %+v", e)
+		}
+		return nil
+	})
 	if p, err := s.client.CoreV1().Pods("lab").Get(ctx, "elsewhere", metav1.GetOptions{}); err != nil || p.Annotations[kube.NetworkStatusAnnotation] != "" {
 		t.Errorf("another node's pod got a network-status: %v %v", p.Annotations, err)
 	}
+	eventually(t, "r2's late consent to r4's link applied", func() error {
+		if _, err := testutil.Handle(t, nets["r2"]).LinkByName("z1"); err != nil {
+			return fmt.Errorf("z1 in r2: %w", err)
+		}
+		st, err := statusOf(ctx, s, "r4")
+		if err != nil {
+			return err
+		}
+		if e := st["ratchet.cni.dev/g1"]; e.DeviceInfo == nil || e.DeviceInfo.State != "up" || e.DeviceInfo.Peer != "lab/r2:z1" {
+			return fmt.Errorf("r4's entry g1 = %+v", e)
+		}
+		return nil
+	})
+	testutil.MustPing(t, nets["r4"], "203.0.113.2")
 	// r3's link waits for r1, which does not declare x1.
 	eventOf(t, s, "r3", kube.ReasonPeerRefused, "pod lab/r1 declares no link x1")
 
@@ -322,7 +352,7 @@ func TestStatusEventsAndEdits(t *testing.T) {
 		}
 		return nil
 	})
-	for _, name := range []string{"r1", "r2", "r3"} {
+	for _, name := range []string{"r1", "r2", "r3", "r4"} {
 		cni(t, "DEL", dir, name, nets[name], annotations[name][topology.LinksAnnotation])
 	}
 }

@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/ratchet-cni/ratchet/internal/ctl"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
@@ -28,8 +30,12 @@ func (l LocalLinks) Links(ctx context.Context) ([]Link, error) {
 }
 
 // Apply implements Links with ctl.ApplyLink.
-func (l LocalLinks) Apply(ctx context.Context, pods [2]string, specs [2]netconf.LinkSpec) error {
-	return ctl.ApplyLink(ctx, l.Dir, l.Socket, pods, specs)
+func (l LocalLinks) Apply(ctx context.Context, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool) error {
+	err := ctl.ApplyLink(ctx, l.Dir, l.Socket, pods, specs, peerHere)
+	if errors.Is(err, ctl.ErrNotAttached) {
+		return fmt.Errorf("%w: %v", ErrNotAttached, err)
+	}
+	return err
 }
 
 // Remove implements Links with ctl.RemoveLink.
