@@ -204,10 +204,6 @@ func (r *reporter) applyEdits(ctx context.Context) {
 		for _, l := range oldD.Links {
 			before[l.Spec.Name] = l
 		}
-		now := map[string]bool{}
-		for _, l := range newD.Links {
-			now[l.Spec.Name] = true
-		}
 		for name, l := range before {
 			nl, kept := findLink(newD, name)
 			if kept && sameLink(l, nl) {
