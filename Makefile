@@ -53,9 +53,11 @@ lint:
 demo: deps build
 	BIN=$(BIN) bash examples/demo/demo.sh
 
-# Tests create network namespaces and netdevs: they need root.
-test: deps
-	$(GO) test -count=1 ./...
+# Tests create network namespaces and netdevs: they need root. The
+# Kubernetes binaries (k8s-bins) are there for the tests against a real
+# kube-apiserver (internal/kube), found through RATCHET_K8S_BIN.
+test: deps k8s-bins
+	RATCHET_K8S_BIN=$$(GO=$(GO) bash test/k8s/build.sh) $(GO) test -count=1 ./...
 
 # Fuzz targets: the netconf, LinkSpec and annotation parsers, Ratchet's
 # legacy keys and CNI_ARGS (seed corpora in testdata/fuzz).

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/ratchet-cni/ratchet/internal/agent"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
@@ -90,6 +92,8 @@ func runCtx(ctx context.Context, args []string, stderr io.Writer, started func(m
 		webRemote  = fs.Bool("web-remote", false, "allow a --web-addr that is not loopback (the page has no authentication)")
 		webControl = fs.Bool("web-control", false, "let the page pull and plug cables, as ratchetctl link down|up (default: read-only)")
 		metrics    = fs.String("metrics-addr", "", "address of the Prometheus /metrics endpoint, e.g. "+DefaultMetricsAddr+" (empty: none);\nthe series name pods and links: give a non-loopback address only where that may be seen")
+
+		kubeconfig = fs.String("kubeconfig", "", "report pod links to Kubernetes and apply edits of their annotation: a kubeconfig file,\nor \"in-cluster\" for the pod's service account (empty: no Kubernetes; docs/kubernetes.md)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -192,6 +196,14 @@ func runCtx(ctx context.Context, args []string, stderr io.Writer, started func(m
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var kc kubernetes.Interface
+	if *kubeconfig != "" {
+		var err error
+		if kc, err = kubeClient(*kubeconfig, conf.Node.Name); err != nil {
+			fmt.Fprintln(stderr, "ratchetd: --kubeconfig:", err)
+			return 2
+		}
+	}
 
 	first, last, _ := netconf.ParseVNIRange(conf.VXLAN.VNIRange)
 	cfg := agent.Config{
@@ -261,6 +273,15 @@ func runCtx(ctx context.Context, args []string, stderr io.Writer, started func(m
 			}
 			started(addrs)
 		}
+	}
+	if kc != nil {
+		kctx, cancel := context.WithCancel(ctx)
+		done := startKube(kctx, kc, conf, log)
+		// Stopped and waited for however Run ends.
+		defer func() {
+			cancel()
+			<-done
+		}()
 	}
 	if err := a.Run(ctx, ready); err != nil {
 		log.Error("agent", "error", err)

@@ -63,6 +63,9 @@ func TestMainRefusesBadConfig(t *testing.T) {
 		{[]string{"--node", "n1", "--health-addr", "localhost:http"}, "--health-addr"},
 		{[]string{"--node", "n1", "--etcd-ca", "/ca.pem"}, "--etcd-ca needs --etcd-endpoints"},
 		{[]string{"--node", "n1", "--store-dir", "relative"}, "store.dir"},
+
+		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--kubeconfig", filepath.Join(dir, "missing")}, "--kubeconfig"},
+		{[]string{"--etcd-endpoints", "http://192.0.2.1:2379", "--etcd-insecure", "--node", "n1", "--kubeconfig", noEndpoints}, "--kubeconfig"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(c.args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {

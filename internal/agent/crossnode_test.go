@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/agent"
+	"github.com/ratchet-cni/ratchet/internal/ctl"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
@@ -101,6 +102,15 @@ func TestCrossNodeLink(t *testing.T) {
 	for _, n := range c.nodes {
 		if got := linkStates(t, n); len(got) != 1 || got[0] != podlink.StateRemote {
 			t.Fatalf("%s: link states %v, want [remote]", n.name, got)
+		}
+	}
+	// What ratchetd reports to Kubernetes (internal/kube): the tunnel's VNI.
+	for vni := range vnis {
+		for _, n := range c.nodes {
+			nls, err := ctl.NodeLinks(context.Background(), n.dir)
+			if err != nil || len(nls) != 1 || nls[0].VNI != vni || vni == 0 {
+				t.Fatalf("%s: NodeLinks %+v, %v; want one link with VNI %d", n.name, nls, err, vni)
+			}
 		}
 	}
 

@@ -90,26 +90,34 @@ func parseAdd(pos, ips []string, mtu int, netem string) (*addRequest, error) {
 	for i, e := range r.ends {
 		other := r.ends[1-i]
 		ns, pod, _ := strings.Cut(other.pod, "/")
-		spec := netconf.LinkSpec{Name: e.ifName, IPs: addrs[i], MTU: mtu, Netem: nspec,
-			Peer: &netconf.Peer{Namespace: ns, Pod: pod, Name: other.ifName}}
-		// Through JSON, as an annotation's link is read: the same rules.
-		b, err := json.Marshal(spec)
-		if err == nil {
-			spec = netconf.LinkSpec{}
-			err = json.Unmarshal(b, &spec)
-		}
-		if err == nil {
-			err = spec.Validate(e.String(), netconf.Annotation)
-		}
-		if err == nil {
-			err = netconf.CheckPodLinkName(e.ifName)
-		}
+		spec, err := checkSpec(e, netconf.LinkSpec{Name: e.ifName, IPs: addrs[i], MTU: mtu, Netem: nspec,
+			Peer: &netconf.Peer{Namespace: ns, Pod: pod, Name: other.ifName}})
 		if err != nil {
 			return nil, fmt.Errorf("link add: %w", err)
 		}
-		r.specs[i] = &spec
+		r.specs[i] = spec
 	}
 	return r, nil
+}
+
+// checkSpec reads spec, end e's, through JSON, as an annotation's link is
+// read, and validates it with the same rules.
+func checkSpec(e *endRef, spec netconf.LinkSpec) (*netconf.LinkSpec, error) {
+	b, err := json.Marshal(spec)
+	if err == nil {
+		spec = netconf.LinkSpec{}
+		err = json.Unmarshal(b, &spec)
+	}
+	if err == nil {
+		err = spec.Validate(e.String(), netconf.Annotation)
+	}
+	if err == nil {
+		err = netconf.CheckPodLinkName(e.ifName)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &spec, nil
 }
 
 // linkAdd runs `ratchetctl link add`: both ends are made in the running
@@ -347,6 +355,13 @@ func (s *session) del(e *endRef) error {
 	if !rec.Added {
 		return fmt.Errorf("link del: link %s is declared by its pods' annotations, not added by link add: change the annotations", shown(rec.ID))
 	}
+	return s.remove(ctx, rec)
+}
+
+// remove removes both of rec's ends that this node holds (their parked
+// ends with them), then its record; an added link across nodes is
+// withdrawn from the cluster first.
+func (s *session) remove(ctx context.Context, rec *store.LinkRecord) error {
 	if rec.AddedAcross {
 		// The cluster's record goes first: should this node's removal
 		// fail, this node's agent removes the end once it sees it gone.

@@ -119,3 +119,36 @@ func TestLegacyKeysNeedOptIn(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestReverse(t *testing.T) {
+	rules := topology.Rules{MaxLinks: 10}
+	a := topology.PodID{Namespace: "lab", Name: "a"}
+	b := topology.PodID{Namespace: "lab", Name: "b"}
+	da, err := topology.Declared(map[string]string{topology.LinksAnnotation: `[{"name":"e1","peer":{"pod":"b","name":"w1"}}]`}, a, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		links string
+		ok    bool
+		why   string
+	}{
+		{`[{"name":"w1","ips":["192.0.2.2/24"],"peer":{"pod":"a","name":"e1"}}]`, true, ""},
+		{`[]`, false, "pod lab/b declares no link w1"},
+		{`[{"name":"w1","peer":{"pod":"c","name":"e1"}}]`, false, "pod lab/b links its w1 to lab/c:e1, not to lab/a:e1"},
+		{`[{"name":"w1","peer":{"pod":"a","name":"e2"}}]`, false, "pod lab/b links its w1 to lab/a:e2, not to lab/a:e1"},
+	}
+	for _, c := range cases {
+		db, err := topology.Declared(map[string]string{topology.LinksAnnotation: c.links}, b, rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok, why := db.Reverse(a, da.Links[0])
+		if ok != c.ok || why != c.why {
+			t.Errorf("%s: Reverse = %v %q, want %v %q", c.links, ok, why, c.ok, c.why)
+		}
+		if ok && (got.Spec.Name != "w1" || got.Peer != a || len(got.Spec.IPs) != 1) {
+			t.Errorf("%s: Reverse returned %+v", c.links, got)
+		}
+	}
+}
