@@ -205,18 +205,18 @@ func Call(ctx context.Context, socket string, req *Request) (*Response, error) {
 	// plugin binary bigger (docs/performance.md).
 	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, socket, err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, socket, err)
 	}
 	defer conn.Close()
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(deadline)
 	}
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, fmt.Errorf("%w at %s: send: %v", ErrUnreachable, socket, err)
+		return nil, fmt.Errorf("%w at %s: send: %w", ErrUnreachable, socket, err)
 	}
 	resp := &Response{}
 	if err := json.NewDecoder(io.LimitReader(conn, maxMessage)).Decode(resp); err != nil {
-		return nil, fmt.Errorf("%w at %s: receive: %v", ErrUnreachable, socket, err)
+		return nil, fmt.Errorf("%w at %s: receive: %w", ErrUnreachable, socket, err)
 	}
 	if resp.Error != "" {
 		return resp, &CallError{Code: resp.Code, Msg: resp.Error}
