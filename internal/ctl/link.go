@@ -35,10 +35,6 @@ const linkUsage = `  ratchetctl link down|up [--store DIR] NS/POD:IF  pull a pod
                   cross-node link's settings; both nodes' agents apply them)
 `
 
-// impairFlags are `link set`'s impairment flags, named as the fields of
-// linkparam's errors.
-var impairFlags = []string{"delay", "jitter", "loss", "corrupt", "duplicate", "reorder", "rate"}
-
 // linkCmd runs `ratchetctl link SUBCOMMAND`.
 func linkCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -70,7 +66,7 @@ func linkCmd(args []string, stdout io.Writer) error {
 	values := map[string]*string{}
 	if sub == "set" {
 		direction = fs.String("direction", "both", "both, to (toward the named end's pod) or from (away from it)")
-		for _, name := range impairFlags {
+		for _, name := range linkparam.ImpairmentFields {
 			values[name] = fs.String(name, "", "")
 		}
 	}
@@ -179,7 +175,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // parseImpairChange parses the impairment flags the user gave; an error
 // names the flag (linkparam names the field, which is the flag's name).
 func parseImpairChange(fs *flag.FlagSet, values map[string]*string, direction string) (labop.ImpairChange, error) {
-	c := labop.ImpairChange{Set: map[string]bool{}}
+	c := labop.ImpairChange{Values: map[string]string{}}
 	switch direction {
 	case "both":
 		c.To, c.From = true, true
@@ -190,43 +186,21 @@ func parseImpairChange(fs *flag.FlagSet, values map[string]*string, direction st
 	default:
 		return c, fmt.Errorf("--direction %q: want both, to or from", direction)
 	}
-	fs.Visit(func(f *flag.Flag) { c.Set[f.Name] = true })
-	var err error
-	for _, name := range impairFlags {
-		if !c.Set[name] {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, name := range linkparam.ImpairmentFields {
+		if !given[name] {
 			continue
 		}
-		v := *values[name]
-		m := &c.With
-		switch name {
-		case "delay":
-			m.Delay, err = linkparam.ParseDelay(name, v)
-		case "jitter":
-			m.Jitter, err = linkparam.ParseDelay(name, v)
-		case "loss":
-			m.Loss, err = linkparam.ParsePercent(name, v)
-		case "corrupt":
-			m.Corrupt, err = linkparam.ParsePercent(name, v)
-		case "duplicate":
-			m.Duplicate, err = linkparam.ParsePercent(name, v)
-		case "reorder":
-			m.Reorder, err = linkparam.ParsePercent(name, v)
-		case "rate":
-			// "0" takes the rate away; any other value is a rate.
-			if v != "0" {
-				m.Rate, err = linkparam.ParseRate(v)
-			}
-		}
-		if err != nil {
+		// Each value is checked now, before anything is opened.
+		var probe linkparam.Impairment
+		if err := probe.Set(name, *values[name]); err != nil {
 			return c, fmt.Errorf("--%v", err)
 		}
+		c.Values[name] = *values[name]
 	}
-	given := false
-	for _, name := range impairFlags {
-		given = given || c.Set[name]
-	}
-	if !given {
-		return c, badArg("link set: give at least one of --%s", strings.Join(impairFlags, ", --"))
+	if len(c.Values) == 0 {
+		return c, badArg("link set: give at least one of --%s", strings.Join(linkparam.ImpairmentFields, ", --"))
 	}
 	return c, nil
 }

@@ -37,20 +37,19 @@ func Cable(dir, socket, end string, pull bool) error {
 	return s.Adjust(target, CableDecider(pull))
 }
 
-// ImpairChange is a change of a link's run-time impairments: the fields
-// named in Set take their value from With, in the direction toward the
-// named end's pod (To) and away from it (From). Set's keys are
-// linkparam's field names: delay, jitter, loss, corrupt, duplicate,
-// reorder and rate.
+// ImpairChange is a change of a link's run-time impairments: each field
+// of Values (linkparam.ImpairmentFields) takes its value, as
+// linkparam's Impairment.Set parses it, in the direction toward the
+// named end's pod (To) and away from it (From); the other fields keep
+// theirs.
 type ImpairChange struct {
 	To, From bool
-	Set      map[string]bool
-	With     linkparam.Impairment
+	Values   map[string]string
 }
 
-// Decider returns the change's decision. A result that linkparam refuses
-// as a whole (a reorder needs a delay, which may be set already) is
-// linkparam's error, naming the field.
+// Decider returns the change's decision. A value or a result that
+// linkparam refuses (a reorder needs a delay, which may be set already)
+// is linkparam's error, naming the field.
 func (c ImpairChange) Decider() Decider {
 	return func(rec *store.LinkRecord, mine int, obs podlink.Observation) (podlink.Decision, error) {
 		toward, err := c.apply(rec, mine)
@@ -71,7 +70,11 @@ func (c ImpairChange) apply(rec *store.LinkRecord, mine int) ([2]*linkparam.Impa
 			cur = *t
 		}
 		if i == mine && c.To || i != mine && c.From {
-			c.merge(&cur)
+			for name, v := range c.Values {
+				if err := cur.Set(name, v); err != nil {
+					return toward, err
+				}
+			}
 			if err := cur.Check(); err != nil {
 				return toward, err
 			}
@@ -79,28 +82,6 @@ func (c ImpairChange) apply(rec *store.LinkRecord, mine int) ([2]*linkparam.Impa
 		toward[i] = &cur
 	}
 	return toward, nil
-}
-
-func (c ImpairChange) merge(m *linkparam.Impairment) {
-	w := c.With
-	for name := range c.Set {
-		switch name {
-		case "delay":
-			m.Delay = w.Delay
-		case "jitter":
-			m.Jitter = w.Jitter
-		case "loss":
-			m.Loss = w.Loss
-		case "corrupt":
-			m.Corrupt = w.Corrupt
-		case "duplicate":
-			m.Duplicate = w.Duplicate
-		case "reorder":
-			m.Reorder = w.Reorder
-		case "rate":
-			m.Rate = w.Rate
-		}
-	}
 }
 
 // Reset removes the run-time impairments and the mirror of the link with

@@ -62,7 +62,7 @@ func TestImpairChangeApply(t *testing.T) {
 		{Delay: 10 * time.Millisecond, Loss: 1},
 		{Rate: 1000},
 	}}}
-	c := ImpairChange{To: true, Set: map[string]bool{"loss": true, "reorder": true}, With: linkparam.Impairment{Loss: 5, Reorder: 25, Rate: 99}}
+	c := ImpairChange{To: true, Values: map[string]string{"loss": "5%", "reorder": "25"}}
 	// The named end is end 1: "to" is toward end 1's pod.
 	toward, err := c.apply(rec, 1)
 	if err == nil || !strings.HasPrefix(err.Error(), "reorder") {
@@ -78,7 +78,7 @@ func TestImpairChangeApply(t *testing.T) {
 	if want := (linkparam.Impairment{Rate: 1000}); *toward[1] != want {
 		t.Errorf("toward end 1 (not changed): %+v, want %+v", *toward[1], want)
 	}
-	both := ImpairChange{To: true, From: true, Set: map[string]bool{"rate": true}, With: linkparam.Impairment{Rate: 0}}
+	both := ImpairChange{To: true, From: true, Values: map[string]string{"rate": "0"}}
 	if toward, err = both.apply(rec, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -87,5 +87,9 @@ func TestImpairChangeApply(t *testing.T) {
 	}
 	if rec.Toward(1).Rate != 1000 {
 		t.Error("apply changed the record it read")
+	}
+	bad := ImpairChange{From: true, Values: map[string]string{"loss": "101%"}}
+	if _, err := bad.apply(rec, 0); err == nil || !strings.HasPrefix(err.Error(), "loss") {
+		t.Errorf("loss 101%%: %v, want linkparam's loss error", err)
 	}
 }
