@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ratchet-cni/ratchet/internal/agent"
-	"github.com/ratchet-cni/ratchet/internal/ctl"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/store/etcdstore"
@@ -107,7 +107,7 @@ func TestCrossNodeLink(t *testing.T) {
 	// What ratchetd reports to Kubernetes (internal/kube): the tunnel's VNI.
 	for vni := range vnis {
 		for _, n := range c.nodes {
-			nls, err := ctl.NodeLinks(context.Background(), n.dir)
+			nls, err := labop.NodeLinks(context.Background(), n.dir)
 			if err != nil || len(nls) != 1 || nls[0].VNI != vni || vni == 0 {
 				t.Fatalf("%s: NodeLinks %+v, %v; want one link with VNI %d", n.name, nls, err, vni)
 			}

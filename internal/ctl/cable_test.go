@@ -3,22 +3,22 @@ package ctl_test
 import (
 	"testing"
 
-	ctlpkg "github.com/ratchet-cni/ratchet/internal/ctl"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 )
 
-// TestCableIsLinkDownUp: ctl.Cable pulls and plugs a cable as `link
+// TestCableIsLinkDownUp: labop.Cable pulls and plugs a cable as `link
 // down|up` does (ratchetctl sees it), and refuses what they refuse as
 // bad arguments.
 func TestCableIsLinkDownUp(t *testing.T) {
 	dir, r1, _ := lab(t)
-	if err := ctlpkg.Cable(dir, "", "lab/r1:e1", true); err != nil {
+	if err := labop.Cable(dir, "", "lab/r1:e1", true); err != nil {
 		t.Fatal(err)
 	}
 	if doc := readStats(t, dir); doc.Links[0].State != "pulled" || doc.Links[0].Settings == nil || !doc.Links[0].Settings.Pulled {
 		t.Fatalf("after Cable(pull): %+v", doc.Links[0])
 	}
 	waitCarrier(t, r1, "e1", false)
-	if err := ctlpkg.Cable(dir, "", "lab/r2:w1", false); err != nil {
+	if err := labop.Cable(dir, "", "lab/r2:w1", false); err != nil {
 		t.Fatal(err)
 	}
 	if doc := readStats(t, dir); doc.Links[0].State != "up" {
@@ -26,8 +26,8 @@ func TestCableIsLinkDownUp(t *testing.T) {
 	}
 	waitCarrier(t, r1, "e1", true)
 	for _, end := range []string{"r1:e1", "lab/r1", "lab/r1:", "/r1:e1", "lab/r9:e1", "lab/r1:e9"} {
-		err := ctlpkg.Cable(dir, "", end, true)
-		if err == nil || !ctlpkg.IsBadArgument(err) {
+		err := labop.Cable(dir, "", end, true)
+		if err == nil || !labop.IsBadArgument(err) {
 			t.Errorf("Cable(%q): %v, want a bad argument", end, err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -77,9 +78,9 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 0 {
 		return badArg("capture: want at least one link end, NAMESPACE/POD:IFNAME")
 	}
-	refs := make([]*endRef, len(pos))
+	refs := make([]labop.End, len(pos))
 	for i, p := range pos {
-		if refs[i], err = parseEndRef(p); err != nil {
+		if refs[i], err = labop.ParseEnd(p); err != nil {
 			return err
 		}
 	}
@@ -131,12 +132,12 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 // openCaptures finds each named end's link and opens a packet socket on a
 // parked end of it on this node, holding the node lock only that long:
 // the capture itself must not stop ADDs and DELs.
-func openCaptures(dir string, refs []*endRef) (ends []*captureEnd, err error) {
-	s, err := openSession(dir)
+func openCaptures(dir string, refs []labop.End) (ends []*captureEnd, err error) {
+	s, err := labop.Open(dir, "")
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer s.Close()
 	defer func() {
 		if err != nil {
 			for _, e := range ends {
@@ -144,22 +145,22 @@ func openCaptures(dir string, refs []*endRef) (ends []*captureEnd, err error) {
 			}
 		}
 	}()
-	if s.park == nil {
+	if s.Parking() == nil {
 		return nil, errors.New("this node has no parking namespace: no pod link has been made here")
 	}
 	for _, ref := range refs {
-		rec, mine, err := s.find(ref)
+		rec, mine, err := s.Find(ref)
 		if err != nil {
 			return nil, err
 		}
-		on, err := captureSide(rec, mine, s.x.ObserveParked(rec))
+		on, err := captureSide(rec, mine, s.Executor().ObserveParked(rec))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", shown(ref.String()), err)
 		}
 		e := rec.Ends[on]
 		c := &captureEnd{ref: ref.String(), on: endName(e), index: e.ParkedIndex, name: e.Parked,
 			link: endName(rec.Ends[mine]) + " -- " + endName(rec.Ends[1-mine])}
-		if c.fd, err = packetSocket(s.park, c.index); err != nil {
+		if c.fd, err = packetSocket(s.Parking(), c.index); err != nil {
 			return nil, fmt.Errorf("%s: %w", shown(ref.String()), err)
 		}
 		ends = append(ends, c)

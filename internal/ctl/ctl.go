@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/ratchet-cni/ratchet/internal/labop"
 )
 
 // usage lists connect's kind flags from their units (internal/kind).
@@ -95,8 +97,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ratchetctl %s: %s\n", escapeControls(args[0]), escapeControls(err.Error()))
+		// The live-lab operations refuse malformed arguments too.
 		var ue *usageError
-		if errors.As(err, &ue) {
+		var ae *labop.ArgumentError
+		if errors.As(err, &ue) || errors.As(err, &ae) {
 			fmt.Fprintln(stderr, "see 'ratchetctl --help'")
 			return 2
 		}

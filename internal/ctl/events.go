@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
@@ -258,7 +259,7 @@ func statStore(dir string) storeStat {
 // readSnapshot reads the links and their states, holding the node lock
 // only while it reads (every ADD and DEL on the node waits for it).
 func readSnapshot(ctx context.Context, dir string) (map[string]linkSnap, string, error) {
-	st, err := store.OpenLocalWithin(ctx, dir, lockWait)
+	st, err := store.OpenLocalWithin(ctx, dir, labop.LockWait)
 	if err != nil {
 		return nil, "", fmt.Errorf("--store %s: %w", dir, err)
 	}

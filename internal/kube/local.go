@@ -5,20 +5,21 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/ratchet-cni/ratchet/internal/ctl"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 )
 
 // LocalLinks are the node's links as its local store (Dir) keeps them,
-// changed through the live-lab operations of ratchetctl (link add and
-// del: internal/ctl), with ratchetd's Socket for a peer on another node.
+// changed through the live-lab operations that ratchetctl's link add and
+// del run (internal/labop), with ratchetd's Socket for a peer on another
+// node.
 type LocalLinks struct {
 	Dir, Socket string
 }
 
-// Links implements Links with ctl.NodeLinks.
+// Links implements Links with labop.NodeLinks.
 func (l LocalLinks) Links(ctx context.Context) ([]Link, error) {
-	nls, err := ctl.NodeLinks(ctx, l.Dir)
+	nls, err := labop.NodeLinks(ctx, l.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -29,16 +30,16 @@ func (l LocalLinks) Links(ctx context.Context) ([]Link, error) {
 	return out, nil
 }
 
-// Apply implements Links with ctl.ApplyLink.
+// Apply implements Links with labop.ApplyLink.
 func (l LocalLinks) Apply(ctx context.Context, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool) error {
-	err := ctl.ApplyLink(ctx, l.Dir, l.Socket, pods, specs, peerHere)
-	if errors.Is(err, ctl.ErrNotAttached) {
+	err := labop.ApplyLink(ctx, l.Dir, l.Socket, pods, specs, peerHere)
+	if errors.Is(err, labop.ErrNotAttached) {
 		return fmt.Errorf("%w: %v", ErrNotAttached, err)
 	}
 	return err
 }
 
-// Remove implements Links with ctl.RemoveLink.
+// Remove implements Links with labop.RemoveLink.
 func (l LocalLinks) Remove(ctx context.Context, pod, ifName string) error {
-	return ctl.RemoveLink(ctx, l.Dir, l.Socket, pod, ifName)
+	return labop.RemoveLink(ctx, l.Dir, l.Socket, pod, ifName)
 }

@@ -24,6 +24,40 @@ type Impairment struct {
 	Rate uint64 `json:"rate,omitempty"`
 }
 
+// ImpairmentFields are the names of Impairment's fields as Set takes
+// them and its errors name them (`ratchetctl link set`'s flags).
+var ImpairmentFields = []string{"delay", "jitter", "loss", "corrupt", "duplicate", "reorder", "rate"}
+
+// Set parses value, as its parser does (ParseDelay, ParsePercent,
+// ParseRate), into the field named name (one of ImpairmentFields); a
+// rate of "0" takes the rate away. An error names the field. Set checks
+// the field alone; Check checks the whole.
+func (m *Impairment) Set(name, value string) error {
+	var err error
+	switch name {
+	case "delay":
+		m.Delay, err = ParseDelay(name, value)
+	case "jitter":
+		m.Jitter, err = ParseDelay(name, value)
+	case "loss":
+		m.Loss, err = ParsePercent(name, value)
+	case "corrupt":
+		m.Corrupt, err = ParsePercent(name, value)
+	case "duplicate":
+		m.Duplicate, err = ParsePercent(name, value)
+	case "reorder":
+		m.Reorder, err = ParsePercent(name, value)
+	case "rate":
+		m.Rate = 0
+		if value != "0" {
+			m.Rate, err = ParseRate(value)
+		}
+	default:
+		return fmt.Errorf("%s: not an impairment (want one of %s)", name, strings.Join(ImpairmentFields, ", "))
+	}
+	return err
+}
+
 // IsZero reports whether the impairment impairs nothing.
 func (m *Impairment) IsZero() bool { return m == nil || *m == Impairment{} }
 

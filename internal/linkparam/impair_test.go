@@ -91,3 +91,32 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestImpairmentSet: Set parses each field as its own parser does, names
+// the field in its errors, and takes a rate away with "0".
+func TestImpairmentSet(t *testing.T) {
+	var m Impairment
+	for name, v := range map[string]string{"delay": "10ms", "jitter": "1ms", "loss": "0.5%", "corrupt": "1", "duplicate": "2%", "reorder": "25", "rate": "10mbit"} {
+		if err := m.Set(name, v); err != nil {
+			t.Fatalf("Set(%s, %s): %v", name, v, err)
+		}
+	}
+	want := Impairment{Delay: 10 * time.Millisecond, Jitter: time.Millisecond, Loss: 0.5, Corrupt: 1, Duplicate: 2, Reorder: 25, Rate: 10e6}
+	if m != want {
+		t.Fatalf("after Set: %+v, want %+v", m, want)
+	}
+	if err := m.Set("rate", "0"); err != nil || m.Rate != 0 {
+		t.Errorf(`Set(rate, "0"): rate %d, %v; want no rate`, m.Rate, err)
+	}
+	if len(ImpairmentFields) != 7 {
+		t.Errorf("ImpairmentFields: %v", ImpairmentFields)
+	}
+	for _, name := range ImpairmentFields {
+		if err := m.Set(name, "x"); err == nil || !strings.HasPrefix(err.Error(), name) {
+			t.Errorf("Set(%s, x): %v, want an error naming %s", name, err, name)
+		}
+	}
+	if err := m.Set("limit", "10"); err == nil {
+		t.Error("Set(limit): no error for a field that is not an impairment")
+	}
+}

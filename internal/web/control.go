@@ -3,12 +3,12 @@ package web
 import (
 	"context"
 
-	"github.com/ratchet-cni/ratchet/internal/ctl"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 )
 
-// CtlControl pulls and plugs cables through ratchetctl's own code
-// (ctl.Cable), so the page validates and records a change exactly as
-// `ratchetctl link down|up` does.
+// CtlControl pulls and plugs cables through the live-lab operations
+// ratchetctl runs (labop.Cable), so the page validates and records a
+// change exactly as `ratchetctl link down|up` does.
 type CtlControl struct {
 	// Dir is the local store's directory; Socket ratchetd's, through
 	// which a cross-node link's settings go.
@@ -17,8 +17,8 @@ type CtlControl struct {
 
 // Cable implements Controller.
 func (c CtlControl) Cable(_ context.Context, end string, pull bool) error {
-	err := ctl.Cable(c.Dir, c.Socket, end, pull)
-	if err != nil && ctl.IsBadArgument(err) {
+	err := labop.Cable(c.Dir, c.Socket, end, pull)
+	if err != nil && labop.IsBadArgument(err) {
 		return badRequest{err}
 	}
 	return err

@@ -16,7 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/ratchet-cni/ratchet/internal/ctl"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 	"github.com/ratchet-cni/ratchet/internal/web"
 )
@@ -130,10 +130,11 @@ func linkState(end string) string {
 
 // TestPageShowsTheLabLive: the page shows a real lab's pods and links
 // (three pods, three links, one toward a pod that is not there); a cable
-// pulled with ratchetctl's code shows as pulled within 2 s, and plugged
-// back as up; the page's own button pulls another; a pod that goes leaves
-// the page, and comes back. A screenshot is kept ($RATCHET_ARTIFACTS,
-// else the test's artifact directory: go test -artifacts).
+// pulled with ratchetctl's code (labop.Cable) shows as pulled within 2 s,
+// and plugged back as up; the page's own button pulls another; a pod that
+// goes leaves the page, and comes back. A screenshot is kept
+// ($RATCHET_ARTIFACTS, else the test's artifact directory: go test
+// -artifacts).
 func TestPageShowsTheLabLive(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { testutil.RemoveParking(dir) })
@@ -180,7 +181,7 @@ func TestPageShowsTheLabLive(t *testing.T) {
 	}
 
 	// A cable pulled as `ratchetctl link down` pulls it.
-	if err := ctl.Cable(dir, "", "lab/r1:e1", true); err != nil {
+	if err := labop.Cable(dir, "", "lab/r1:e1", true); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "r1:e1 pulled", linkState("lab/r1:e1")+` === "pulled"`)
@@ -211,7 +212,7 @@ func TestPageShowsTheLabLive(t *testing.T) {
 		t.Fatalf("a pull of an unknown end: %q, want 400 naming it", refused)
 	}
 
-	if err := ctl.Cable(dir, "", "lab/r1:e1", false); err != nil {
+	if err := labop.Cable(dir, "", "lab/r1:e1", false); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "r1:e1 plugged back", linkState("lab/r1:e1")+` === "up"`)

@@ -1,4 +1,4 @@
-package ctl
+package labop
 
 import (
 	"context"
@@ -8,14 +8,15 @@ import (
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
-// mirror runs `link mirror` (to: the collector) and `link unmirror` (to:
-// the collector the user expects, or nil). A mirror copies a link whose
+// Mirror mirrors the link with end target to the collector to, or, with
+// unmirror, stops mirroring it (to: the collector the caller expects, or
+// nil): `link mirror` and `link unmirror`. A mirror copies a link whose
 // two ends are on this node to a collector on this node: the copies are
 // taken on the link's parked ends and leave through the collector's, in
 // the node's parking namespace. A cross-node link's far direction arrives
 // on its tunnel, which is the node agent's, so such a link is refused.
-func (s *session) mirror(target *endRef, to *endRef, unmirror bool) error {
-	rec, _, err := s.find(target)
+func (s *Session) Mirror(target End, to *End, unmirror bool) error {
+	rec, _, err := s.Find(target)
 	if err != nil {
 		return err
 	}
@@ -26,7 +27,7 @@ func (s *session) mirror(target *endRef, to *endRef, unmirror bool) error {
 	old := rec.MirrorTo()
 	var want *store.MirrorTarget
 	if unmirror {
-		if to != nil && (old == nil || *old != (store.MirrorTarget{Pod: to.pod, IfName: to.ifName})) {
+		if to != nil && (old == nil || *old != (store.MirrorTarget{Pod: to.Pod, IfName: to.IfName})) {
 			now := "not mirrored"
 			if old != nil {
 				now = "mirrored to " + shown(old.String())
@@ -37,7 +38,7 @@ func (s *session) mirror(target *endRef, to *endRef, unmirror bool) error {
 		if obs.Collector, err = s.collector(rec, to); err != nil {
 			return err
 		}
-		want = &store.MirrorTarget{Pod: to.pod, IfName: to.ifName}
+		want = &store.MirrorTarget{Pod: to.Pod, IfName: to.IfName}
 	}
 	d := podlink.OnMirror(rec, want, obs)
 	ctx := context.Background()
@@ -57,16 +58,16 @@ func (s *session) mirror(target *endRef, to *endRef, unmirror bool) error {
 
 // collector checks the collector the user named for the link rec, and
 // returns its parked netdev's ifindex.
-func (s *session) collector(rec *store.LinkRecord, to *endRef) (int, error) {
+func (s *Session) collector(rec *store.LinkRecord, to *End) (int, error) {
 	if to == nil {
 		return 0, badArg("link mirror: --to: want the collector's end, NAMESPACE/POD:IFNAME")
 	}
 	for _, e := range rec.Ends {
-		if e.Pod == to.pod && e.IfName == to.ifName {
+		if e.Pod == to.Pod && e.IfName == to.IfName {
 			return 0, badArg("--to %s: an end of the mirrored link (%s -- %s) itself", shown(to.String()), endName(rec.Ends[0]), endName(rec.Ends[1]))
 		}
 	}
-	crec, _, err := s.find(to)
+	crec, _, err := s.Find(*to)
 	if err != nil {
 		return 0, fmt.Errorf("--to %s: not a pod link end ratchet made (a collector is one)", shown(to.String()))
 	}
@@ -76,7 +77,7 @@ func (s *session) collector(rec *store.LinkRecord, to *endRef) (int, error) {
 	if s.x == nil {
 		return 0, fmt.Errorf("--to %s: the node has no parking namespace", shown(to.String()))
 	}
-	w := store.MirrorTarget{Pod: to.pod, IfName: to.ifName}
+	w := store.MirrorTarget{Pod: to.Pod, IfName: to.IfName}
 	probe := podlink.Clone(rec)
 	probe.Settings = &store.Settings{Mirror: &w}
 	index, err := s.x.ObserveCollector(context.Background(), s.st, &probe)

@@ -1,8 +1,8 @@
-package ctl
+package printable
 
 import "testing"
 
-func TestShownQuotesNonPrintable(t *testing.T) {
+func TestNameQuotesNonPrintable(t *testing.T) {
 	for in, want := range map[string]string{
 		"lab/r1":            "lab/r1",
 		"ns-ü/pod":          "ns-ü/pod",
@@ -17,20 +17,20 @@ func TestShownQuotesNonPrintable(t *testing.T) {
 		"nbsp\u00a0x":       `"nbsp\u00a0x"`,
 		"zero-width\u200bx": `"zero-width\u200bx"`,
 	} {
-		if got := shown(in); got != want {
-			t.Errorf("shown(%q) = %s, want %s", in, got, want)
+		if got := Name(in); got != want {
+			t.Errorf("Name(%q) = %s, want %s", in, got, want)
 		}
 	}
 }
 
-func TestEscapeControls(t *testing.T) {
+func TestMessageEscapesControls(t *testing.T) {
 	for in, want := range map[string]string{
 		`open "x": no such file`:      `open "x": no such file`,
 		"link e\x1b]0;pwned\a1: gone": `link e\x1b]0;pwned\a1: gone`,
 		"two\nlines\xff":              `two\nlines\xff`,
 	} {
-		if got := escapeControls(in); got != want {
-			t.Errorf("escapeControls(%q) = %s, want %s", in, got, want)
+		if got := Message(in); got != want {
+			t.Errorf("Message(%q) = %s, want %s", in, got, want)
 		}
 	}
 }

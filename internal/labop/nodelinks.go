@@ -1,4 +1,4 @@
-package ctl
+package labop
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
-// The functions of this file are the live-lab operations that ratchetd's
-// Kubernetes watcher (internal/kube, through cmd/ratchetd) runs when a
-// running pod's ratchet.cni.dev/links annotation changes, and what it
-// reports: the same code paths as `link add`, `link del` and `links`.
+// The functions of this file are what ratchetd's Kubernetes watcher
+// (internal/kube, through cmd/ratchetd) runs when a running pod's
+// ratchet.cni.dev/links annotation changes, and what it reports: the
+// same code paths as `link add`, `link del` and `links`.
 
 // NodeLink is one pod link of this node and the hardware address of each
 // end's pod interface ("" where this node does not hold that end, or it
@@ -178,36 +178,35 @@ var ErrNotAttached = errors.New("the pod has no attachment on this node")
 // (a pod declared it at its ADD while the peer did not, or the specs
 // changed) is removed first, then made anew.
 func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool) error {
-	req := &addRequest{}
+	req := &AddRequest{}
 	for i := range pods {
-		req.ends[i] = &endRef{pod: pods[i], ifName: specs[i].Name}
+		req.Ends[i] = End{Pod: pods[i], IfName: specs[i].Name}
 	}
-	for i, e := range req.ends {
-		other := req.ends[1-i]
+	for i, e := range req.Ends {
+		other := req.Ends[1-i]
 		// A peer without a namespace is in the pod's own.
 		p := specs[i].Peer
 		var peerNS string
 		if p != nil {
 			peerNS = p.Namespace
 			if peerNS == "" {
-				peerNS, _, _ = strings.Cut(e.pod, "/")
+				peerNS, _, _ = strings.Cut(e.Pod, "/")
 			}
 		}
-		if p == nil || peerNS+"/"+p.Pod != other.pod || p.Name != other.ifName {
+		if p == nil || peerNS+"/"+p.Pod != other.Pod || p.Name != other.IfName {
 			return fmt.Errorf("%s: its spec's peer is not %s", shown(e.String()), shown(other.String()))
 		}
-		spec, err := checkSpec(e, specs[i])
+		spec, err := CheckSpec(e, specs[i])
 		if err != nil {
 			return err
 		}
-		req.specs[i] = spec
+		req.Specs[i] = spec
 	}
-	s, err := openSession(dir)
+	s, err := Open(dir, socket)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	s.socket = socket
+	defer s.Close()
 	for i, pod := range pods {
 		if i == 1 && !peerHere {
 			break
@@ -231,18 +230,18 @@ func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2
 			return err
 		}
 	}
-	return s.add(req)
+	return s.Add(req)
 }
 
 // sameSpecs reports whether rec holds req's ends, both made, with req's
 // specs.
-func sameSpecs(rec *store.LinkRecord, req *addRequest) bool {
-	for i, e := range req.ends {
-		mine, _, ok := rec.End(e.pod, e.ifName)
+func sameSpecs(rec *store.LinkRecord, req *AddRequest) bool {
+	for i, e := range req.Ends {
+		mine, _, ok := rec.End(e.Pod, e.IfName)
 		if !ok || !mine.Declared {
 			return false
 		}
-		want, err := json.Marshal(req.specs[i])
+		want, err := json.Marshal(req.Specs[i])
 		if err != nil {
 			return false
 		}
@@ -265,12 +264,11 @@ func sameSpecs(rec *store.LinkRecord, req *addRequest) bool {
 // or `link add` made it. No such link is no error: removal is
 // idempotent.
 func RemoveLink(ctx context.Context, dir, socket, pod, ifName string) error {
-	s, err := openSession(dir)
+	s, err := Open(dir, socket)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	s.socket = socket
+	defer s.Close()
 	rec, err := s.st.LinkAt(ctx, pod, ifName)
 	if err != nil || rec == nil {
 		return err
