@@ -20,7 +20,6 @@ import (
 
 	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
-	"github.com/ratchet-cni/ratchet/internal/parking"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
@@ -258,26 +257,16 @@ func statStore(dir string) storeStat {
 
 // readSnapshot reads the links and their states, holding the node lock
 // only while it reads (every ADD and DEL on the node waits for it).
-func readSnapshot(ctx context.Context, dir string) (map[string]linkSnap, string, error) {
-	st, err := store.OpenLocalWithin(ctx, dir, labop.LockWait)
-	if err != nil {
-		return nil, "", fmt.Errorf("--store %s: %w", dir, err)
-	}
-	defer st.Close()
-	path, _ := st.Meta(ctx, parking.MetaKey)
-	park := podlink.OpenParkingOf(ctx, st)
-	if park != nil {
-		defer park.Close()
-	}
-	views, err := podlink.ViewLinks(ctx, st, park)
-	if err != nil {
-		return nil, "", err
-	}
-	snap := make(map[string]linkSnap, len(views))
-	for _, v := range views {
-		snap[v.ID] = linkSnap{view: v, settings: settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings})}
-	}
-	return snap, path, nil
+func readSnapshot(ctx context.Context, dir string) (snap map[string]linkSnap, path string, err error) {
+	err = labop.View(ctx, dir, labop.LockWait, false, func(lab *labop.Lab) error {
+		snap = make(map[string]linkSnap, len(lab.Links))
+		for _, v := range lab.Links {
+			snap[v.ID] = linkSnap{view: v, settings: settingsColumn(store.LinkRecord{Ends: v.Ends, Settings: v.Settings})}
+		}
+		path = lab.ParkingPath
+		return nil
+	})
+	return snap, path, storeFlag(err)
 }
 
 // indexNames maps the parked ifindexes of snap's links to their ids,

@@ -2,10 +2,12 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
@@ -102,30 +104,20 @@ func links(args []string, stdout io.Writer) error {
 // and the parking namespace, and releases both (the node lock with the
 // store) before it returns.
 // With stats, each view carries the link's counters.
-func readLinks(dir string, stats bool) ([]*store.PodRecord, []podlink.LinkView, error) {
-	st, err := store.OpenLocal(dir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--store %s: %w", dir, err)
+func readLinks(dir string, stats bool) (pods []*store.PodRecord, views []podlink.LinkView, err error) {
+	err = labop.View(context.Background(), dir, 0, stats, func(lab *labop.Lab) error {
+		pods, views = lab.Pods, lab.Links
+		return nil
+	})
+	return pods, views, storeFlag(err)
+}
+
+// storeFlag names --store in a failure to open the store.
+func storeFlag(err error) error {
+	if se, ok := errors.AsType[*labop.StoreError](err); ok {
+		return fmt.Errorf("--store %s: %w", se.Dir, se.Err)
 	}
-	defer st.Close()
-	ctx := context.Background()
-	pods, err := st.Pods(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	park := podlink.OpenParkingOf(ctx, st)
-	if park != nil {
-		defer park.Close()
-	}
-	view := podlink.ViewLinks
-	if stats {
-		view = podlink.ViewLinkStats
-	}
-	views, err := view(ctx, st, park)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pods, views, nil
+	return err
 }
 
 // endName prints an end as pod:ifname, each quoted if it holds a

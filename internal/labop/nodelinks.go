@@ -36,25 +36,17 @@ type NodeLink struct {
 // its state, as `ratchetctl links` shows it, the MAC of each end this
 // node holds, read in the pod's namespace, and for a link to another
 // node the VNI of its tunnel, read in the parking namespace.
-func NodeLinks(ctx context.Context, dir string) ([]NodeLink, error) {
-	st, err := store.OpenLocal(dir)
-	if err != nil {
-		return nil, fmt.Errorf("--store %s: %w", dir, err)
-	}
-	defer st.Close()
-	pods, err := st.Pods(ctx)
-	if err != nil {
-		return nil, err
-	}
-	park := podlink.OpenParkingOf(ctx, st)
-	if park != nil {
-		defer park.Close()
-	}
-	views, err := podlink.ViewLinks(ctx, st, park)
-	if err != nil {
-		return nil, err
-	}
-	vnis, err := tunnelVNIs(views, park)
+func NodeLinks(ctx context.Context, dir string) (out []NodeLink, err error) {
+	err = View(ctx, dir, 0, false, func(lab *Lab) error {
+		out, err = nodeLinks(lab)
+		return err
+	})
+	return out, err
+}
+
+func nodeLinks(lab *Lab) ([]NodeLink, error) {
+	pods, views := lab.Pods, lab.Links
+	vnis, err := tunnelVNIs(views, lab.Parking)
 	if err != nil {
 		return nil, err
 	}

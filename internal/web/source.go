@@ -2,9 +2,9 @@ package web
 
 import (
 	"context"
-	"fmt"
 	"time"
 
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
@@ -29,24 +29,12 @@ func (s StoreSource) Snapshot(ctx context.Context) (*Snapshot, error) {
 	if wait <= 0 {
 		wait = 2 * time.Second
 	}
-	st, err := store.OpenLocalWithin(ctx, s.Dir, wait)
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", s.Dir, err)
-	}
-	defer st.Close()
-	pods, err := st.Pods(ctx)
-	if err != nil {
-		return nil, err
-	}
-	park := podlink.OpenParkingOf(ctx, st)
-	if park != nil {
-		defer park.Close()
-	}
-	views, err := podlink.ViewLinkStats(ctx, st, park)
-	if err != nil {
-		return nil, err
-	}
-	return SnapshotOf(s.Node, pods, views), nil
+	var snap *Snapshot
+	err := labop.View(ctx, s.Dir, wait, true, func(lab *labop.Lab) error {
+		snap = SnapshotOf(s.Node, lab.Pods, lab.Links)
+		return nil
+	})
+	return snap, err
 }
 
 // SnapshotOf builds a snapshot from the store's pods and the links' views.
