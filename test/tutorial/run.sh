@@ -63,6 +63,10 @@ export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 # run when missing, so that the tutorial's own `apt-get install` lines are
 # no-ops here.
 PACKAGES=(jq iproute2 iputils-ping util-linux containerd runc busybox-static docker.io)
+# Installed only for a page that names them (docs/lab.md: its capture is read
+# with tshark, its metrics and page fetched with curl). tshark's debconf
+# question (may non-root users capture?) is answered by noninteractive: no.
+PAGE_PACKAGES=(tshark curl)
 CRICTL_VERSION=v1.37.0
 E2E_CACHE=${E2E_CACHE:-$REPO/.cache/e2e}
 CRICTL_DIR=$E2E_CACHE/crictl-$CRICTL_VERSION # the same cache as test/e2e/lib.sh
@@ -335,8 +339,11 @@ sandbox_cleanup() {
 # ------------------------------------------------------------------ outer
 
 need_packages() {
-  local p missing=()
-  for p in "${PACKAGES[@]}"; do
+  local p missing=() packages=("${PACKAGES[@]}")
+  for p in "${PAGE_PACKAGES[@]}"; do
+    if grep -qw -- "$p" "$DOC"; then packages+=("$p"); fi
+  done
+  for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
