@@ -137,7 +137,22 @@ add_block() { # INFO LINE TEXT CHAPTER IN_COMMENT
     SKIPPED=$((SKIPPED + 1))
     return 0
   fi
+  if [ "$kind" = run ] || [ "$kind" = check ]; then no_bare_negation "$2" "$3"; fi
   _T_KIND+=("$kind") _T_LINE+=("$2") _T_INFO+=("$info") _T_PATH+=("$path") _T_TEXT+=("$3") _T_CHAPTER+=("$4")
+}
+
+# no_bare_negation LINE TEXT: refuse a line of a block that negates a
+# command with `!` and stops there. set -e ignores a negated command's
+# status, so such a check could never fail: `! cmd || false` can.
+no_bare_negation() {
+  local l n=$1
+  while IFS= read -r l; do
+    n=$((n + 1))
+    if [[ $l =~ ^[[:space:]]*!\  ]] && ! [[ $l =~ \|\|[[:space:]]*false[[:space:]]*$ ]]; then
+      echo "FAIL: tutorial: $DOC:$n: \`${l#"${l%%[![:space:]]*}"}\`: set -e ignores a command negated with !, so this can never fail: end it with \`|| false\`" >&2
+      exit 1
+    fi
+  done <<<"$2"
 }
 
 first_line() { local l; l=$(grep -m1 -v '^[[:space:]]*\(#.*\)\?$' <<<"$1" || true); echo "${l:0:90}"; }
