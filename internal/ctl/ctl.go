@@ -21,8 +21,9 @@ usage:
   ratchetctl run [--conf-dir DIR] [--bin-dir DIR] [--name ID] [--namespace NS] [--annotation K=V]... [--keep] -- CMD [ARGS]
                                                    run CMD in a new netns attached through CNI
                                                    (defaults: $NETCONFPATH or /etc/cni/net.d, $CNI_PATH or /opt/cni/bin)
-  ratchetctl run --del --name ID [--conf-dir DIR] [--bin-dir DIR]
+  ratchetctl run --del --name ID [--namespace NS] [--conf-dir DIR] [--bin-dir DIR]
                                                    undo a run kept with --keep: DEL each network, remove the netns
+                                                   (--namespace as the run had it)
   ratchetctl links [--store DIR] [--dot | --svg | --html | --stats] [-o json]
                                                    pods and pod links with their state (up, pending, parked, remote,
                                                    broken, pulled, impaired) and run-time settings; --stats: bytes,

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -369,6 +370,43 @@ func TestRunKeepThenDel(t *testing.T) {
 	}
 	if _, err := os.Stat("/var/run/netns/kept"); !os.IsNotExist(err) {
 		t.Fatalf("netns kept after --del: %v", err)
+	}
+}
+
+// A run kept with --annotation declaring links: --del, given no
+// annotation, must not tell the plugin that the pod declares none (it
+// would then skip DEL, as a runtime's word is trusted), but let it find
+// the attachment in its store. docs/lab.md cleans up this way.
+func TestRunDelOfAnnotatedPods(t *testing.T) {
+	dir := t.TempDir()
+	confDir, cniBin := cniDirs(t, dir)
+	store := dir + "/state"
+	conf := `{"cniVersion":"1.1.0","name":"lab","plugins":[{"type":"ratchet","store":{"dir":"` + store + `"},` +
+		`"capabilities":{"io.kubernetes.cri.pod-annotations":true}}]}`
+	_ = os.WriteFile(confDir+"/10-lab.conflist", []byte(conf), 0o644)
+	t.Cleanup(func() { testutil.RemoveParking(store) })
+	// netns names are the host's: unique per run.
+	a, b := fmt.Sprintf("rdel%d-a", os.Getpid()), fmt.Sprintf("rdel%d-b", os.Getpid())
+	for _, p := range [][2]string{{a, b}, {b, a}} {
+		ann := fmt.Sprintf(`ratchet.cni.dev/links=[{"name":"e1","peer":{"pod":%q,"name":"e1"}}]`, p[1])
+		_, errOut, code := ctl(t, nil, "run", "--conf-dir", confDir, "--bin-dir", cniBin, "--name", p[0], "--namespace", "lab",
+			"--annotation", ann, "--keep", "--", "true")
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", p[0]).Run() })
+		if code != 0 || !strings.Contains(errOut, "ratchetctl run --del --name "+p[0]+" --namespace lab ") {
+			t.Fatalf("run %s: exit %d: %s", p[0], code, errOut)
+		}
+	}
+	if out := mustCtl(t, nil, "links", "--store", store); !regexp.MustCompile(`(?m)^up +lab/` + a + `:e1 +lab/` + b + `:e1$`).MatchString(out) {
+		t.Fatalf("before --del, links:\n%s", out)
+	}
+	mustCtl(t, nil, "run", "--del", "--name", a, "--namespace", "lab", "--conf-dir", confDir, "--bin-dir", cniBin)
+	out := mustCtl(t, nil, "links", "--store", store)
+	if strings.Contains(out, "lab/"+a+" ") || !regexp.MustCompile(`(?m)^parked +lab/`+a+`:e1 +lab/`+b+`:e1$`).MatchString(out) {
+		t.Fatalf("after --del of %s, links:\n%s", a, out)
+	}
+	mustCtl(t, nil, "run", "--del", "--name", b, "--namespace", "lab", "--conf-dir", confDir, "--bin-dir", cniBin)
+	if out := mustCtl(t, nil, "links", "--store", store); strings.Contains(out, "lab/") {
+		t.Fatalf("after --del of both pods, links:\n%s", out)
 	}
 }
 

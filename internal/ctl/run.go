@@ -84,12 +84,21 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 	cni := libcni.NewCNIConfig(filepath.SplitList(*binDir), nil)
 	ctx := context.Background()
 	path := filepath.Join(link.NetnsDir, *name)
+	// A runtime passes the pod's annotations at DEL as at ADD, and the
+	// plugin trusts them: annotations declaring no link mean that ADD made
+	// nothing. --del does not know what the kept run was given, so unless
+	// --annotation says it again it passes none, and the plugin reads its
+	// store instead.
+	var capabilities map[string]any
+	if !*del || len(annotationFlags) > 0 {
+		capabilities = map[string]any{podAnnotations: annotations}
+	}
 	runtimeConf := func(i int) *libcni.RuntimeConf {
 		return &libcni.RuntimeConf{
 			ContainerID: *name, NetNS: path, IfName: fmt.Sprintf("eth%d", i),
 			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", *podNamespace},
 				{"K8S_POD_NAME", *name}, {"K8S_POD_INFRA_CONTAINER_ID", *name}},
-			CapabilityArgs: map[string]any{podAnnotations: annotations},
+			CapabilityArgs: capabilities,
 		}
 	}
 	var attached []attachment
@@ -143,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 
 	status, err := runIn(path, command, stdout, stderr, signals)
 	if *keep {
-		fmt.Fprintf(stderr, "ratchetctl run: kept netns %s at %s with its attachments; undo with: ratchetctl run --del --name %s --conf-dir %s --bin-dir %s\n", *name, path, *name, *confDir, *binDir)
+		fmt.Fprintf(stderr, "ratchetctl run: kept netns %s at %s with its attachments; undo with: ratchetctl run --del --name %s --namespace %s --conf-dir %s --bin-dir %s\n", *name, path, *name, *podNamespace, *confDir, *binDir)
 		return status, err
 	}
 	cleanup()

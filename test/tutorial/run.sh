@@ -63,6 +63,10 @@ export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 # run when missing, so that the tutorial's own `apt-get install` lines are
 # no-ops here.
 PACKAGES=(jq iproute2 iputils-ping util-linux containerd runc busybox-static docker.io)
+# Installed only for a page that names them (docs/lab.md: its capture is read
+# with tshark, its metrics and page fetched with curl). tshark's debconf
+# question (may non-root users capture?) is answered by noninteractive: no.
+PAGE_PACKAGES=(tshark curl)
 CRICTL_VERSION=v1.37.0
 E2E_CACHE=${E2E_CACHE:-$REPO/.cache/e2e}
 CRICTL_DIR=$E2E_CACHE/crictl-$CRICTL_VERSION # the same cache as test/e2e/lib.sh
@@ -133,7 +137,22 @@ add_block() { # INFO LINE TEXT CHAPTER IN_COMMENT
     SKIPPED=$((SKIPPED + 1))
     return 0
   fi
+  if [ "$kind" = run ] || [ "$kind" = check ]; then no_bare_negation "$2" "$3"; fi
   _T_KIND+=("$kind") _T_LINE+=("$2") _T_INFO+=("$info") _T_PATH+=("$path") _T_TEXT+=("$3") _T_CHAPTER+=("$4")
+}
+
+# no_bare_negation LINE TEXT: refuse a line of a block that negates a
+# command with `!` and stops there. set -e ignores a negated command's
+# status, so such a check could never fail: `! cmd || false` can.
+no_bare_negation() {
+  local l n=$1
+  while IFS= read -r l; do
+    n=$((n + 1))
+    if [[ $l =~ ^[[:space:]]*!\  ]] && ! [[ $l =~ \|\|[[:space:]]*false[[:space:]]*$ ]]; then
+      echo "FAIL: tutorial: $DOC:$n: \`${l#"${l%%[![:space:]]*}"}\`: set -e ignores a command negated with !, so this can never fail: end it with \`|| false\`" >&2
+      exit 1
+    fi
+  done <<<"$2"
 }
 
 first_line() { local l; l=$(grep -m1 -v '^[[:space:]]*\(#.*\)\?$' <<<"$1" || true); echo "${l:0:90}"; }
@@ -335,8 +354,11 @@ sandbox_cleanup() {
 # ------------------------------------------------------------------ outer
 
 need_packages() {
-  local p missing=()
-  for p in "${PACKAGES[@]}"; do
+  local p missing=() packages=("${PACKAGES[@]}")
+  for p in "${PAGE_PACKAGES[@]}"; do
+    if grep -qw -- "$p" "$DOC"; then packages+=("$p"); fi
+  done
+  for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
