@@ -13,7 +13,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 # the host. test/e2e/docker.sh and the tutorial install it when missing,
 # except under systemd with no policy-rc.d denying the start: they then ask
 # the operator to.)
-TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables busybox-static
+TEST_PACKAGES := iproute2 iputils-ping iperf3 util-linux mount jq etcd-server etcd-client nftables busybox-static
 
 BINARIES := ratchet ratchetctl ratchetd
 
