@@ -24,15 +24,19 @@ import (
 )
 
 // captureUsage is `ratchetctl capture`'s part of the usage.
-const captureUsage = `  ratchetctl capture [--store DIR] -w FILE|- [-c COUNT] [--duration D] NS/POD:IF...
+const captureUsage = `  ratchetctl capture [--store DIR] -w FILE|- [-c COUNT] [--duration D] [-s SNAPLEN] NS/POD:IF...
                                                    the frames of pod links, both directions, as pcapng (one
                                                    interface block per link; -w -: to stdout, for a pipe),
-                                                   taken on a parked end in the parking namespace
+                                                   taken on a parked end in the parking namespace; -s keeps
+                                                   at most SNAPLEN bytes of each frame
 `
 
-// snapLen is the most of a frame capture keeps: a full 64 KiB GSO frame
-// as a veth hands it over, and its headers.
+// snapLen is the most of a frame capture keeps by default (and at most):
+// a full 64 KiB GSO frame as a veth hands it over, and its headers.
 const snapLen = 65536 + 256
+
+// minSnapLen is the least -s takes: an Ethernet header.
+const minSnapLen = 14
 
 // captureEnd is one link a capture takes frames of: the parked netdev it
 // reads, and how the pcapng file names it.
@@ -43,6 +47,15 @@ type captureEnd struct {
 	name  string // and its name
 	link  string // "NS/POD:IF -- NS/POD:IF"
 	fd    int
+	ring  *packetRing
+}
+
+// close unmaps the end's ring and closes its socket.
+func (e *captureEnd) close() {
+	if e.ring != nil {
+		e.ring.close()
+	}
+	unix.Close(e.fd)
 }
 
 // captureCmd runs `ratchetctl capture`.
@@ -52,6 +65,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("w", "", "the pcapng file to write; - for stdout")
 	count := fs.String("c", "0", "stop after this many frames (0: no limit)")
 	duration := fs.String("duration", "0", "stop after this long (0: no limit)")
+	snap := fs.String("s", strconv.Itoa(snapLen), "keep at most this many bytes of each frame")
 	filter := fs.String("filter", "", "not supported (see the README)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -74,6 +88,10 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil || d < 0 {
 		return badArg("capture: --duration %q: want a duration such as 10s, 0 for no limit", *duration)
 	}
+	sl, err := strconv.Atoi(*snap)
+	if err != nil || sl < minSnapLen || sl > snapLen {
+		return badArg("capture: -s %q: want a snap length in bytes, %d to %d", *snap, minSnapLen, snapLen)
+	}
 	if len(pos) == 0 {
 		return badArg("capture: want at least one link end, NAMESPACE/POD:IFNAME")
 	}
@@ -83,13 +101,13 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	ends, err := openCaptures(*dir, refs)
+	ends, err := openCaptures(*dir, refs, sl)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		for _, e := range ends {
-			unix.Close(e.fd)
+			e.close()
 		}
 	}()
 	w := stdout
@@ -115,8 +133,17 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "capturing %s on %s in the parking namespace%s\n", e.link, shown(e.name), note)
 	}
-	got, err := capture(ctx, ends, w, n, *out == "-")
+	got, err := capture(ctx, ends, w, n, sl, *out == "-")
 	fmt.Fprintf(stderr, "%d frames captured\n", got)
+	var dropped uint32
+	for _, e := range ends {
+		if d, derr := e.ring.drops(); derr == nil {
+			dropped += d
+		}
+	}
+	if dropped > 0 {
+		fmt.Fprintf(stderr, "%d frames dropped: the writer fell behind the link (a smaller -s helps)\n", dropped)
+	}
 	if err != nil {
 		return err
 	}
@@ -131,7 +158,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 // openCaptures finds each named end's link and opens a packet socket on a
 // parked end of it on this node, holding the node lock only that long:
 // the capture itself must not stop ADDs and DELs.
-func openCaptures(dir string, refs []*endRef) (ends []*captureEnd, err error) {
+func openCaptures(dir string, refs []*endRef, snap int) (ends []*captureEnd, err error) {
 	s, err := openSession(dir)
 	if err != nil {
 		return nil, err
@@ -140,7 +167,7 @@ func openCaptures(dir string, refs []*endRef) (ends []*captureEnd, err error) {
 	defer func() {
 		if err != nil {
 			for _, e := range ends {
-				unix.Close(e.fd)
+				e.close()
 			}
 		}
 	}()
@@ -159,7 +186,7 @@ func openCaptures(dir string, refs []*endRef) (ends []*captureEnd, err error) {
 		e := rec.Ends[on]
 		c := &captureEnd{ref: ref.String(), on: endName(e), index: e.ParkedIndex, name: e.Parked,
 			link: endName(rec.Ends[mine]) + " -- " + endName(rec.Ends[1-mine])}
-		if c.fd, err = packetSocket(s.park, c.index); err != nil {
+		if c.fd, c.ring, err = packetSocket(s.park, c.index, snap); err != nil {
 			return nil, fmt.Errorf("%s: %w", shown(ref.String()), err)
 		}
 		ends = append(ends, c)
@@ -184,32 +211,32 @@ func captureSide(rec *store.LinkRecord, mine int, obs podlink.Observation) (int,
 }
 
 // packetSocket opens an AF_PACKET socket bound to the netdev index of the
-// parking namespace park. The socket is created inside park (n.Do locks
-// the thread, switches it in and back, and leaves it locked, so the
-// runtime discards it, should switching back fail); it keeps reading
-// there whatever thread reads it. It is created with protocol 0 so that
-// it receives nothing until bound to the one netdev.
-func packetSocket(park ns.NetNS, index int) (int, error) {
-	fd := -1
-	err := park.Do(func(ns.NetNS) error {
+// parking namespace park, with a receive ring that keeps snap bytes of
+// each frame. The socket is created inside park (n.Do locks the thread,
+// switches it in and back, and leaves it locked, so the runtime discards
+// it, should switching back fail); it keeps reading there whatever thread
+// reads it. It is created with protocol 0 so that it receives nothing
+// until its ring is set up and it is bound to the one netdev.
+func packetSocket(park ns.NetNS, index, snap int) (fd int, ring *packetRing, err error) {
+	fd = -1
+	err = park.Do(func(ns.NetNS) error {
 		var err error
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
-		return -1, fmt.Errorf("packet socket in the parking namespace: %w", err)
+		return -1, nil, fmt.Errorf("packet socket in the parking namespace: %w", err)
 	}
-	// A short receive timeout lets a reader notice the end of the capture.
-	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+	if ring, err = newRing(fd, snap); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("packet socket: %w", err)
+		return -1, nil, err
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: index, Protocol: htons(unix.ETH_P_ALL)}); err != nil {
+		ring.close()
 		unix.Close(fd)
-		return -1, fmt.Errorf("packet socket on netdev %d of the parking namespace: %w", index, err)
+		return -1, nil, fmt.Errorf("packet socket on netdev %d of the parking namespace: %w", index, err)
 	}
-	return fd, nil
+	return fd, ring, nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -221,15 +248,22 @@ type frame struct {
 	flags pcapgo.NgEpbFlags
 }
 
-// capture writes the frames the sockets of ends receive to w as pcapng
+// batch is the frames of one block of a ring; done is closed once they
+// are written, when the block may go back to the kernel.
+type batch struct {
+	frames []frame
+	done   chan struct{}
+}
+
+// capture writes the frames the rings of ends receive to w as pcapng
 // until ctx ends or count frames (0: no limit) are written, and returns
 // how many it wrote. The file is complete when it returns: every block
-// written whole and flushed. flush writes each frame through at once,
+// written whole and flushed. flush writes each batch through at once,
 // for a reader at the other end of a pipe.
-func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, flush bool) (int, error) {
+func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count, snap int, flush bool) (int, error) {
 	intf := func(e *captureEnd) pcapgo.NgInterface {
 		return pcapgo.NgInterface{Name: e.name, Description: e.link + ", on the parked end of " + e.on,
-			OS: "linux", LinkType: layers.LinkTypeEthernet, SnapLength: snapLen}
+			OS: "linux", LinkType: layers.LinkTypeEthernet, SnapLength: uint32(snap)}
 	}
 	opts := pcapgo.DefaultNgWriterOptions
 	opts.SectionInfo.Application = "ratchetctl capture"
@@ -247,23 +281,23 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, fl
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	frames := make(chan frame, 256)
+	batches := make(chan batch)
 	errs := make(chan error, len(ends))
 	var readers sync.WaitGroup
 	for i, e := range ends {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			errs <- readFrames(ctx, e.fd, i, frames)
+			errs <- readFrames(ctx, e.ring, i, batches)
 		}()
 	}
-	// The readers are waited for before returning: none may write to
-	// frames, or read a socket the caller closes, afterwards.
+	// The readers are waited for before returning: none may send a
+	// batch, or read a ring the caller unmaps, afterwards.
 	defer readers.Wait()
 	defer cancel()
 	written := 0
 	for count == 0 || written < count {
-		var f frame
+		var bt batch
 		select {
 		case <-ctx.Done():
 			return written, nw.Flush()
@@ -273,12 +307,20 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, fl
 				return written, err
 			}
 			continue
-		case f = <-frames:
+		case bt = <-batches:
 		}
-		if err := nw.WritePacketWithOptions(f.ci, f.data, pcapgo.NgPacketOptions{Flags: &f.flags}); err != nil {
-			return written, err
+		for i := range bt.frames {
+			if count > 0 && written == count {
+				break
+			}
+			f := &bt.frames[i]
+			if err := nw.WritePacketWithOptions(f.ci, f.data, pcapgo.NgPacketOptions{Flags: &f.flags}); err != nil {
+				close(bt.done)
+				return written, err
+			}
+			written++
 		}
-		written++
+		close(bt.done)
 		if flush {
 			if err := nw.Flush(); err != nil {
 				return written, err
@@ -288,43 +330,56 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, fl
 	return written, nw.Flush()
 }
 
-// readFrames reads the socket fd until ctx ends, handing each frame to
-// frames as interface iface's. A parked end's frames from its pod arrive
-// (inbound); those toward its pod leave (PACKET_OUTGOING, outbound).
-func readFrames(ctx context.Context, fd, iface int, frames chan<- frame) error {
-	buf := make([]byte, snapLen)
-	for ctx.Err() == nil {
-		// MSG_TRUNC: n is the frame's length even when longer than buf.
-		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
+// readFrames reads ring until ctx ends, handing each block's frames to
+// batches as interface iface's and the block back to the kernel once
+// they are written. A parked end's frames from its pod arrive (inbound);
+// those toward its pod leave (PACKET_OUTGOING, outbound).
+func readFrames(ctx context.Context, ring *packetRing, iface int, batches chan<- batch) error {
+	var rf []ringFrame
+	var fs []frame
+	for {
+		var err error
+		rf, err = ring.block(ctx, rf)
+		if err != nil || ctx.Err() != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("reading frames: %w", err)
+		fs = fs[:0]
+		for _, r := range rf {
+			f := frame{data: r.data, flags: direction(r.pkttype)}
+			f.ci = gopacket.CaptureInfo{Timestamp: r.at, CaptureLength: len(r.data), Length: r.length, InterfaceIndex: iface}
+			fs = append(fs, f)
 		}
-		at := time.Now()
-		ll, ok := from.(*unix.SockaddrLinklayer)
-		if !ok {
-			continue
-		}
-		f := frame{data: append([]byte(nil), buf[:min(n, len(buf))]...)}
-		f.ci = gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(f.data), Length: n, InterfaceIndex: iface}
-		switch ll.Pkttype {
-		case unix.PACKET_OUTGOING:
-			f.flags.Direction = pcapgo.NgEpbFlagDirectionOutbound
-		case unix.PACKET_BROADCAST:
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeBroadcast
-		case unix.PACKET_MULTICAST:
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeMulticast
-		case unix.PACKET_HOST:
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeUnicast
-		default: // PACKET_OTHERHOST: a parked end has no address of its own
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypePromiscuous
-		}
+		bt := batch{frames: fs, done: make(chan struct{})}
 		select {
-		case frames <- f:
+		case batches <- bt:
 		case <-ctx.Done():
+			return nil
 		}
+		// The writer reads the frames in place: the block goes back to
+		// the kernel only once they are written.
+		select {
+		case <-bt.done:
+		case <-ctx.Done():
+			return nil
+		}
+		ring.release()
 	}
-	return nil
+}
+
+// direction returns the pcapng flags of a frame of packet type pkttype.
+func direction(pkttype uint8) pcapgo.NgEpbFlags {
+	var f pcapgo.NgEpbFlags
+	switch pkttype {
+	case unix.PACKET_OUTGOING:
+		f.Direction = pcapgo.NgEpbFlagDirectionOutbound
+	case unix.PACKET_BROADCAST:
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeBroadcast
+	case unix.PACKET_MULTICAST:
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeMulticast
+	case unix.PACKET_HOST:
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeUnicast
+	default: // PACKET_OTHERHOST: a parked end has no address of its own
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypePromiscuous
+	}
+	return f
 }
