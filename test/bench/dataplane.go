@@ -30,10 +30,10 @@ const (
 	pingBinary   = "/usr/bin/ping"
 )
 
-// dpVNI is the plain VXLAN pair's VNI: far above the agents' allocation
-// range, which starts low, so that it never meets a tunnel of theirs on
-// the same UDP socket of a node.
-const dpVNI = 16777000
+// dpVNI is the plain VXLAN pair's VNI, below the agents' allocation
+// range (netconf.DefaultVNIFirst and up), so that it never meets a tunnel
+// of theirs on the same UDP socket of a node.
+const dpVNI = 4242
 
 // dpPath is one path between two namespaces the scenario measures: an
 // iperf3 server listens at server's addr; the client sends to it.
@@ -49,6 +49,10 @@ type dpPath struct {
 type dpResult struct {
 	tput []float64
 	rtt  []float64
+	// cpu is iperf3's CPU time of client and server together, per
+	// round, in % of one core (its getrusage: user + system, which holds
+	// the softirq work done in their context, most of a veth's).
+	cpu []float64
 	// frames is what each capture wrote, to show that it saw the traffic.
 	frames []int
 }
@@ -383,7 +387,7 @@ func (b *bench) startServer(p *dpPath) error {
 	p.srv = cmd
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := b.iperf(p, 1)
+		_, _, err := b.iperf(p, 1)
 		if err == nil {
 			return nil
 		}
@@ -405,8 +409,9 @@ func (p *dpPath) stopServer() {
 }
 
 // iperf runs one iperf3 TCP test of secs seconds from p's client and
-// returns what the server received, in bit/s.
-func (b *bench) iperf(p *dpPath, secs int) (float64, error) {
+// returns what the server received, in bit/s, and the CPU client and
+// server used, in % of one core.
+func (b *bench) iperf(p *dpPath, secs int) (float64, float64, error) {
 	cmd := exec.CommandContext(b.ctx, iperf3Binary, "-c", p.addr, "-t", strconv.Itoa(secs), "-J")
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -416,19 +421,23 @@ func (b *bench) iperf(p *dpPath, secs int) (float64, error) {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
+			CPU struct {
+				Host   float64 `json:"host_total"`
+				Remote float64 `json:"remote_total"`
+			} `json:"cpu_utilization_percent"`
 		} `json:"end"`
 		Error string `json:"error"`
 	}
 	if jerr := json.Unmarshal([]byte(out.String()), &res); jerr != nil {
-		return 0, fmt.Errorf("iperf3 (%s): %v; output: %s", p.key, errors.Join(err, jerr), tail(out.String(), 300))
+		return 0, 0, fmt.Errorf("iperf3 (%s): %v; output: %s", p.key, errors.Join(err, jerr), tail(out.String(), 300))
 	}
 	if err != nil || res.Error != "" {
-		return 0, fmt.Errorf("iperf3 (%s): %v %s", p.key, err, res.Error)
+		return 0, 0, fmt.Errorf("iperf3 (%s): %v %s", p.key, err, res.Error)
 	}
 	if res.End.SumReceived.BitsPerSecond <= 0 {
-		return 0, fmt.Errorf("iperf3 (%s): nothing received", p.key)
+		return 0, 0, fmt.Errorf("iperf3 (%s): nothing received", p.key)
 	}
-	return res.End.SumReceived.BitsPerSecond, nil
+	return res.End.SumReceived.BitsPerSecond, res.End.CPU.Host + res.End.CPU.Remote, nil
 }
 
 // ping sends n pings at 10 ms intervals from p's client and returns each
@@ -459,7 +468,7 @@ func (b *bench) ping(p *dpPath, n int) ([]float64, error) {
 // measurePath records one throughput test and one ping series of p under
 // key.
 func (b *bench) measurePath(key string, p *dpPath, secs, pings int) error {
-	bps, err := b.iperf(p, secs)
+	bps, cpu, err := b.iperf(p, secs)
 	if err != nil {
 		return err
 	}
@@ -470,6 +479,7 @@ func (b *bench) measurePath(key string, p *dpPath, secs, pings int) error {
 	r := b.dp(key)
 	b.mu.Lock()
 	r.tput = append(r.tput, bps)
+	r.cpu = append(r.cpu, cpu)
 	r.rtt = append(r.rtt, rtts...)
 	b.mu.Unlock()
 	return nil
@@ -585,10 +595,11 @@ func (r *report) dataplaneSection(dp map[string]*dpResult) {
 	r.line("")
 	r.line("iperf3 TCP (one stream, client → server) and ping (10 ms interval), the paths interleaved in each round;")
 	r.line("throughput: median over rounds, ×ref: median over rounds of the ratio to the reference in the same round;")
-	r.line("RTT: median and p99 of every reply of every round. The capture writes to /dev/null.")
+	r.line("RTT: median and p99 of every reply of every round. The capture writes to /dev/null. CPU: iperf3's client + server")
+	r.line("(user + system, softirq work in their context included), % of one core, median over rounds, and per Gbit/s.")
 	r.line("")
-	r.line("| path | rounds | throughput | ×ref | RTT median | RTT p99 | RTT ×ref |")
-	r.line("|---|---:|---:|---:|---:|---:|---:|")
+	r.line("| path | rounds | throughput | ×ref | RTT median | RTT p99 | RTT ×ref | CPU | CPU per Gbit/s |")
+	r.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, rw := range rows {
 		a, ok := dp[rw.key]
 		if !ok || len(a.tput) == 0 {
@@ -601,8 +612,12 @@ func (r *report) dataplaneSection(dp map[string]*dpResult) {
 				xr = fmt.Sprintf("%.2f", medianOf(a.rtt)/m)
 			}
 		}
-		r.line("| %s | %d | %.2f Gbit/s | %s | %.0f µs | %.0f µs | %s |", rw.name, len(a.tput), medianOf(a.tput)/1e9, x,
-			medianOf(a.rtt), p99Of(a.rtt), xr)
+		perG := make([]float64, len(a.cpu))
+		for i := range a.cpu {
+			perG[i] = a.cpu[i] / (a.tput[i] / 1e9)
+		}
+		r.line("| %s | %d | %.2f Gbit/s | %s | %.0f µs | %.0f µs | %s | %.0f %% | %.1f %% |", rw.name, len(a.tput), medianOf(a.tput)/1e9, x,
+			medianOf(a.rtt), p99Of(a.rtt), xr, medianOf(a.cpu), medianOf(perG))
 	}
 	if c, ok := dp["capture on"]; ok && len(c.frames) > 0 {
 		r.line("")
