@@ -165,6 +165,25 @@ func (b *bench) dataplane(rounds int, secs int, pings int) error {
 		return err
 	}
 
+	// (a') the same stitch made by hand (the bench's kernel floor: a veth
+	// from each namespace into a namespace of its own, the parked ends
+	// joined by u32 + mirred): what the kernel path itself costs.
+	ka, err := mk("dpka")
+	if err != nil {
+		return err
+	}
+	kb, err := mk("dpkb")
+	if err != nil {
+		return err
+	}
+	kpark, err := mk("dpkpark")
+	if err != nil {
+		return err
+	}
+	if err := handStitch(ka, kb, kpark); err != nil {
+		return err
+	}
+
 	// (c) two pods on two nodes, ratchetd on each; (d) a VXLAN pair made
 	// straight on the same nodes' underlay.
 	c, err := b.startCluster()
@@ -235,6 +254,7 @@ func (b *bench) dataplane(rounds int, secs int, pings int) error {
 	paths := []*dpPath{
 		{key: "direct", client: da, server: db, addr: "198.51.100.2"},
 		{key: "stitched", client: pa, server: pb, addr: "198.51.100.2"},
+		{key: "hand-stitched", client: ka, server: kb, addr: "198.51.100.2"},
 		{key: "vxlan", client: va, server: vb, addr: "203.0.113.2"},
 		{key: "cross", client: xa, server: xb, addr: "203.0.113.2"},
 	}
@@ -259,6 +279,7 @@ func (b *bench) dataplane(rounds int, secs int, pings int) error {
 	variants := []func() error{
 		measure("direct", byKey["direct"]),
 		measure("stitched", stitched),
+		measure("hand-stitched", byKey["hand-stitched"]),
 		measure("vxlan", byKey["vxlan"]),
 		measure("cross", byKey["cross"]),
 		func() error { return b.measureCaptured(store, stitched, secs, pings) },
@@ -339,6 +360,35 @@ func directPair(a, b *nsRef, mtu int) error {
 		return err
 	}
 	return addAddr(hb, peer, "198.51.100.2/24")
+}
+
+// handStitch joins a and b as a stitched pod link, made in-process
+// (floorPodLinks) with park as the parking namespace, and gives the ends
+// 198.51.100.1/24 and .2/24.
+func handStitch(a, b, park *nsRef) error {
+	spec := podLinkSpec{n: 1}
+	first, err := floorPodLinks(a, park, spec, 0, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := floorPodLinks(b, park, spec, 1, first); err != nil {
+		return err
+	}
+	for i, n := range []*nsRef{a, b} {
+		h, err := handleIn(n)
+		if err != nil {
+			return err
+		}
+		l, err := h.LinkByName(spec.ifname(i, 0))
+		if err == nil {
+			err = addAddr(h, l, fmt.Sprintf("198.51.100.%d/24", i+1))
+		}
+		h.Close()
+		if err != nil {
+			return fmt.Errorf("hand-stitched link: %w", err)
+		}
+	}
+	return nil
 }
 
 // plainVxlan makes the reference of a cross-node link's end: a VXLAN
@@ -586,6 +636,7 @@ func (r *report) dataplaneSection(dp map[string]*dpResult) {
 	rows := []struct{ name, key, ref string }{
 		{"direct veth pair (reference)", "direct", ""},
 		{"stitched pod link (parking namespace, tc mirred)", "stitched", "direct"},
+		{"the same stitch made by hand (kernel floor)", "hand-stitched", "direct"},
 		{"plain VXLAN pair between two nodes (reference)", "vxlan", ""},
 		{"cross-node pod link (ratchetd, stitched to a tunnel)", "cross", "vxlan"},
 		{"stitched pod link, `ratchetctl capture` running", "capture on", "stitched"},
@@ -596,7 +647,7 @@ func (r *report) dataplaneSection(dp map[string]*dpResult) {
 	r.line("iperf3 TCP (one stream, client → server) and ping (10 ms interval), the paths interleaved in each round;")
 	r.line("throughput: median over rounds, ×ref: median over rounds of the ratio to the reference in the same round;")
 	r.line("RTT: median and p99 of every reply of every round. The capture writes to /dev/null. CPU: iperf3's client + server")
-	r.line("(user + system, softirq work in their context included), % of one core, median over rounds, and per Gbit/s.")
+	r.line("(user + system, softirq work in their context included), %% of one core, median over rounds, and per Gbit/s.")
 	r.line("")
 	r.line("| path | rounds | throughput | ×ref | RTT median | RTT p99 | RTT ×ref | CPU | CPU per Gbit/s |")
 	r.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
