@@ -282,9 +282,14 @@ func (b *bench) dataplane(rounds int, secs int, pings int) error {
 		measure("hand-stitched", byKey["hand-stitched"]),
 		measure("vxlan", byKey["vxlan"]),
 		measure("cross", byKey["cross"]),
-		func() error { return b.measureCaptured(store, stitched, secs, pings) },
+		func() error { return b.measureCaptured("capture on", b.bins.ratchetctl, store, stitched, secs, pings) },
 		// Capture idle: the same link right after a capture of it ended.
 		measure("capture idle", stitched),
+	}
+	if b.cfg.captureBaseline != "" {
+		variants = append(variants, func() error {
+			return b.measureCaptured("capture on (baseline)", b.cfg.captureBaseline, store, stitched, secs, pings)
+		})
 	}
 	start := time.Now()
 	for r := range rounds {
@@ -536,10 +541,11 @@ func (b *bench) measurePath(key string, p *dpPath, secs, pings int) error {
 }
 
 // measureCaptured measures the stitched link while `ratchetctl capture`
-// writes its frames to /dev/null: the cost of reading them, not of a
-// disk (at these rates a file grows by GBs a second).
-func (b *bench) measureCaptured(store string, p *dpPath, secs, pings int) error {
-	cmd := exec.Command(b.bins.ratchetctl, "capture", "--store", store, "-w", os.DevNull, "bench/dpa:e0")
+// (the binary ctl) writes its frames to /dev/null, under key: the cost of
+// reading them, not of a disk (at these rates a file grows by GBs a
+// second).
+func (b *bench) measureCaptured(key, ctl, store string, p *dpPath, secs, pings int) error {
+	cmd := exec.Command(ctl, "capture", "--store", store, "-w", os.DevNull, "bench/dpa:e0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	errPipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -564,7 +570,7 @@ func (b *bench) measureCaptured(store string, p *dpPath, secs, pings int) error 
 		b, _ := io.ReadAll(errPipe)
 		rest <- string(b)
 	}()
-	if err := b.measurePath("capture on", p, secs, pings); err != nil {
+	if err := b.measurePath(key, p, secs, pings); err != nil {
 		return err
 	}
 	_ = cmd.Process.Signal(os.Interrupt)
@@ -583,7 +589,7 @@ func (b *bench) measureCaptured(store string, p *dpPath, secs, pings int) error 
 	if frames <= 0 {
 		return fmt.Errorf("ratchetctl capture wrote no frames of a link carrying iperf3: %s", tail(msg, 500))
 	}
-	r := b.dp("capture on")
+	r := b.dp(key)
 	b.mu.Lock()
 	r.frames = append(r.frames, frames)
 	b.mu.Unlock()
@@ -641,6 +647,7 @@ func (r *report) dataplaneSection(dp map[string]*dpResult) {
 		{"cross-node pod link (ratchetd, stitched to a tunnel)", "cross", "vxlan"},
 		{"stitched pod link, `ratchetctl capture` running", "capture on", "stitched"},
 		{"stitched pod link, right after a capture ended", "capture idle", "stitched"},
+		{"stitched pod link, `-capture-baseline`'s capture running", "capture on (baseline)", "stitched"},
 	}
 	r.line("## Data plane: TCP throughput and RTT")
 	r.line("")
@@ -673,6 +680,20 @@ func (r *report) dataplaneSection(dp map[string]*dpResult) {
 	if c, ok := dp["capture on"]; ok && len(c.frames) > 0 {
 		r.line("")
 		r.line("Frames the captures wrote (median of rounds): %.0f.", medianOf(intsToFloats(c.frames)))
+	}
+	r.line("")
+	r.line("Throughput of each round (Gbit/s), in the order the rounds ran:")
+	r.line("")
+	for _, rw := range rows {
+		a, ok := dp[rw.key]
+		if !ok || len(a.tput) == 0 {
+			continue
+		}
+		vs := make([]string, len(a.tput))
+		for i, v := range a.tput {
+			vs[i] = fmt.Sprintf("%.1f", v/1e9)
+		}
+		r.line("- %s: %s", rw.key, strings.Join(vs, ", "))
 	}
 	r.line("")
 }

@@ -50,6 +50,9 @@ type config struct {
 	ips      bool
 	podIPv6  bool
 	only     string
+	// captureBaseline is another ratchetctl whose capture the data-plane
+	// scenario measures too, for an A/B of two builds.
+	captureBaseline string
 }
 
 func logf(format string, a ...any) {
@@ -75,6 +78,7 @@ func run() int {
 	flag.BoolVar(&cfg.ips, "link-ips", true, "give each pod link end an IPv6 address")
 	flag.BoolVar(&cfg.podIPv6, "pod-ipv6", true, "leave IPv6 on in the pods of the pod-link scenarios (false: disable_ipv6=1 there, as Docker does; implies -link-ips=false)")
 	flag.StringVar(&cfg.only, "only", "", "run only these scenarios (comma-separated: version,veth,vxlan,pod,crossnode,parallel,lab,dataplane)")
+	flag.StringVar(&cfg.captureBaseline, "capture-baseline", "", "data plane: also measure the capture of this ratchetctl binary (e.g. an earlier build), in the same rounds")
 	flag.Parse()
 	var err error
 	if cfg.links, err = intList(links); err != nil {
