@@ -47,15 +47,19 @@ type captureEnd struct {
 	name  string // and its name
 	link  string // "NS/POD:IF -- NS/POD:IF"
 	fd    int
-	ring  *packetRing
 }
 
-// close unmaps the end's ring and closes its socket.
-func (e *captureEnd) close() {
-	if e.ring != nil {
-		e.ring.close()
+// close closes the end's socket.
+func (e *captureEnd) close() { unix.Close(e.fd) }
+
+// drops returns how many frames the kernel dropped on the end's socket
+// because its receive buffer was full (the reader fell behind).
+func (e *captureEnd) drops() (uint32, error) {
+	st, err := unix.GetsockoptTpacketStats(e.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0, err
 	}
-	unix.Close(e.fd)
+	return st.Drops, nil
 }
 
 // captureCmd runs `ratchetctl capture`.
@@ -101,7 +105,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	ends, err := openCaptures(*dir, refs, sl)
+	ends, err := openCaptures(*dir, refs)
 	if err != nil {
 		return err
 	}
@@ -137,7 +141,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "%d frames captured\n", got)
 	var dropped uint32
 	for _, e := range ends {
-		if d, derr := e.ring.drops(); derr == nil {
+		if d, derr := e.drops(); derr == nil {
 			dropped += d
 		}
 	}
@@ -158,7 +162,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 // openCaptures finds each named end's link and opens a packet socket on a
 // parked end of it on this node, holding the node lock only that long:
 // the capture itself must not stop ADDs and DELs.
-func openCaptures(dir string, refs []*endRef, snap int) (ends []*captureEnd, err error) {
+func openCaptures(dir string, refs []*endRef) (ends []*captureEnd, err error) {
 	s, err := openSession(dir)
 	if err != nil {
 		return nil, err
@@ -186,7 +190,7 @@ func openCaptures(dir string, refs []*endRef, snap int) (ends []*captureEnd, err
 		e := rec.Ends[on]
 		c := &captureEnd{ref: ref.String(), on: endName(e), index: e.ParkedIndex, name: e.Parked,
 			link: endName(rec.Ends[mine]) + " -- " + endName(rec.Ends[1-mine])}
-		if c.fd, c.ring, err = packetSocket(s.park, c.index, snap); err != nil {
+		if c.fd, err = packetSocket(s.park, c.index); err != nil {
 			return nil, fmt.Errorf("%s: %w", shown(ref.String()), err)
 		}
 		ends = append(ends, c)
@@ -210,56 +214,74 @@ func captureSide(rec *store.LinkRecord, mine int, obs podlink.Observation) (int,
 	return 0, errNotHere
 }
 
+// captureRcvBuf is the receive buffer a capture asks for on each socket:
+// room for a few hundred full GSO frames, so that a reader that falls
+// behind for a moment loses none.
+const captureRcvBuf = 32 << 20
+
 // packetSocket opens an AF_PACKET socket bound to the netdev index of the
-// parking namespace park, with a receive ring that keeps snap bytes of
-// each frame. The socket is created inside park (n.Do locks the thread,
-// switches it in and back, and leaves it locked, so the runtime discards
-// it, should switching back fail); it keeps reading there whatever thread
-// reads it. It is created with protocol 0 so that it receives nothing
-// until its ring is set up and it is bound to the one netdev.
-func packetSocket(park ns.NetNS, index, snap int) (fd int, ring *packetRing, err error) {
-	fd = -1
-	err = park.Do(func(ns.NetNS) error {
+// parking namespace park. The socket is created inside park (n.Do locks
+// the thread, switches it in and back, and leaves it locked, so the
+// runtime discards it, should switching back fail); it keeps reading
+// there whatever thread reads it. It is created with protocol 0 so that
+// it receives nothing until bound to the one netdev.
+//
+// A plain socket, not a memory-mapped ring (TPACKET_V3): with a ring the
+// kernel copies each frame into it on the link's own data path, in the
+// softirq of the sender, and TCP over a captured link carried less
+// (0.69× against 0.83× in the same rounds, docs/performance.md,
+// "Capture"); here the data path only queues a reference to the frame,
+// and the copy is this reader's.
+func packetSocket(park ns.NetNS, index int) (int, error) {
+	fd := -1
+	err := park.Do(func(ns.NetNS) error {
 		var err error
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
-		return -1, nil, fmt.Errorf("packet socket in the parking namespace: %w", err)
+		return -1, fmt.Errorf("packet socket in the parking namespace: %w", err)
 	}
-	if ring, err = newRing(fd, snap); err != nil {
+	// A short receive timeout lets a reader notice the end of the capture.
+	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
-		return -1, nil, err
+		return -1, fmt.Errorf("packet socket: %w", err)
+	}
+	// Past rmem_max as root (FORCE); else as much as the sysctl allows.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, captureRcvBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, captureRcvBuf)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: index, Protocol: htons(unix.ETH_P_ALL)}); err != nil {
-		ring.close()
 		unix.Close(fd)
-		return -1, nil, fmt.Errorf("packet socket on netdev %d of the parking namespace: %w", index, err)
+		return -1, fmt.Errorf("packet socket on netdev %d of the parking namespace: %w", index, err)
 	}
-	return fd, ring, nil
+	return fd, nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// frame is one captured frame and the interface block it belongs to.
+// frame is one captured frame and the interface block it belongs to;
+// buf is the buffer data is in, which goes back to its reader once the
+// frame is written.
 type frame struct {
 	ci    gopacket.CaptureInfo
 	data  []byte
+	buf   []byte
+	free  chan<- []byte
 	flags pcapgo.NgEpbFlags
 }
 
-// batch is the frames of one block of a ring; done is closed once they
-// are written, when the block may go back to the kernel.
-type batch struct {
-	frames []frame
-	done   chan struct{}
-}
+// captureBuffers is how many frame buffers each reader has in flight:
+// the reader waits for one to come back before it reads on.
+const captureBuffers = 64
 
-// capture writes the frames the rings of ends receive to w as pcapng
+// capture writes the frames the sockets of ends receive to w as pcapng
 // until ctx ends or count frames (0: no limit) are written, and returns
-// how many it wrote. The file is complete when it returns: every block
-// written whole and flushed. flush writes each batch through at once,
-// for a reader at the other end of a pipe.
+// how many it wrote, keeping at most snap bytes of each. The file is
+// complete when it returns: every block written whole and flushed. flush
+// writes the frames through whenever no more are waiting, for a reader
+// at the other end of a pipe.
 func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count, snap int, flush bool) (int, error) {
 	intf := func(e *captureEnd) pcapgo.NgInterface {
 		return pcapgo.NgInterface{Name: e.name, Description: e.link + ", on the parked end of " + e.on,
@@ -281,23 +303,23 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count, snap i
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan batch)
+	frames := make(chan frame, captureBuffers*len(ends))
 	errs := make(chan error, len(ends))
 	var readers sync.WaitGroup
 	for i, e := range ends {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			errs <- readFrames(ctx, e.ring, i, batches)
+			errs <- readFrames(ctx, e.fd, i, snap, frames)
 		}()
 	}
-	// The readers are waited for before returning: none may send a
-	// batch, or read a ring the caller unmaps, afterwards.
+	// The readers are waited for before returning: none may write to
+	// frames, or read a socket the caller closes, afterwards.
 	defer readers.Wait()
 	defer cancel()
 	written := 0
 	for count == 0 || written < count {
-		var bt batch
+		var f frame
 		select {
 		case <-ctx.Done():
 			return written, nw.Flush()
@@ -307,21 +329,16 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count, snap i
 				return written, err
 			}
 			continue
-		case bt = <-batches:
+		case f = <-frames:
 		}
-		for i := range bt.frames {
-			if count > 0 && written == count {
-				break
-			}
-			f := &bt.frames[i]
-			if err := nw.WritePacketWithOptions(f.ci, f.data, pcapgo.NgPacketOptions{Flags: &f.flags}); err != nil {
-				close(bt.done)
-				return written, err
-			}
-			written++
+		err := nw.WritePacketWithOptions(f.ci, f.data, pcapgo.NgPacketOptions{Flags: &f.flags})
+		// The buffer is free again: the writer copied the frame.
+		f.free <- f.buf
+		if err != nil {
+			return written, err
 		}
-		close(bt.done)
-		if flush {
+		written++
+		if flush && len(frames) == 0 {
 			if err := nw.Flush(); err != nil {
 				return written, err
 			}
@@ -330,40 +347,47 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count, snap i
 	return written, nw.Flush()
 }
 
-// readFrames reads ring until ctx ends, handing each block's frames to
-// batches as interface iface's and the block back to the kernel once
-// they are written. A parked end's frames from its pod arrive (inbound);
-// those toward its pod leave (PACKET_OUTGOING, outbound).
-func readFrames(ctx context.Context, ring *packetRing, iface int, batches chan<- batch) error {
-	var rf []ringFrame
-	var fs []frame
-	for {
-		var err error
-		rf, err = ring.block(ctx, rf)
-		if err != nil || ctx.Err() != nil {
-			return err
-		}
-		fs = fs[:0]
-		for _, r := range rf {
-			f := frame{data: r.data, flags: direction(r.pkttype)}
-			f.ci = gopacket.CaptureInfo{Timestamp: r.at, CaptureLength: len(r.data), Length: r.length, InterfaceIndex: iface}
-			fs = append(fs, f)
-		}
-		bt := batch{frames: fs, done: make(chan struct{})}
-		select {
-		case batches <- bt:
-		case <-ctx.Done():
-			return nil
-		}
-		// The writer reads the frames in place: the block goes back to
-		// the kernel only once they are written.
-		select {
-		case <-bt.done:
-		case <-ctx.Done():
-			return nil
-		}
-		ring.release()
+// readFrames reads the socket fd until ctx ends, handing each frame to
+// frames as interface iface's, in one of its own buffers of snap bytes
+// (the kernel copies no more), which the writer hands back: no
+// allocation or copy per frame. A parked end's frames from its pod arrive
+// (inbound); those toward its pod leave (PACKET_OUTGOING, outbound).
+func readFrames(ctx context.Context, fd, iface, snap int, frames chan<- frame) error {
+	free := make(chan []byte, captureBuffers)
+	for range captureBuffers {
+		free <- make([]byte, snap)
 	}
+	for ctx.Err() == nil {
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-ctx.Done():
+			return nil
+		}
+		// MSG_TRUNC: n is the frame's length even when longer than buf.
+		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			free <- buf
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading frames: %w", err)
+		}
+		at := time.Now()
+		ll, ok := from.(*unix.SockaddrLinklayer)
+		if !ok {
+			free <- buf
+			continue
+		}
+		f := frame{data: buf[:min(n, len(buf))], buf: buf, free: free, flags: direction(ll.Pkttype)}
+		f.ci = gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(f.data), Length: n, InterfaceIndex: iface}
+		select {
+		case frames <- f:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
 }
 
 // direction returns the pcapng flags of a frame of packet type pkttype.
