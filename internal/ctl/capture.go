@@ -146,7 +146,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if dropped > 0 {
-		fmt.Fprintf(stderr, "%d frames dropped: the writer fell behind the link (a smaller -s helps)\n", dropped)
+		fmt.Fprintf(stderr, "%d frames dropped: the capture fell behind the link (a smaller -s helps)\n", dropped)
 	}
 	if err != nil {
 		return err
@@ -214,11 +214,6 @@ func captureSide(rec *store.LinkRecord, mine int, obs podlink.Observation) (int,
 	return 0, errNotHere
 }
 
-// captureRcvBuf is the receive buffer a capture asks for on each socket:
-// room for a few hundred full GSO frames, so that a reader that falls
-// behind for a moment loses none.
-const captureRcvBuf = 32 << 20
-
 // packetSocket opens an AF_PACKET socket bound to the netdev index of the
 // parking namespace park. The socket is created inside park (n.Do locks
 // the thread, switches it in and back, and leaves it locked, so the
@@ -248,10 +243,10 @@ func packetSocket(park ns.NetNS, index int) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("packet socket: %w", err)
 	}
-	// Past rmem_max as root (FORCE); else as much as the sysctl allows.
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, captureRcvBuf) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, captureRcvBuf)
-	}
+	// The default receive buffer, not a bigger one: with 32 MiB the
+	// capture kept up with more frames, and so took more CPU from the
+	// link on a small machine (0.77× against 0.94×, docs/performance.md,
+	// "Capture"); what it cannot keep up with is dropped and counted.
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: index, Protocol: htons(unix.ETH_P_ALL)}); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("packet socket on netdev %d of the parking namespace: %w", index, err)
