@@ -224,8 +224,7 @@ func captureSide(rec *store.LinkRecord, mine int, obs podlink.Observation) (int,
 // A plain socket, not a memory-mapped ring (TPACKET_V3): with a ring the
 // kernel copies each frame into it on the link's own data path, in the
 // softirq of the sender, and TCP over a captured link carried less
-// (0.69× against 0.83× in the same rounds, docs/performance.md,
-// "Capture"); here the data path only queues a reference to the frame,
+// (docs/performance.md, "Data plane"); here the data path only queues a reference to the frame,
 // and the copy is this reader's.
 func packetSocket(park ns.NetNS, index int) (int, error) {
 	fd := -1
@@ -245,8 +244,8 @@ func packetSocket(park ns.NetNS, index int) (int, error) {
 	}
 	// The default receive buffer, not a bigger one: with 32 MiB the
 	// capture kept up with more frames, and so took more CPU from the
-	// link on a small machine (0.77× against 0.94×, docs/performance.md,
-	// "Capture"); what it cannot keep up with is dropped and counted.
+	// link on a small machine (docs/performance.md, "Data plane"); what
+	// it cannot keep up with is dropped and counted.
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: index, Protocol: htons(unix.ETH_P_ALL)}); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("packet socket on netdev %d of the parking namespace: %w", index, err)

@@ -542,8 +542,7 @@ func (b *bench) measurePath(key string, p *dpPath, secs, pings int) error {
 
 // measureCaptured measures the stitched link while `ratchetctl capture`
 // (the binary ctl) writes its frames to /dev/null, under key: the cost of
-// reading them, not of a disk (at these rates a file grows by GBs a
-// second).
+// reading them, not of a disk (at these rates a file would fill one).
 func (b *bench) measureCaptured(key, ctl, store string, p *dpPath, secs, pings int) error {
 	cmd := exec.Command(ctl, "capture", "--store", store, "-w", os.DevNull, "bench/dpa:e0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
