@@ -17,7 +17,7 @@ WEB_PACKAGES := chromium
 # the host. test/e2e/docker.sh and the tutorial install it when missing,
 # except under systemd with no policy-rc.d denying the start: they then ask
 # the operator to.)
-TEST_PACKAGES := iproute2 iputils-ping util-linux mount jq etcd-server etcd-client nftables busybox-static \
+TEST_PACKAGES := iproute2 iputils-ping iperf3 util-linux mount jq etcd-server etcd-client nftables busybox-static \
 	$(WEB_PACKAGES)
 
 BINARIES := ratchet ratchetctl ratchetd

@@ -25,15 +25,19 @@ import (
 )
 
 // captureUsage is `ratchetctl capture`'s part of the usage.
-const captureUsage = `  ratchetctl capture [--store DIR] -w FILE|- [-c COUNT] [--duration D] NS/POD:IF...
+const captureUsage = `  ratchetctl capture [--store DIR] -w FILE|- [-c COUNT] [--duration D] [-s SNAPLEN] NS/POD:IF...
                                                    the frames of pod links, both directions, as pcapng (one
                                                    interface block per link; -w -: to stdout, for a pipe),
-                                                   taken on a parked end in the parking namespace
+                                                   taken on a parked end in the parking namespace; -s keeps
+                                                   at most SNAPLEN bytes of each frame
 `
 
-// snapLen is the most of a frame capture keeps: a full 64 KiB GSO frame
-// as a veth hands it over, and its headers.
+// snapLen is the most of a frame capture keeps by default (and at most):
+// a full 64 KiB GSO frame as a veth hands it over, and its headers.
 const snapLen = 65536 + 256
+
+// minSnapLen is the least -s takes: an Ethernet header.
+const minSnapLen = 14
 
 // captureEnd is one link a capture takes frames of: the parked netdev it
 // reads, and how the pcapng file names it.
@@ -46,6 +50,19 @@ type captureEnd struct {
 	fd    int
 }
 
+// close closes the end's socket.
+func (e *captureEnd) close() { unix.Close(e.fd) }
+
+// drops returns how many frames the kernel dropped on the end's socket
+// because its receive buffer was full (the reader fell behind).
+func (e *captureEnd) drops() (uint32, error) {
+	st, err := unix.GetsockoptTpacketStats(e.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0, err
+	}
+	return st.Drops, nil
+}
+
 // captureCmd runs `ratchetctl capture`.
 func captureCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("capture")
@@ -53,6 +70,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("w", "", "the pcapng file to write; - for stdout")
 	count := fs.String("c", "0", "stop after this many frames (0: no limit)")
 	duration := fs.String("duration", "0", "stop after this long (0: no limit)")
+	snap := fs.String("s", strconv.Itoa(snapLen), "keep at most this many bytes of each frame")
 	filter := fs.String("filter", "", "not supported (see the README)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -75,6 +93,10 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil || d < 0 {
 		return badArg("capture: --duration %q: want a duration such as 10s, 0 for no limit", *duration)
 	}
+	sl, err := strconv.Atoi(*snap)
+	if err != nil || sl < minSnapLen || sl > snapLen {
+		return badArg("capture: -s %q: want a snap length in bytes, %d to %d", *snap, minSnapLen, snapLen)
+	}
 	if len(pos) == 0 {
 		return badArg("capture: want at least one link end, NAMESPACE/POD:IFNAME")
 	}
@@ -90,7 +112,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() {
 		for _, e := range ends {
-			unix.Close(e.fd)
+			e.close()
 		}
 	}()
 	w := stdout
@@ -116,8 +138,17 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "capturing %s on %s in the parking namespace%s\n", e.link, shown(e.name), note)
 	}
-	got, err := capture(ctx, ends, w, n, *out == "-")
+	got, err := capture(ctx, ends, w, n, sl, *out == "-")
 	fmt.Fprintf(stderr, "%d frames captured\n", got)
+	var dropped uint32
+	for _, e := range ends {
+		if d, derr := e.drops(); derr == nil {
+			dropped += d
+		}
+	}
+	if dropped > 0 {
+		fmt.Fprintf(stderr, "%d frames dropped: the capture fell behind the link (a smaller -s helps)\n", dropped)
+	}
 	if err != nil {
 		return err
 	}
@@ -141,7 +172,7 @@ func openCaptures(dir string, refs []labop.End) (ends []*captureEnd, err error) 
 	defer func() {
 		if err != nil {
 			for _, e := range ends {
-				unix.Close(e.fd)
+				e.close()
 			}
 		}
 	}()
@@ -190,6 +221,12 @@ func captureSide(rec *store.LinkRecord, mine int, obs podlink.Observation) (int,
 // runtime discards it, should switching back fail); it keeps reading
 // there whatever thread reads it. It is created with protocol 0 so that
 // it receives nothing until bound to the one netdev.
+//
+// A plain socket, not a memory-mapped ring (TPACKET_V3): with a ring the
+// kernel copies each frame into it on the link's own data path, in the
+// softirq of the sender, and TCP over a captured link carried less
+// (docs/performance.md, "Data plane"); here the data path only queues a reference to the frame,
+// and the copy is this reader's.
 func packetSocket(park ns.NetNS, index int) (int, error) {
 	fd := -1
 	err := park.Do(func(ns.NetNS) error {
@@ -206,6 +243,10 @@ func packetSocket(park ns.NetNS, index int) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("packet socket: %w", err)
 	}
+	// The default receive buffer, not a bigger one: with 32 MiB the
+	// capture kept up with more frames, and so took more CPU from the
+	// link on a small machine (docs/performance.md, "Data plane"); what
+	// it cannot keep up with is dropped and counted.
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: index, Protocol: htons(unix.ETH_P_ALL)}); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("packet socket on netdev %d of the parking namespace: %w", index, err)
@@ -215,22 +256,31 @@ func packetSocket(park ns.NetNS, index int) (int, error) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// frame is one captured frame and the interface block it belongs to.
+// frame is one captured frame and the interface block it belongs to;
+// buf is the buffer data is in, which goes back to its reader once the
+// frame is written.
 type frame struct {
 	ci    gopacket.CaptureInfo
 	data  []byte
+	buf   []byte
+	free  chan<- []byte
 	flags pcapgo.NgEpbFlags
 }
 
+// captureBuffers is how many frame buffers each reader has in flight:
+// the reader waits for one to come back before it reads on.
+const captureBuffers = 64
+
 // capture writes the frames the sockets of ends receive to w as pcapng
 // until ctx ends or count frames (0: no limit) are written, and returns
-// how many it wrote. The file is complete when it returns: every block
-// written whole and flushed. flush writes each frame through at once,
-// for a reader at the other end of a pipe.
-func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, flush bool) (int, error) {
+// how many it wrote, keeping at most snap bytes of each. The file is
+// complete when it returns: every block written whole and flushed. flush
+// writes the frames through whenever no more are waiting, for a reader
+// at the other end of a pipe.
+func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count, snap int, flush bool) (int, error) {
 	intf := func(e *captureEnd) pcapgo.NgInterface {
 		return pcapgo.NgInterface{Name: e.name, Description: e.link + ", on the parked end of " + e.on,
-			OS: "linux", LinkType: layers.LinkTypeEthernet, SnapLength: snapLen}
+			OS: "linux", LinkType: layers.LinkTypeEthernet, SnapLength: uint32(snap)}
 	}
 	opts := pcapgo.DefaultNgWriterOptions
 	opts.SectionInfo.Application = "ratchetctl capture"
@@ -248,14 +298,14 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, fl
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	frames := make(chan frame, 256)
+	frames := make(chan frame, captureBuffers*len(ends))
 	errs := make(chan error, len(ends))
 	var readers sync.WaitGroup
 	for i, e := range ends {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			errs <- readFrames(ctx, e.fd, i, frames)
+			errs <- readFrames(ctx, e.fd, i, snap, frames)
 		}()
 	}
 	// The readers are waited for before returning: none may write to
@@ -276,11 +326,14 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, fl
 			continue
 		case f = <-frames:
 		}
-		if err := nw.WritePacketWithOptions(f.ci, f.data, pcapgo.NgPacketOptions{Flags: &f.flags}); err != nil {
+		err := nw.WritePacketWithOptions(f.ci, f.data, pcapgo.NgPacketOptions{Flags: &f.flags})
+		// The buffer is free again: the writer copied the frame.
+		f.free <- f.buf
+		if err != nil {
 			return written, err
 		}
 		written++
-		if flush {
+		if flush && len(frames) == 0 {
 			if err := nw.Flush(); err != nil {
 				return written, err
 			}
@@ -290,14 +343,26 @@ func capture(ctx context.Context, ends []*captureEnd, w io.Writer, count int, fl
 }
 
 // readFrames reads the socket fd until ctx ends, handing each frame to
-// frames as interface iface's. A parked end's frames from its pod arrive
+// frames as interface iface's, in one of its own buffers of snap bytes
+// (the kernel copies no more), which the writer hands back: no
+// allocation or copy per frame. A parked end's frames from its pod arrive
 // (inbound); those toward its pod leave (PACKET_OUTGOING, outbound).
-func readFrames(ctx context.Context, fd, iface int, frames chan<- frame) error {
-	buf := make([]byte, snapLen)
+func readFrames(ctx context.Context, fd, iface, snap int, frames chan<- frame) error {
+	free := make(chan []byte, captureBuffers)
+	for range captureBuffers {
+		free <- make([]byte, snap)
+	}
 	for ctx.Err() == nil {
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-ctx.Done():
+			return nil
+		}
 		// MSG_TRUNC: n is the frame's length even when longer than buf.
 		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			free <- buf
 			continue
 		}
 		if err != nil {
@@ -306,26 +371,34 @@ func readFrames(ctx context.Context, fd, iface int, frames chan<- frame) error {
 		at := time.Now()
 		ll, ok := from.(*unix.SockaddrLinklayer)
 		if !ok {
+			free <- buf
 			continue
 		}
-		f := frame{data: append([]byte(nil), buf[:min(n, len(buf))]...)}
+		f := frame{data: buf[:min(n, len(buf))], buf: buf, free: free, flags: direction(ll.Pkttype)}
 		f.ci = gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(f.data), Length: n, InterfaceIndex: iface}
-		switch ll.Pkttype {
-		case unix.PACKET_OUTGOING:
-			f.flags.Direction = pcapgo.NgEpbFlagDirectionOutbound
-		case unix.PACKET_BROADCAST:
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeBroadcast
-		case unix.PACKET_MULTICAST:
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeMulticast
-		case unix.PACKET_HOST:
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeUnicast
-		default: // PACKET_OTHERHOST: a parked end has no address of its own
-			f.flags.Direction, f.flags.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypePromiscuous
-		}
 		select {
 		case frames <- f:
 		case <-ctx.Done():
+			return nil
 		}
 	}
 	return nil
+}
+
+// direction returns the pcapng flags of a frame of packet type pkttype.
+func direction(pkttype uint8) pcapgo.NgEpbFlags {
+	var f pcapgo.NgEpbFlags
+	switch pkttype {
+	case unix.PACKET_OUTGOING:
+		f.Direction = pcapgo.NgEpbFlagDirectionOutbound
+	case unix.PACKET_BROADCAST:
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeBroadcast
+	case unix.PACKET_MULTICAST:
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeMulticast
+	case unix.PACKET_HOST:
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypeUnicast
+	default: // PACKET_OTHERHOST: a parked end has no address of its own
+		f.Direction, f.Reception = pcapgo.NgEpbFlagDirectionInbound, pcapgo.NgEpbFlagReceptionTypePromiscuous
+	}
+	return f
 }

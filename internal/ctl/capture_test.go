@@ -187,6 +187,45 @@ func TestCaptureToFile(t *testing.T) {
 	}
 }
 
+// TestCaptureSnapLength checks -s: every frame is cut at the snap
+// length, and keeps its length on the wire (a ping's frame is 98 bytes).
+func TestCaptureSnapLength(t *testing.T) {
+	dir, r1, r2 := lab(t)
+	file := filepath.Join(t.TempDir(), "snap.pcapng")
+	startCapture(t, r1, r2, "--store", dir, "-c", "8", "-s", "60", "-w", file, "lab/r1:e1")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(bytes.NewReader(data), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("pcapng: %v", err)
+	}
+	if intf, err := r.Interface(0); err != nil || intf.SnapLength != 60 {
+		t.Errorf("interface block: snap length %d (%v), want 60", intf.SnapLength, err)
+	}
+	frames, cut := 0, 0
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("pcapng frame %d: %v", frames, err)
+		}
+		frames++
+		if len(data) > 60 || ci.CaptureLength != len(data) {
+			t.Errorf("frame %d: %d bytes kept (capture length %d), want at most 60", frames, len(data), ci.CaptureLength)
+		}
+		if ci.Length >= 98 && len(data) == 60 {
+			cut++
+		}
+	}
+	if frames != 8 || cut == 0 {
+		t.Errorf("%d frames, %d of them cut at 60 bytes from 98 or more; want 8, some cut", frames, cut)
+	}
+}
+
 func TestCaptureToPipeStopsAtDuration(t *testing.T) {
 	dir, r1, r2 := lab(t)
 	// Both ends of the link: two interface blocks, streamed to stdout.
@@ -246,6 +285,8 @@ func TestCaptureBadArguments(t *testing.T) {
 		{[]string{"-w", "-", "-c", "-1", "lab/r1:e1"}, "-c"},
 		{[]string{"-w", "-", "--duration", "soon", "lab/r1:e1"}, "--duration"},
 		{[]string{"-w", "-", "--filter", "icmp", "lab/r1:e1"}, "--filter"},
+		{[]string{"-w", "-", "-s", "10", "lab/r1:e1"}, "-s"},
+		{[]string{"-w", "-", "-s", "all", "lab/r1:e1"}, "-s"},
 		{[]string{"-w", "-", "r1:e1"}, "NAMESPACE/POD:IFNAME"},
 		{[]string{"-w", "-", "lab/r9:e1"}, "lab/r9:e1"},
 	} {

@@ -50,6 +50,9 @@ type config struct {
 	ips      bool
 	podIPv6  bool
 	only     string
+	// captureBaseline is another ratchetctl whose capture the data-plane
+	// scenario measures too, for an A/B of two builds.
+	captureBaseline string
 }
 
 func logf(format string, a ...any) {
@@ -74,7 +77,8 @@ func run() int {
 	flag.DurationVar(&cfg.settle, "settle", 500*time.Millisecond, "pause after a batch of namespaces is deleted (the kernel tears them down in the background, holding the RTNL lock)")
 	flag.BoolVar(&cfg.ips, "link-ips", true, "give each pod link end an IPv6 address")
 	flag.BoolVar(&cfg.podIPv6, "pod-ipv6", true, "leave IPv6 on in the pods of the pod-link scenarios (false: disable_ipv6=1 there, as Docker does; implies -link-ips=false)")
-	flag.StringVar(&cfg.only, "only", "", "run only these scenarios (comma-separated: version,veth,vxlan,pod,crossnode,parallel,lab)")
+	flag.StringVar(&cfg.only, "only", "", "run only these scenarios (comma-separated: version,veth,vxlan,pod,crossnode,parallel,lab,dataplane)")
+	flag.StringVar(&cfg.captureBaseline, "capture-baseline", "", "data plane: also measure the capture of this ratchetctl binary (e.g. an earlier build), in the same rounds")
 	flag.Parse()
 	var err error
 	if cfg.links, err = intList(links); err != nil {
@@ -87,9 +91,9 @@ func run() int {
 	}
 	for _, s := range strings.Split(cfg.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "", "version", "veth", "vxlan", "pod", "crossnode", "parallel", "lab":
+		case "", "version", "veth", "vxlan", "pod", "crossnode", "parallel", "lab", "dataplane":
 		default:
-			logf("-only: unknown scenario %q (version, veth, vxlan, pod, crossnode, parallel, lab)", s)
+			logf("-only: unknown scenario %q (version, veth, vxlan, pod, crossnode, parallel, lab, dataplane)", s)
 			return 2
 		}
 	}
@@ -161,7 +165,7 @@ func run() int {
 		return 1
 	}
 	info = append(info, fmt.Sprintf("run took %v; load average after: %s", time.Since(start).Round(time.Second), loadavg()))
-	md := render(b.res, info, b.ranLinks(), b.ranParallel(), b.labLinks(), bins.sizes(), cfg.smoke)
+	md := render(b.res, b.dpRes, info, b.ranLinks(), b.ranParallel(), b.labLinks(), bins.sizes(), cfg.smoke)
 	fmt.Print(md)
 	err = os.MkdirAll(filepath.Dir(cfg.out), 0o755)
 	if err == nil {
@@ -268,6 +272,17 @@ func (b *bench) all() error {
 			return err
 		}
 		if err := b.labAllOf(b.labLinks(), b.iters(7, 1)); err != nil {
+			return err
+		}
+	}
+	if b.want("dataplane") {
+		// Rounds of every path: a 3 s iperf3 test and 200 pings each
+		// (a smoke run: one round, 1 s, 20 pings).
+		secs, pings := 3, 200
+		if b.cfg.smoke {
+			secs, pings = 1, 20
+		}
+		if err := b.dataplane(b.iters(7, 1), secs, pings); err != nil {
 			return err
 		}
 	}

@@ -148,7 +148,7 @@ func (r *report) barsTable() {
 }
 
 // render builds the whole report from the samples.
-func render(res map[string][]sample, info []string, links []int, parallel []int, lab int, sizes map[string]int64, smoke bool) string {
+func render(res map[string][]sample, dp map[string]*dpResult, info []string, links []int, parallel []int, lab int, sizes map[string]int64, smoke bool) string {
 	r := &report{res: res}
 	title := "ratchet benchmark"
 	if smoke {
@@ -219,6 +219,7 @@ func render(res map[string][]sample, info []string, links []int, parallel []int,
 	}
 
 	r.labSection(lab)
+	r.dataplaneSection(dp)
 
 	if len(links) > 1 {
 		r.line("## Cost per link")
@@ -257,6 +258,7 @@ func render(res map[string][]sample, info []string, links []int, parallel []int,
 
 	r.evalBars(links, sizes)
 	r.labBars(lab)
+	r.dataplaneBars(dp)
 	r.line("## Bars (medians on this machine)")
 	r.line("")
 	r.barsTable()

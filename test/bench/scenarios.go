@@ -37,6 +37,8 @@ type bench struct {
 	stores map[string]string
 	// etcdData is the cross-node scenario's etcd data directory.
 	etcdData string
+	// dpRes are the data-plane scenario's series, by path.
+	dpRes map[string]*dpResult
 	// graveyard holds the namespaces of finished iterations until flush.
 	graveyard []*nsRef
 }
