@@ -12,14 +12,20 @@
 # (utime + stime from /proc/PID/stat), its RSS (VmRSS, VmHWM), one scrape's
 # time and size. Everything it made (pods, parking netns, store) is removed
 # at the end, also on failure.
+#
+# WEB_PORT=P also serves the topology page (--web-addr 127.0.0.1:P), the
+# issue's "metrics and the page on"; VIEWER=1 keeps one page's event stream
+# open (curl -N .../api/events) while it measures: the page's cost while
+# somebody watches, which is not idle.
 set -eu
 bin=$1 links=${2:-1000} secs=${3:-300} port=${4:-19100}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 work=$(mktemp -d /tmp/ratchet-metrics-idle.XXXXXX)
 store=$work/store
 tag=mi$$
-pid=
+pid= viewer=
 cleanup() {
+	[ -n "$viewer" ] && kill "$viewer" 2>/dev/null && wait "$viewer" 2>/dev/null || true
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
 	for p in a b; do
 		[ -e /run/netns/$tag-$p ] && cni DEL $p >/dev/null 2>&1 || true
@@ -53,9 +59,15 @@ for p in a b; do
 	ip netns add $tag-$p
 	cni ADD $p >/dev/null
 done
-"$bin/ratchetd" --store-dir "$store" --node idle --health-addr "" --metrics-addr 127.0.0.1:$port 2>"$work/ratchetd.log" &
+web=()
+[ -n "${WEB_PORT:-}" ] && web=(--web-addr "127.0.0.1:$WEB_PORT")
+"$bin/ratchetd" --store-dir "$store" --node idle --health-addr "" --metrics-addr 127.0.0.1:$port "${web[@]}" 2>"$work/ratchetd.log" &
 pid=$!
 sleep 2
+if [ -n "${VIEWER:-}" ] && [ -n "${WEB_PORT:-}" ]; then
+	curl -sN -o /dev/null "127.0.0.1:$WEB_PORT/api/events" &
+	viewer=$!
+fi
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{ print $14 + $15 }' /proc/$pid/stat; }
 start=$(cpu) t0=$(date +%s.%N)
