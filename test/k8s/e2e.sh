@@ -436,6 +436,12 @@ test_install() {
   inns jq -e '.plugins | length == 2 and .[0].type == "ptp" and .[1].type == "ratchet"' /etc/cni/net.d/10-k8se2e.conflist >/dev/null ||
     fail "ratchet not chained after ptp: $(inns cat /etc/cni/net.d/10-k8se2e.conflist)"
   inns cmp -s "$BIN/ratchet" /opt/cni/bin/ratchet || fail "/opt/cni/bin/ratchet is not bin/ratchet"
+  # deploy/ratchet-multinode.yaml needs an etcd of the user's, so it does
+  # not run here; the apiserver still checks it against its schemas
+  # (strict: an unknown or misplaced field fails) without creating it.
+  KC apply --dry-run=server --validate=strict -f "$REPO/deploy/ratchet-multinode.yaml" >/dev/null 2>"$K/multinode.err" ||
+    fail "deploy/ratchet-multinode.yaml refused by the apiserver: $(cat "$K/multinode.err")"
+  log "deploy/ratchet-multinode.yaml passes the apiserver's strict validation (dry run)"
 }
 
 test_line() {
