@@ -433,6 +433,11 @@ test_install() {
   log "DaemonSet: $(KC -n kube-system logs ds/ratchet -c install)"
   waitfor "ratchetd watching the node's pods" 60 ratchetd_watching
   log "ratchetd runs in the DaemonSet's pod, in-cluster, watching node $NODE's pods"
+  # Its netns volume receives the node's later pins (HostToContainer on a
+  # shared /run): else ratchetd warns at start and, once the plugin has
+  # pinned the parking namespace, is not ready (test_edit checks that).
+  ! KC -n kube-system logs ds/ratchet -c ratchetd | grep "does not receive the host's mounts" ||
+    fail "ratchetd's /var/run/netns does not receive the node's mounts"
   inns jq -e '.plugins | length == 2 and .[0].type == "ptp" and .[1].type == "ratchet"' /etc/cni/net.d/10-k8se2e.conflist >/dev/null ||
     fail "ratchet not chained after ptp: $(inns cat /etc/cni/net.d/10-k8se2e.conflist)"
   inns cmp -s "$BIN/ratchet" /opt/cni/bin/ratchet || fail "/opt/cni/bin/ratchet is not bin/ratchet"
@@ -543,6 +548,9 @@ test_edit() {
   [ "$(ifaces c)" = "cb eth0 lo" ] || fail "c has [$(ifaces c)] after its edit back"
   log "ac gone from a's annotation: a:ac and c:ca removed from both pods and from network-status"
   check_pings
+  local ready
+  ready=$(KC -n kube-system get pods -l app.kubernetes.io/name=ratchet -o jsonpath='{.items[*].status.containerStatuses[?(@.name=="ratchetd")].ready}')
+  [ "$ready" = true ] || fail "ratchetd not ready with the parking namespace made: $(KC -n kube-system describe pods -l app.kubernetes.io/name=ratchet | grep -i readiness)"
 }
 
 test_plain() {
