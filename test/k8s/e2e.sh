@@ -577,13 +577,14 @@ test_restart_middle() {
 test_uninstall() {
   KC delete pod a b c plain --wait=true --timeout=60s >/dev/null
   KC -n kube-system delete ds ratchet --wait=true --timeout=60s >/dev/null
-  KC delete -f "$REPO/deploy/ratchetd-rbac.yaml" --wait=true --timeout=60s >/dev/null
   local i
   for ((i = 0; i < 60; i++)); do
     [ -z "$(KC -n kube-system get pods -l app.kubernetes.io/name=ratchet -o name 2>/dev/null)" ] && break
     sleep 1
   done
   [ $i -lt 60 ] || fail "the ratchet pod is still there 60 s after the DaemonSet's deletion"
+  # Its ServiceAccount and permissions last, as docs/kubernetes.md says.
+  KC delete -f "$REPO/deploy/ratchetd-rbac.yaml" --wait=true --timeout=60s >/dev/null
   log "DaemonSet deleted, its pod gone"
   inns cat /etc/cni/net.d/10-k8se2e.conflist > "$K/conflist.after"
   cmp -s "$K/conflist.before" "$K/conflist.after" ||
