@@ -127,8 +127,8 @@ k8s-bins:
 
 # A real single-node Kubernetes (etcd, control plane, kubelet, containerd) in
 # a throwaway netns and mount namespace, ratchet installed by
-# deploy/ratchet-daemonset.yaml, checked through kubectl (root; about 2 min
-# once the binaries are cached). See docs/kubernetes.md, "Try it on a real kubelet".
+# deploy/ratchet-daemonset.yaml (ratchetd in-cluster included), checked
+# through kubectl (root; about 1 min once the binaries are cached). See docs/kubernetes.md, "Try it on a real kubelet".
 k8s-e2e: build k8s-bins
 	BIN=$(BIN) K8S_BIN=$$(GO=$(GO) bash test/k8s/build.sh) bash test/k8s/e2e.sh
 

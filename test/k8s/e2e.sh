@@ -4,11 +4,15 @@
 # test/k8s/build.sh) with containerd 1.6 + runc (Debian), the cluster's own
 # network the reference ptp + host-local plugins, and ratchet installed by
 # the project's own DaemonSet (deploy/ratchet-daemonset.yaml) from an image
-# built here and imported, no registry. Then, through kubectl only: a 3-pod
-# line declared by ratchet.cni.dev/links, created out of order, pings over
-# every link, the middle pod deleted and re-created, a pod without
-# annotations, and the DaemonSet's removal giving the node its CNI config
-# back. See docs/kubernetes.md, "Try it on a real kubelet".
+# built here and imported, no registry; its ratchetd container reports to
+# the API server in-cluster (deploy/ratchetd-rbac.yaml). Then, through
+# kubectl only: a 3-pod line declared by ratchet.cni.dev/links, created out
+# of order, pings over every link, each pod's links in its network-status
+# annotation, a link added to two running pods by annotating them (a
+# one-sided declaration first: a PeerRefused Event) and removed again, the
+# middle pod deleted and re-created, a pod without annotations, and the
+# DaemonSet's removal giving the node its CNI config back. See
+# docs/kubernetes.md, "Try it on a real kubelet".
 #
 # Where things run: every daemon inside a throwaway network namespace (the
 # "node": lo + a veth pair whose both ends are in it) and one private mount
@@ -47,6 +51,7 @@ NODE=k8se2e-node
 NODEIP=203.0.113.1                   # node InternalIP, apiserver advertise address
 SVC_CIDR=203.0.113.128/25            # first address: the kubernetes Service
 SVC_IP=203.0.113.129
+SVC_PORT=443                         # the kubernetes Service's port (the apiserver's is 6443)
 POD_CIDR=198.51.100.0/24             # the ptp network's pods
 CGROOT=ratchet-k8s-e2e-$ID           # the kubelet's cgroupRoot, in every v1 hierarchy
 K=$(mktemp -d /tmp/ratchet-k8s-e2e.XXXXXX)
@@ -215,6 +220,21 @@ up() {
   ip -n "$NS" addr add $NODEIP/25 dev eth0
   ip -n "$NS" link set eth0-peer up
   ip -n "$NS" link set eth0 up
+  # No kube-proxy runs here, so the node plays its part for the one Service
+  # a pod uses: ratchetd's in-cluster config (KUBERNETES_SERVICE_HOST and
+  # _PORT, which the kubelet sets to the kubernetes Service) reaches the
+  # apiserver through the DNAT kube-proxy would install, in the node's own
+  # netns (gone with it). So the DaemonSet is applied as shipped, without a
+  # test-only override.
+  ip -n "$NS" route add $SVC_CIDR dev eth0
+  ip netns exec "$NS" nft -f - <<NFT
+table ip k8se2e-kube-proxy {
+  chain output {
+    type nat hook output priority -100;
+    ip daddr $SVC_IP tcp dport $SVC_PORT dnat to $NODEIP:6443
+  }
+}
+NFT
   nsenter --net="/run/netns/$NS" unshare --mount --propagation slave \
     sh -c "echo \$\$ > $RUN/holder.pid; exec sleep infinity" </dev/null >/dev/null 2>&1 &
   waitfor holder 10 test -s "$RUN/holder.pid"
@@ -222,6 +242,9 @@ up() {
   echo "$MNTNS" > "$RUN/mntns"
   inns sh -ec "
     mount -t tmpfs tmpfs /run; mkdir -p /run/netns
+    # Shared, as systemd makes the host's /run: ratchetd's netns volume is
+    # HostToContainer (rslave), which containerd refuses on a private mount.
+    mount --make-rshared /run
     mount -t tmpfs tmpfs /var/log
     mount -t tmpfs tmpfs /var/lib
     mount -t tmpfs tmpfs /opt; mkdir -p /opt/cni/bin
@@ -400,14 +423,30 @@ check_pings() {
   log "pings pass over a-b and b-c, IPv4 and IPv6, both ways"
 }
 
+# ratchetd_watching: ratchetd reached the apiserver in-cluster and lists
+# the node's pods.
+ratchetd_watching() { KC -n kube-system logs ds/ratchet -c ratchetd 2>/dev/null | grep -q "watching the node's pods"; }
 test_install() {
   inns cat /etc/cni/net.d/10-k8se2e.conflist > "$K/conflist.before"
-  KC apply -f "$REPO/deploy/ratchet-daemonset.yaml" >/dev/null
+  KC apply -f "$REPO/deploy/ratchetd-rbac.yaml" -f "$REPO/deploy/ratchet-daemonset.yaml" >/dev/null
   KC -n kube-system rollout status ds/ratchet --timeout=120s >/dev/null || fail "DaemonSet not rolled out: $(KC -n kube-system describe pods | tail -20)"
   log "DaemonSet: $(KC -n kube-system logs ds/ratchet -c install)"
+  waitfor "ratchetd watching the node's pods" 60 ratchetd_watching
+  log "ratchetd runs in the DaemonSet's pod, in-cluster, watching node $NODE's pods"
+  # Its netns volume receives the node's later pins (HostToContainer on a
+  # shared /run): else ratchetd warns at start and, once the plugin has
+  # pinned the parking namespace, is not ready (test_edit checks that).
+  ! KC -n kube-system logs ds/ratchet -c ratchetd | grep "does not receive the host's mounts" ||
+    fail "ratchetd's /var/run/netns does not receive the node's mounts"
   inns jq -e '.plugins | length == 2 and .[0].type == "ptp" and .[1].type == "ratchet"' /etc/cni/net.d/10-k8se2e.conflist >/dev/null ||
     fail "ratchet not chained after ptp: $(inns cat /etc/cni/net.d/10-k8se2e.conflist)"
   inns cmp -s "$BIN/ratchet" /opt/cni/bin/ratchet || fail "/opt/cni/bin/ratchet is not bin/ratchet"
+  # deploy/ratchet-multinode.yaml needs an etcd of the user's, so it does
+  # not run here; the apiserver still checks it against its schemas
+  # (strict: an unknown or misplaced field fails) without creating it.
+  KC apply --dry-run=server --validate=strict -f "$REPO/deploy/ratchet-multinode.yaml" >/dev/null 2>"$K/multinode.err" ||
+    fail "deploy/ratchet-multinode.yaml refused by the apiserver: $(cat "$K/multinode.err")"
+  log "deploy/ratchet-multinode.yaml passes the apiserver's strict validation (dry run)"
 }
 
 test_line() {
@@ -422,6 +461,96 @@ test_line() {
   X a ip -4 addr show eth0 | grep -q "inet 198\.51\.100\." || fail "a's eth0 has no address from the ptp network"
   log "line created out of order (c, a, b): a[ab] b[ba bc] c[cb]"
   check_pings
+}
+
+# ratchet_status POD: the pod's ratchet entries of its network-status
+# annotation, one "interface peer kind state mac ips" line each, sorted.
+ratchet_status() {
+  KC get pod "$1" -o json | jq -r '
+    (.metadata.annotations["k8s.v1.cni.cncf.io/network-status"] // "[]") | fromjson | .[]
+    | select(.name | startswith("ratchet.cni.dev/"))
+    | "\(.interface) \(.["device-info"].peer) \(.["device-info"].kind) \(.["device-info"].state) \(.mac) \(.ips | sort | join(","))"' | sort
+}
+# want_status POD "IF PEER IPS" ...: the lines ratchet_status must show,
+# with each interface's MAC as the pod's kernel has it, the kind veth and
+# the state up.
+want_status() {
+  local p=$1 e ifn peer ips; shift
+  for e in "$@"; do
+    read -r ifn peer ips <<< "$e"
+    echo "$ifn $peer veth up $(X "$p" cat "/sys/class/net/$ifn/address") $(tr ',' '\n' <<< "$ips" | sort | paste -sd,)"
+  done | sort
+}
+# status_is POD "IF PEER IPS" ...: waits (the reporter writes within a few
+# seconds) until the pod's network-status lists exactly these links.
+status_is() {
+  local p=$1 want got i; shift
+  want=$(want_status "$p" "$@")
+  for ((i = 0; i < 30; i++)); do
+    got=$(ratchet_status "$p")
+    [ "$got" = "$want" ] && return 0
+    sleep 1
+  done
+  fail "pod $p's network-status: want [$want], got [$got]"
+}
+
+test_status() {
+  status_is a "ab default/b:ba 192.0.2.1,2001:db8:ab::1"
+  status_is b "ba default/a:ab 192.0.2.2,2001:db8:ab::2" "bc default/c:cb 192.0.2.5,2001:db8:bc::1"
+  status_is c "cb default/b:bc 192.0.2.6,2001:db8:bc::2"
+  log "network-status: each pod lists its ratchet links (interface, MAC, addresses, peer, veth, up)"
+}
+
+# events POD REASON: the messages of the pod's Events of that reason.
+events() {
+  KC get events --field-selector "involvedObject.kind=Pod,involvedObject.name=$1,reason=$2" -o json | jq -r '.items[].message'
+}
+waitevent() { # POD REASON PATTERN
+  local i
+  for ((i = 0; i < 30; i++)); do events "$1" "$2" | grep -q -- "$3" && return 0; sleep 1; done
+  fail "no $2 Event on pod $1 matching '$3': $(KC get events --field-selector "involvedObject.name=$1" 2>&1)"
+}
+
+# A new link a:ac <-> c:ca (192.0.2.8/30, 2001:db8:ac::/64) on the running
+# pods a and c, declared by editing their annotations.
+LINK_A2='[{"name":"ab","ips":["192.0.2.1/30","2001:db8:ab::1/64"],"peer":{"pod":"b","name":"ba"}},{"name":"ac","ips":["192.0.2.9/30","2001:db8:ac::1/64"],"peer":{"pod":"c","name":"ca"}}]'
+LINK_C2='[{"name":"cb","ips":["192.0.2.6/30","2001:db8:bc::2/64"],"peer":{"pod":"b","name":"bc"}},{"name":"ca","ips":["192.0.2.10/30","2001:db8:ac::2/64"],"peer":{"pod":"a","name":"ac"}}]'
+
+test_edit() {
+  # One side only: c declares no ca, so the link waits and a is told.
+  KC annotate --overwrite pod/a "ratchet.cni.dev/links=$LINK_A2" >/dev/null
+  waitevent a PeerRefused "link ac waits"
+  [ "$(ifaces a)" = "ab eth0 lo" ] || fail "a has [$(ifaces a)] while c refuses ac"
+  [ "$(ifaces c)" = "cb eth0 lo" ] || fail "c has [$(ifaces c)] before it declares ca"
+  log "a declares ac alone: PeerRefused Event on a ($(events a PeerRefused | head -1)), no interface made"
+  # c consents: the link is made in both running pods.
+  KC annotate --overwrite pod/c "ratchet.cni.dev/links=$LINK_C2" >/dev/null
+  waitevent c LinkApplied "link ca to default/a:ac made"
+  [ "$(ifaces a)" = "ab ac eth0 lo" ] || fail "a has [$(ifaces a)] after c consented"
+  [ "$(ifaces c)" = "ca cb eth0 lo" ] || fail "c has [$(ifaces c)] after it consented"
+  pings a 192.0.2.10; pings a 2001:db8:ac::2
+  pings c 192.0.2.9; pings c 2001:db8:ac::1
+  status_is a "ab default/b:ba 192.0.2.1,2001:db8:ab::1" "ac default/c:ca 192.0.2.9,2001:db8:ac::1"
+  status_is c "ca default/a:ac 192.0.2.10,2001:db8:ac::2" "cb default/b:bc 192.0.2.6,2001:db8:bc::2"
+  log "c declares ca too: a:ac and c:ca made in the running pods, pings pass both ways, network-status lists them"
+  # Gone from a's annotation: removed from both pods; c's edit back finds
+  # nothing left to remove.
+  KC annotate --overwrite pod/a "ratchet.cni.dev/links=$LINK_A" >/dev/null
+  local i
+  for ((i = 0; i < 30; i++)); do
+    [ "$(ifaces a)" = "ab eth0 lo" ] && [ "$(ifaces c)" = "cb eth0 lo" ] && break
+    sleep 1
+  done
+  [ $i -lt 30 ] || fail "after ac left a's annotation: a has [$(ifaces a)], c has [$(ifaces c)]"
+  KC annotate --overwrite pod/c "ratchet.cni.dev/links=$LINK_C" >/dev/null
+  status_is a "ab default/b:ba 192.0.2.1,2001:db8:ab::1"
+  status_is c "cb default/b:bc 192.0.2.6,2001:db8:bc::2"
+  [ "$(ifaces c)" = "cb eth0 lo" ] || fail "c has [$(ifaces c)] after its edit back"
+  log "ac gone from a's annotation: a:ac and c:ca removed from both pods and from network-status"
+  check_pings
+  local ready
+  ready=$(KC -n kube-system get pods -l app.kubernetes.io/name=ratchet -o jsonpath='{.items[*].status.containerStatuses[?(@.name=="ratchetd")].ready}')
+  [ "$ready" = true ] || fail "ratchetd not ready with the parking namespace made: $(KC -n kube-system describe pods -l app.kubernetes.io/name=ratchet | grep -i readiness)"
 }
 
 test_plain() {
@@ -454,6 +583,8 @@ test_uninstall() {
     sleep 1
   done
   [ $i -lt 60 ] || fail "the ratchet pod is still there 60 s after the DaemonSet's deletion"
+  # Its ServiceAccount and permissions last, as docs/kubernetes.md says.
+  KC delete -f "$REPO/deploy/ratchetd-rbac.yaml" --wait=true --timeout=60s >/dev/null
   log "DaemonSet deleted, its pod gone"
   inns cat /etc/cni/net.d/10-k8se2e.conflist > "$K/conflist.after"
   cmp -s "$K/conflist.before" "$K/conflist.after" ||
@@ -464,8 +595,8 @@ test_uninstall() {
 }
 
 # Checks run in this order, each building on the one before; add new ones
-# (e.g. a pod's network-status annotation) to this list.
-CHECKS="test_install test_line test_plain test_restart_middle test_uninstall"
+# to this list.
+CHECKS="test_install test_line test_status test_edit test_plain test_restart_middle test_uninstall"
 
 # One function, called on the last line: bash reads a script as it runs it,
 # so an edit or checkout during a run must not change what the run does.
