@@ -39,18 +39,12 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "ratchetd-test-")
+		dir, remove, err := testutil.BuildCommands("ratchet", "ratchetctl")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchet", "github.com/ratchet-cni/ratchet/cmd/ratchetctl")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-			return 1
-		}
+		defer remove()
 		os.Setenv("RATCHETD_TEST_BIN", dir)
 		return testutil.RunInOwnNetns(m)
 	}())
@@ -59,15 +53,8 @@ func TestMain(m *testing.M) {
 // cni runs the plugin's cmd for pod lab/pod in n with the links annotation.
 func cni(t *testing.T, cmd, dir, pod string, n ns.NetNS, annotation string) {
 	t.Helper()
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"lab","type":"ratchet","store":{"dir":%q},
-	  "capabilities":{"io.kubernetes.cri.pod-annotations":true},
-	  "runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"ratchet.cni.dev/links":%q}}}`, dir, annotation)
-	c := exec.Command(filepath.Join(binDir, "ratchet"))
-	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=sb-" + pod, "CNI_NETNS=" + n.Path(), "CNI_IFNAME=eth0",
-		"CNI_PATH=" + binDir, "CNI_ARGS=K8S_POD_NAMESPACE=lab;K8S_POD_NAME=" + pod}
-	c.Stdin = strings.NewReader(conf)
-	if out, err := c.Output(); err != nil {
-		t.Fatalf("%s %s: %v: %s", cmd, pod, err, out)
+	if _, err := testutil.PodCNI(binDir, cmd, dir, pod, n.Path(), annotation); err != nil {
+		t.Fatal(err)
 	}
 }
 

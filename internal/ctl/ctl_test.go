@@ -24,19 +24,13 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "ratchetctl-test-")
+		dir, remove, err := testutil.BuildCommands("ratchetctl", "ratchet")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
+		defer remove()
 		binDir = dir
-		build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchetctl", "github.com/ratchet-cni/ratchet/cmd/ratchet")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-			return 1
-		}
 		return m.Run()
 	}())
 }

@@ -20,15 +20,8 @@ import (
 // it succeeded (CHECK's failures are answers too).
 func cni(t *testing.T, cmd, dir, pod string, n ns.NetNS, annotation string) (string, bool) {
 	t.Helper()
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"lab","type":"ratchet","store":{"dir":%q},"maxLinksPerPod":1000,
-	  "capabilities":{"io.kubernetes.cri.pod-annotations":true},
-	  "runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"ratchet.cni.dev/links":%q}}}`, dir, annotation)
-	c := exec.Command(filepath.Join(binDir, "ratchet"))
-	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=sb-" + pod, "CNI_NETNS=" + n.Path(), "CNI_IFNAME=eth0",
-		"CNI_PATH=" + binDir, "CNI_ARGS=K8S_POD_NAMESPACE=lab;K8S_POD_NAME=" + pod}
-	c.Stdin = strings.NewReader(conf)
-	out, err := c.Output()
-	return string(out), err == nil
+	out, err := testutil.PodCNI(binDir, cmd, dir, pod, n.Path(), annotation)
+	return out, err == nil
 }
 
 func mustCNI(t *testing.T, cmd, dir, pod string, n ns.NetNS, annotation string) {

@@ -22,15 +22,8 @@ import (
 // plugin runs the ratchet binary for pod as containerd's CRI does.
 func plugin(t *testing.T, cmd, dir, pod string, n ns.NetNS, annotation string) {
 	t.Helper()
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"lab","type":"ratchet","store":{"dir":%q},
-	  "capabilities":{"io.kubernetes.cri.pod-annotations":true},
-	  "runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"ratchet.cni.dev/links":%q}}}`, dir, annotation)
-	c := exec.Command(filepath.Join(binDir, "ratchet"))
-	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=sb-" + pod, "CNI_NETNS=" + n.Path(), "CNI_IFNAME=eth0",
-		"CNI_PATH=" + binDir, "CNI_ARGS=K8S_POD_NAMESPACE=lab;K8S_POD_NAME=" + pod}
-	c.Stdin = strings.NewReader(conf)
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", cmd, pod, err, out)
+	if _, err := testutil.PodCNI(binDir, cmd, dir, pod, n.Path(), annotation); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -34,19 +34,13 @@ func TestMain(m *testing.M) {
 		os.Exit(testutil.RunInOwnNetns(m))
 	}
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "ratchet-kube-test-")
+		dir, remove, err := testutil.BuildCommands("ratchet")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
+		defer remove()
 		binDir = dir
-		build := exec.Command("go", "build", "-o", dir+"/", "github.com/ratchet-cni/ratchet/cmd/ratchet")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-			return 1
-		}
 		return testutil.RunInOwnNetns(m)
 	}())
 }
@@ -54,15 +48,8 @@ func TestMain(m *testing.M) {
 // cni runs the plugin for pod lab/<pod> with its links annotation.
 func cni(t *testing.T, cmd, dir, pod string, n ns.NetNS, annotation string) {
 	t.Helper()
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"lab","type":"ratchet","store":{"dir":%q},
-	  "capabilities":{"io.kubernetes.cri.pod-annotations":true},
-	  "runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"ratchet.cni.dev/links":%q}}}`, dir, annotation)
-	c := exec.Command(filepath.Join(binDir, "ratchet"))
-	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=sb-" + pod, "CNI_NETNS=" + n.Path(), "CNI_IFNAME=eth0",
-		"CNI_PATH=" + binDir, "CNI_ARGS=K8S_POD_NAMESPACE=lab;K8S_POD_NAME=" + pod}
-	c.Stdin = strings.NewReader(conf)
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v: %s", cmd, pod, err, out)
+	if _, err := testutil.PodCNI(binDir, cmd, dir, pod, n.Path(), annotation); err != nil {
+		t.Fatal(err)
 	}
 }
 
