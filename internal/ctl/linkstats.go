@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/store"
 )
@@ -42,52 +43,9 @@ func statsColumns(s *podlink.LinkStats) string {
 	return strings.Join(cols, "\t")
 }
 
-// linksJSON is what `links -o json` prints: a small document meant to
-// stay stable (fields are added, never renamed).
-type linksJSON struct {
-	Pods  []podJSON  `json:"pods"`
-	Links []linkJSON `json:"links"`
-}
-
-type podJSON struct {
-	Pod        string `json:"pod"`
-	Netns      string `json:"netns"`
-	Attachment string `json:"attachment"`
-}
-
-type linkJSON struct {
-	ID    string        `json:"id"`
-	State podlink.State `json:"state"`
-	Added bool          `json:"added,omitempty"`
-	Ends  [2]endJSON    `json:"ends"`
-	// Settings are the run-time settings (store.Settings); absent: none.
-	Settings *store.Settings `json:"settings,omitempty"`
-	// Stats are there with --stats.
-	Stats *podlink.LinkStats `json:"stats,omitempty"`
-}
-
-type endJSON struct {
-	Pod    string `json:"pod"`
-	IfName string `json:"ifName"`
-}
-
-// printLinksJSON prints the pods and links as linksJSON. JSON escapes
-// control characters itself, so names need no quoting here.
+// printLinksJSON prints the pods and links as labop's Document.
 func printLinksJSON(w io.Writer, pods []*store.PodRecord, views []podlink.LinkView) error {
-	doc := linksJSON{Pods: []podJSON{}, Links: []linkJSON{}}
-	for _, p := range pods {
-		doc.Pods = append(doc.Pods, podJSON{Pod: p.Pod, Netns: p.Netns, Attachment: p.Attachment.String()})
-	}
-	for _, v := range views {
-		l := linkJSON{ID: v.ID, State: v.State, Added: v.Added, Stats: v.Stats}
-		if !v.Settings.IsZero() {
-			l.Settings = v.Settings
-		}
-		for i, e := range v.Ends {
-			l.Ends[i] = endJSON{Pod: e.Pod, IfName: e.IfName}
-		}
-		doc.Links = append(doc.Links, l)
-	}
+	doc := labop.DocumentOf(pods, views)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)

@@ -64,3 +64,56 @@ func View(ctx context.Context, dir string, wait time.Duration, withStats bool, f
 	}
 	return fn(lab)
 }
+
+// Document is the node's lab as `ratchetctl links -o json` prints it and
+// the topology page reads it: a small document meant to stay stable
+// (fields are added, never renamed).
+type Document struct {
+	Pods  []DocPod  `json:"pods"`
+	Links []DocLink `json:"links"`
+}
+
+// DocPod is a pod registered on the node.
+type DocPod struct {
+	Pod        string `json:"pod"`
+	Netns      string `json:"netns"`
+	Attachment string `json:"attachment"`
+}
+
+// DocLink is one pod link with its state, run-time settings and counters.
+type DocLink struct {
+	ID    string        `json:"id"`
+	State podlink.State `json:"state"`
+	Added bool          `json:"added,omitempty"`
+	Ends  [2]DocEnd     `json:"ends"`
+	// Settings are the run-time settings (store.Settings); absent: none.
+	Settings *store.Settings `json:"settings,omitempty"`
+	// Stats are there when the views were read with their counters.
+	Stats *podlink.LinkStats `json:"stats,omitempty"`
+}
+
+// DocEnd is one end of a link: a pod and its interface.
+type DocEnd struct {
+	Pod    string `json:"pod"`
+	IfName string `json:"ifName"`
+}
+
+// DocumentOf is the document of pods and views. JSON escapes control
+// characters itself, so names need no quoting here.
+func DocumentOf(pods []*store.PodRecord, views []podlink.LinkView) Document {
+	doc := Document{Pods: []DocPod{}, Links: []DocLink{}}
+	for _, p := range pods {
+		doc.Pods = append(doc.Pods, DocPod{Pod: p.Pod, Netns: p.Netns, Attachment: p.Attachment.String()})
+	}
+	for _, v := range views {
+		l := DocLink{ID: v.ID, State: v.State, Added: v.Added, Stats: v.Stats}
+		if !v.Settings.IsZero() {
+			l.Settings = v.Settings
+		}
+		for i, e := range v.Ends {
+			l.Ends[i] = DocEnd{Pod: e.Pod, IfName: e.IfName}
+		}
+		doc.Links = append(doc.Links, l)
+	}
+	return doc
+}

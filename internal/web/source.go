@@ -39,19 +39,5 @@ func (s StoreSource) Snapshot(ctx context.Context) (*Snapshot, error) {
 
 // SnapshotOf builds a snapshot from the store's pods and the links' views.
 func SnapshotOf(node string, pods []*store.PodRecord, views []podlink.LinkView) *Snapshot {
-	snap := &Snapshot{Node: node, Pods: []Pod{}, Links: []Link{}}
-	for _, p := range pods {
-		snap.Pods = append(snap.Pods, Pod{Pod: p.Pod, Netns: p.Netns, Attachment: p.Attachment.String()})
-	}
-	for _, v := range views {
-		l := Link{ID: v.ID, State: v.State, Added: v.Added, Stats: v.Stats}
-		if !v.Settings.IsZero() {
-			l.Settings = v.Settings
-		}
-		for i, e := range v.Ends {
-			l.Ends[i] = End{Pod: e.Pod, IfName: e.IfName}
-		}
-		snap.Links = append(snap.Links, l)
-	}
-	return snap
+	return &Snapshot{Node: node, Document: labop.DocumentOf(pods, views)}
 }

@@ -23,45 +23,27 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ratchet-cni/ratchet/internal/podlink"
-	"github.com/ratchet-cni/ratchet/internal/store"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 )
 
 //go:embed static
 var staticFiles embed.FS
 
-// Snapshot is what the page shows: the fields of `ratchetctl links
-// --stats -o json`, and the node's name.
+// Snapshot is what the page shows: the document of `ratchetctl links
+// --stats -o json` (labop.Document), and the node's name.
 type Snapshot struct {
-	Node  string `json:"node,omitempty"`
-	Pods  []Pod  `json:"pods"`
-	Links []Link `json:"links"`
+	Node string `json:"node,omitempty"`
+	labop.Document
 	// Control says that the page may pull and plug cables (Options.Control).
 	Control bool `json:"control,omitempty"`
 }
 
-// Pod is a pod registered on the node.
-type Pod struct {
-	Pod        string `json:"pod"`
-	Netns      string `json:"netns"`
-	Attachment string `json:"attachment"`
-}
-
-// Link is one pod link with its state, settings and counters.
-type Link struct {
-	ID       string             `json:"id"`
-	State    podlink.State      `json:"state"`
-	Added    bool               `json:"added,omitempty"`
-	Ends     [2]End             `json:"ends"`
-	Settings *store.Settings    `json:"settings,omitempty"`
-	Stats    *podlink.LinkStats `json:"stats,omitempty"`
-}
-
-// End is one end of a link: a pod and its interface.
-type End struct {
-	Pod    string `json:"pod"`
-	IfName string `json:"ifName"`
-}
+// Pod, Link and End are the document's.
+type (
+	Pod  = labop.DocPod
+	Link = labop.DocLink
+	End  = labop.DocEnd
+)
 
 // Source takes snapshots of the node's pods and links.
 type Source interface {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
 	"github.com/ratchet-cni/ratchet/internal/web"
 )
@@ -39,11 +40,11 @@ func (m *memSource) setState(st podlink.State) {
 }
 
 func newMem() *memSource {
-	return &memSource{snap: web.Snapshot{
+	return &memSource{snap: web.Snapshot{Document: labop.Document{
 		Pods: []web.Pod{{Pod: "lab/r1"}, {Pod: "lab/r2"}},
 		Links: []web.Link{{ID: "l1", State: podlink.StateUp,
 			Ends: [2]web.End{{Pod: "lab/r1", IfName: "e1"}, {Pod: "lab/r2", IfName: "w1"}}}},
-	}}
+	}}}
 }
 
 // events reads SSE "snapshot" events from the stream into a channel.
