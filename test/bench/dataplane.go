@@ -20,7 +20,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/ratchet-cni/ratchet/pkg/link"
 )
 
 // iperf3Binary and pingBinary are Debian's (packages iperf3 and
@@ -400,35 +399,7 @@ func handStitch(a, b, park *nsRef) error {
 // netdev made on node (its UDP socket there, on the underlay) and born in
 // pod, toward remote, with the cross-node link's MTU.
 func plainVxlan(node, pod *nsRef, remote, cidr string, mtu int) error {
-	hu, err := handleIn(node)
-	if err != nil {
-		return err
-	}
-	defer hu.Close()
-	hp, err := handleIn(pod)
-	if err != nil {
-		return err
-	}
-	defer hp.Close()
-	dev, err := hu.LinkByName("underlay0")
-	if err != nil {
-		return err
-	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = "vx0"
-	attrs.HardwareAddr = link.RandomMAC()
-	attrs.MTU = mtu
-	attrs.Flags = net.FlagUp
-	attrs.Namespace = netlink.NsFd(pod.Fd())
-	vx := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: dpVNI, VtepDevIndex: dev.Attrs().Index, Group: net.ParseIP(remote), Port: 4789}
-	if err := hu.LinkAdd(vx); err != nil {
-		return fmt.Errorf("plain vxlan: %w", err)
-	}
-	l, err := hp.LinkByName("vx0")
-	if err != nil {
-		return err
-	}
-	return addAddr(hp, l, cidr)
+	return vxlanInto(node, pod, vxlanEnd{vni: dpVNI, mtu: mtu, remote: remote, cidr: cidr})
 }
 
 // startServer starts iperf3's server in p's server namespace and waits

@@ -114,6 +114,22 @@ func floorStaticVeth(pod, peer *nsRef) error {
 // names the pod as the netdev's namespace, then alias and address in the
 // pod.
 func floorVxlan(node, pod *nsRef, vni int) error {
+	return vxlanInto(node, pod, vxlanEnd{vni: vni, remote: "192.0.2.2", group: floorGroup, alias: "floor:vx0", cidr: "203.0.113.1/24"})
+}
+
+// vxlanEnd is one end of a VXLAN link made by hand (vxlanInto).
+type vxlanEnd struct {
+	vni    int
+	mtu    int // 0: the underlay's less 50
+	remote string
+	group  uint32 // the netdev group (0: the default)
+	alias  string // "": none
+	cidr   string
+}
+
+// vxlanInto makes vx0 on node's underlay0 (its UDP socket there) born in
+// pod, up, toward e.remote, then its alias and address in pod.
+func vxlanInto(node, pod *nsRef, e vxlanEnd) error {
 	hu, err := handleIn(node)
 	if err != nil {
 		return err
@@ -131,22 +147,27 @@ func floorVxlan(node, pod *nsRef, vni int) error {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = "vx0"
 	attrs.HardwareAddr = link.RandomMAC()
-	attrs.Group = floorGroup
+	attrs.Group = e.group
 	attrs.Flags = net.FlagUp
-	attrs.MTU = dev.Attrs().MTU - 50
+	attrs.MTU = e.mtu
+	if attrs.MTU == 0 {
+		attrs.MTU = dev.Attrs().MTU - 50
+	}
 	attrs.Namespace = netlink.NsFd(pod.Fd())
-	vx := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: vni, VtepDevIndex: dev.Attrs().Index, Group: net.ParseIP("192.0.2.2"), Port: 4789}
+	vx := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: e.vni, VtepDevIndex: dev.Attrs().Index, Group: net.ParseIP(e.remote), Port: 4789}
 	if err := hu.LinkAdd(vx); err != nil {
-		return fmt.Errorf("floor: vxlan: %w", err)
+		return fmt.Errorf("vxlan %d: %w", e.vni, err)
 	}
 	l, err := hp.LinkByName("vx0")
 	if err != nil {
 		return err
 	}
-	if err := hp.LinkSetAlias(l, "floor:vx0"); err != nil {
-		return err
+	if e.alias != "" {
+		if err := hp.LinkSetAlias(l, e.alias); err != nil {
+			return err
+		}
 	}
-	return addAddr(hp, l, "203.0.113.1/24")
+	return addAddr(hp, l, e.cidr)
 }
 
 // floorPodLinks is the kernel work of a pod's ADD with n pod links: for
