@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-
 )
 
 // iperf3Binary and pingBinary are Debian's (packages iperf3 and
