@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -99,9 +100,11 @@ func Entries(pod string, links []Link) []Entry {
 // the entries of cur (the annotation's value, "" when absent) that others
 // wrote, in their order, followed by ours; every entry ratchet wrote
 // before (its name starts with EntryPrefix) is replaced. remove is true
-// when nothing is left and the annotation should go. A value that is not
-// a JSON list of objects is an error: it is someone else's, and left
-// alone.
+// when nothing is left and the annotation should go. When the entries
+// would not change (compared parsed, not as strings), cur is returned as
+// it is: a pod is never patched for a mere change of layout, such as
+// Multus's pretty-printed value. A value that is not a JSON list of
+// objects is an error: it is someone else's, and left alone.
 func MergeNetworkStatus(cur string, ours []Entry) (value string, remove bool, err error) {
 	var items []json.RawMessage
 	if strings.TrimSpace(cur) != "" {
@@ -128,6 +131,12 @@ func MergeNetworkStatus(cur string, ours []Entry) (value string, remove bool, er
 		}
 		kept = append(kept, b)
 	}
+	if sameEntries(items, kept) {
+		// Nothing to change: cur is returned as it is, whatever its
+		// layout, so that a pod with no ratchet link (or with the same
+		// entries) is never patched for a reformat.
+		return cur, false, nil
+	}
 	if len(kept) == 0 {
 		return "", cur != "", nil
 	}
@@ -144,4 +153,21 @@ func MergeNetworkStatus(cur string, ours []Entry) (value string, remove bool, er
 	}
 	buf.WriteByte(']')
 	return buf.String(), false, nil
+}
+
+// sameEntries tells whether two lists of JSON values hold the same
+// values in the same order, whatever their layout: the comparison of
+// parsed values, not of strings (a pretty-printed Multus value equals its
+// compacted form).
+func sameEntries(a, b []json.RawMessage) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		var x, y any
+		if json.Unmarshal(a[i], &x) != nil || json.Unmarshal(b[i], &y) != nil || !reflect.DeepEqual(x, y) {
+			return false
+		}
+	}
+	return true
 }

@@ -55,6 +55,11 @@ func TestMergeNetworkStatus(t *testing.T) {
 		    {"name":"ratchet.cni.dev/old"}, {"name":"lab/macvlan"} ]`,
 			`[{"name":"cbr0","default":true},{"name":"lab/macvlan"},{"name":"ratchet.cni.dev/e1","interface":"e1"}]`, false, false},
 		{`{"name":"cbr0"}`, "", false, true},
+		// Ours already there, laid out by someone else: nothing changes.
+		{`[ {"name": "cbr0"},
+		    {"interface": "e1", "name": "ratchet.cni.dev/e1"} ]`,
+			`[ {"name": "cbr0"},
+		    {"interface": "e1", "name": "ratchet.cni.dev/e1"} ]`, false, false},
 		{`[1]`, "", false, true},
 	}
 	for _, c := range cases {
@@ -65,6 +70,15 @@ func TestMergeNetworkStatus(t *testing.T) {
 	}
 	if got, remove, err := kube.MergeNetworkStatus(`[{"name":"ratchet.cni.dev/e1"}]`, nil); err != nil || !remove || got != "" {
 		t.Errorf("Merge of ours alone, none now = %q %v %v, want removal", got, remove, err)
+	}
+	// A pod with no ratchet link: Multus's pretty-printed value is left
+	// as it is, so that writeStatus does not patch the pod.
+	multus := "[{\n    \"name\": \"cbr0\",\n    \"ips\": [ \"192.0.2.7\" ],\n    \"default\": true\n}]"
+	if got, remove, err := kube.MergeNetworkStatus(multus, nil); err != nil || remove || got != multus {
+		t.Errorf("Merge of Multus's alone, none of ours = %q %v %v, want it unchanged", got, remove, err)
+	}
+	if got, remove, err := kube.MergeNetworkStatus("[]", nil); err != nil || remove || got != "[]" {
+		t.Errorf("Merge of an empty list, none of ours = %q %v %v, want it unchanged", got, remove, err)
 	}
 	if got, remove, err := kube.MergeNetworkStatus("", nil); err != nil || remove || got != "" {
 		t.Errorf("Merge of nothing = %q %v %v, want nothing to do", got, remove, err)
