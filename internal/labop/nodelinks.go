@@ -35,9 +35,12 @@ type NodeLink struct {
 // NodeLinks returns every pod link of the node's local store (dir) with
 // its state, as `ratchetctl links` shows it, the MAC of each end this
 // node holds, read in the pod's namespace, and for a link to another
-// node the VNI of its tunnel, read in the parking namespace.
+// node the VNI of its tunnel, read in the parking namespace. It waits at
+// most LockWait for the node lock, and holds it only to read the store
+// (View): the pods' and the parking namespace's netdevs are read after
+// it is released, so that no ADD or DEL waits for them.
 func NodeLinks(ctx context.Context, dir string) (out []NodeLink, err error) {
-	err = View(ctx, dir, 0, false, func(lab *Lab) error {
+	err = View(ctx, dir, LockWait, false, func(lab *Lab) error {
 		out, err = nodeLinks(lab)
 		return err
 	})

@@ -2,6 +2,7 @@ package labop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,7 +22,7 @@ type Lab struct {
 	// first pod link).
 	ParkingPath string
 	// Parking is the parking namespace, open while View's fn runs (nil:
-	// none yet).
+	// none yet, or gone).
 	Parking ns.NetNS
 }
 
@@ -37,32 +38,55 @@ func (e *StoreError) Unwrap() error { return e.Err }
 
 // View reads the node's lab from the local store in dir, waiting at most
 // wait for the node lock (0: as long as it takes), with each link's
-// counters when withStats, and calls fn with it. The lock is held until
-// fn returns, so that no ADD or DEL changes the lab while fn reads the
-// kernel (`ratchetctl links`, events, the topology page, the Kubernetes
-// status all see records and netdevs of the same moment).
+// counters when withStats, and calls fn with it.
+//
+// The node lock is held only while the store is read (the pods, the link
+// records and the parking namespace's path): it is released before the
+// kernel is asked, and before fn runs, so that an ADD or DEL waits at
+// most for that read, never for a dump of the parking namespace or for
+// fn. What fn gets is the records of one moment and the netdevs of a
+// moment later: a link added or deleted in between reads as the kernel
+// has it then (pending or broken, say) until the next view. Callers
+// that must not see a lab change under them (the live-lab operations)
+// take the lock themselves (Open), not View.
 func View(ctx context.Context, dir string, wait time.Duration, withStats bool, fn func(*Lab) error) error {
-	st, err := store.OpenLocalWithin(ctx, dir, wait)
+	lab, recs, err := readRecords(ctx, dir, wait)
 	if err != nil {
-		return &StoreError{Dir: dir, Err: err}
-	}
-	defer st.Close()
-	lab := &Lab{}
-	if lab.Pods, err = st.Pods(ctx); err != nil {
 		return err
 	}
-	lab.ParkingPath, _ = st.Meta(ctx, parking.MetaKey)
-	if lab.Parking = podlink.OpenParkingOf(ctx, st); lab.Parking != nil {
-		defer lab.Parking.Close()
+	if lab.ParkingPath != "" {
+		// A namespace gone with a reboot: every link reads as without a
+		// parking namespace.
+		if n, err := ns.GetNS(lab.ParkingPath); err == nil {
+			lab.Parking = n
+			defer n.Close()
+		}
 	}
-	view := podlink.ViewLinks
-	if withStats {
-		view = podlink.ViewLinkStats
-	}
-	if lab.Links, err = view(ctx, st, lab.Parking); err != nil {
-		return err
+	if lab.Links, err = podlink.ViewRecords(recs, lab.Parking, withStats); err != nil {
+		return fmt.Errorf("parking namespace %s: %w", lab.ParkingPath, err)
 	}
 	return fn(lab)
+}
+
+// readRecords reads the pods, the link records and the parking
+// namespace's path under the node lock, and releases it.
+func readRecords(ctx context.Context, dir string, wait time.Duration) (lab *Lab, recs []*store.LinkRecord, err error) {
+	st, err := store.OpenLocalWithin(ctx, dir, wait)
+	if err != nil {
+		return nil, nil, &StoreError{Dir: dir, Err: err}
+	}
+	defer func() { err = errors.Join(err, st.Close()) }()
+	lab = &Lab{}
+	if lab.Pods, err = st.Pods(ctx); err != nil {
+		return nil, nil, err
+	}
+	if recs, err = st.Links(ctx); err != nil {
+		return nil, nil, err
+	}
+	if lab.ParkingPath, err = st.Meta(ctx, parking.MetaKey); err != nil {
+		return nil, nil, err
+	}
+	return lab, recs, nil
 }
 
 // Document is the node's lab as `ratchetctl links -o json` prints it and

@@ -7,19 +7,15 @@ package metrics
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ratchet-cni/ratchet/internal/parking"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
-	"github.com/ratchet-cni/ratchet/internal/store"
 )
 
 // Link kinds, the kind label: how a link's two ends meet.
@@ -163,8 +159,8 @@ func add(fam *dto.MetricFamily, labels []*dto.LabelPair, typ dto.MetricType, v f
 	fam.Metric = append(fam.Metric, m)
 }
 
-// read reads the records under the node lock, then views them against
-// the parking namespace without it.
+// read reads the links with labop.View: the records under the node lock,
+// then, with it released, their views against the parking namespace.
 func (c *Links) read() ([]podlink.LinkView, error) {
 	wait := c.LockWait
 	if wait <= 0 {
@@ -172,43 +168,12 @@ func (c *Links) read() ([]podlink.LinkView, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	lock, err := store.LockNode(ctx, c.StoreDir, wait)
-	if err != nil {
-		return nil, err
-	}
-	recs, path, err := func() (recs []*store.LinkRecord, path string, err error) {
-		st, err := lock.Open()
-		if err != nil {
-			return nil, "", err
-		}
-		defer func() { err = errors.Join(err, st.Close()) }()
-		if recs, err = st.Links(ctx); err != nil {
-			return nil, "", err
-		}
-		path, err = st.Meta(ctx, parking.MetaKey)
-		return recs, path, err
-	}()
-	if uerr := lock.Unlock(); uerr != nil && c.Log != nil {
-		c.Log.Error("metrics: release the node lock", "error", uerr)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var park ns.NetNS
-	if path != "" {
-		// A namespace gone with a reboot: every link reads as without a
-		// parking namespace, as in `ratchetctl links`.
-		if park, err = ns.GetNS(path); err != nil {
-			park = nil
-		} else {
-			defer park.Close()
-		}
-	}
-	views, err := podlink.ViewRecords(recs, park, true)
-	if err != nil {
-		return nil, fmt.Errorf("parking namespace %s: %w", path, err)
-	}
-	return views, nil
+	var views []podlink.LinkView
+	err := labop.View(ctx, c.StoreDir, wait, true, func(lab *labop.Lab) error {
+		views = lab.Links
+		return nil
+	})
+	return views, err
 }
 
 // gatherLink adds the series of v: the traffic toward each end this node

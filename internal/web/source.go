@@ -22,8 +22,10 @@ type StoreSource struct {
 	LockWait time.Duration
 }
 
-// Snapshot reads the pods and the links' views, releasing the node lock
-// before it returns.
+// Snapshot reads the pods and the links' views (labop.View): the node
+// lock is held only while the store is read, at most LockWait is waited
+// for it, and the parking namespace's counters are read after it is
+// released, so that a page left open never holds an ADD or DEL up.
 func (s StoreSource) Snapshot(ctx context.Context) (*Snapshot, error) {
 	wait := s.LockWait
 	if wait <= 0 {
