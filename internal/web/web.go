@@ -86,6 +86,7 @@ type Handler struct {
 	viewers int
 	stop    context.CancelFunc // the poller's, while viewers > 0
 	stopped chan struct{}      // closed when that poller has ended
+	gen     uint64             // the running poller's generation (see publish)
 	last    []byte             // the last snapshot sent, as JSON
 	version uint64             // counts the changes of last
 	changed chan struct{}      // closed and replaced at each change
@@ -207,11 +208,13 @@ func (h *Handler) join() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop, h.stopped = cancel, make(chan struct{})
-	go h.poll(ctx, h.stopped)
+	go h.poll(ctx, h.gen, h.stopped)
 }
 
 // leave uncounts a viewer and stops the poller with the last. Its last
-// snapshot is forgotten: the next viewer must not be shown a stale one.
+// snapshot is forgotten, and its generation ends: a read of that poller
+// that finishes after this (it may have been under way) is dropped by
+// publish, so the next viewer is never shown a stale snapshot.
 func (h *Handler) leave() {
 	h.mu.Lock()
 	h.viewers--
@@ -222,6 +225,7 @@ func (h *Handler) leave() {
 	stop, stopped := h.stop, h.stopped
 	h.stop, h.stopped = nil, nil
 	h.last = nil
+	h.gen++
 	h.mu.Unlock()
 	stop()
 	<-stopped
@@ -247,8 +251,8 @@ func NextWait(interval, took time.Duration) time.Duration {
 }
 
 // poll reads the source, then again after each NextWait, until ctx ends,
-// and publishes each snapshot that differs from the last.
-func (h *Handler) poll(ctx context.Context, done chan<- struct{}) {
+// and publishes each snapshot of generation gen (see publish).
+func (h *Handler) poll(ctx context.Context, gen uint64, done chan<- struct{}) {
 	defer close(done)
 	failing := false
 	for {
@@ -256,17 +260,20 @@ func (h *Handler) poll(ctx context.Context, done chan<- struct{}) {
 		data, err := h.take(ctx)
 		wait := NextWait(h.opts.Interval, time.Since(start))
 		switch {
+		case err == nil:
+			failing = false
+			// Checking ctx here would not do: the last viewer can leave
+			// between the check and publish. publish checks the
+			// generation under the lock leave ends it with.
+			h.publish(gen, data)
 		case ctx.Err() != nil:
-			return
-		case err != nil:
+			return // a read cut short by the leave: no failure to tell
+		default:
 			// Logged once per failing spell, not at every tick.
 			if !failing {
 				h.opts.Log.Error("topology page: snapshot", "error", err)
 			}
 			failing = true
-		default:
-			failing = false
-			h.publish(data)
 		}
 		select {
 		case <-time.After(wait):
@@ -276,12 +283,13 @@ func (h *Handler) poll(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// publish makes data the last snapshot and wakes the viewers when it
-// changed.
-func (h *Handler) publish(data []byte) {
+// publish makes data, read by the poller of generation gen, the last
+// snapshot and wakes the viewers when it changed. Data of an ended
+// generation (its viewers all left while it was read) is dropped.
+func (h *Handler) publish(gen uint64, data []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if bytes.Equal(h.last, data) {
+	if gen != h.gen || bytes.Equal(h.last, data) {
 		return
 	}
 	h.last = data

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/podlink"
+	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/web"
 )
 
@@ -189,5 +190,114 @@ func TestNextWait(t *testing.T) {
 		if share := float64(c.took) / float64(c.took+web.NextWait(c.interval, c.took)); share > 0.1 {
 			t.Errorf("a read of %v every %v: %.0f%% of the time", c.took, c.interval, 100*share)
 		}
+	}
+}
+
+// funcSource is a Source that is a function.
+type funcSource func(context.Context) (*web.Snapshot, error)
+
+func (f funcSource) Snapshot(ctx context.Context) (*web.Snapshot, error) { return f(ctx) }
+
+// TestNoStaleSnapshotForTheNextViewer: a read of the poller that is
+// under way when the last page leaves, and finishes only after the next
+// page came, is never shown to that page: it gets what its own poller
+// read. The source forces the interleaving: the first poller's second
+// read blocks (ignoring its context, as a slow kernel read may) until the
+// next page is connected.
+func TestNoStaleSnapshotForTheNextViewer(t *testing.T) {
+	snapOf := func(st podlink.State) *web.Snapshot {
+		s := newMem().snap
+		s.Links = append([]web.Link(nil), s.Links...)
+		s.Links[0].State = st
+		return &s
+	}
+	var calls atomic.Int64
+	secondIn, release, third := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	src := funcSource(func(context.Context) (*web.Snapshot, error) {
+		switch calls.Add(1) {
+		case 1:
+			return snapOf(podlink.StateUp), nil
+		case 2: // the first poller's read, finishing after its page left
+			close(secondIn)
+			<-release
+			return snapOf(podlink.StatePulled), nil
+		default: // the second poller's
+			<-third
+			return snapOf(podlink.StateImpaired), nil
+		}
+	})
+	h := web.New(src, web.Options{Interval: 10 * time.Millisecond})
+	left := make(chan struct{}, 2) // an event stream's handler returned
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.URL.Path == "/api/events" {
+			left <- struct{}{}
+		}
+	}))
+	defer srv.Close()
+	defer h.Close()
+	var onceRelease, onceThird sync.Once
+	openRelease := func() { onceRelease.Do(func() { close(release) }) }
+	openThird := func() { onceThird.Do(func() { close(third) }) }
+	// A failure must not leave the source's reads blocked.
+	defer openThird()
+	defer openRelease()
+
+	viewers := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Second); h.Viewers() != n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d viewers, want %d", h.Viewers(), n)
+			}
+		}
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	if s := next(t, events(t, ctx1, srv.URL)); s.Links[0].State != podlink.StateUp {
+		t.Fatalf("first page's snapshot: %+v", s)
+	}
+	<-secondIn
+	cancel1()
+	viewers(0)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	ch2 := events(t, ctx2, srv.URL)
+	viewers(1)
+	openRelease() // the first poller's read ends now, its page long gone
+	select {
+	case <-left: // the first page's handler, and so its poller, ended
+	case <-time.After(2 * time.Second):
+		t.Fatal("the first page's stream did not end")
+	}
+	select {
+	case s := <-ch2:
+		t.Fatalf("the next page was shown the old poller's snapshot: %+v", s)
+	case <-time.After(50 * time.Millisecond):
+	}
+	openThird()
+	if s := next(t, ch2); s.Links[0].State != podlink.StateImpaired {
+		t.Fatalf("the next page's first snapshot: %+v, want its own poller's (impaired)", s)
+	}
+}
+
+// TestStoreSourceGivesUpOnABusyLock: with the node lock held (an ADD),
+// a snapshot of the page fails after its LockWait instead of queueing
+// behind the ADD, and so never holds the ADD's followers up either.
+func TestStoreSourceGivesUpOnABusyLock(t *testing.T) {
+	dir := t.TempDir()
+	lock, err := store.LockNode(context.Background(), dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	start := time.Now()
+	snap, err := web.StoreSource{Dir: dir, Node: "n1", LockWait: 100 * time.Millisecond}.Snapshot(context.Background())
+	if took := time.Since(start); err == nil || snap != nil || took > 2*time.Second {
+		t.Fatalf("Snapshot with the lock held = %+v, %v after %v, want an error after about 100 ms", snap, err, took)
+	}
+	if err := lock.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := (web.StoreSource{Dir: dir, Node: "n1"}).Snapshot(context.Background()); err != nil || snap.Node != "n1" || len(snap.Links) != 0 {
+		t.Fatalf("Snapshot with the lock free = %+v, %v, want an empty lab", snap, err)
 	}
 }
