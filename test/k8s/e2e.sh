@@ -585,6 +585,12 @@ cni_files() {
 test_rollout() {
   cni_files > "$K/cni.installed"
   grep -q '"ratchet"' "$K/cni.installed" || fail "ratchet not in the conflist before the rollout: $(cat "$K/cni.installed")"
+  # The uninstall container's one GET: allowed on its DaemonSet, and on
+  # no other (resourceNames in deploy/ratchetd-rbac.yaml).
+  local sa=system:serviceaccount:kube-system:ratchetd
+  [ "$(KC -n kube-system auth can-i get daemonsets/ratchet --as=$sa)" = yes ] || fail "ratchetd's ServiceAccount may not get its DaemonSet"
+  [ "$(KC -n kube-system auth can-i get daemonsets/other --as=$sa)" = no ] || fail "ratchetd's ServiceAccount may get any DaemonSet"
+  [ "$(KC -n kube-system auth can-i list daemonsets --as=$sa)" = no ] || fail "ratchetd's ServiceAccount may list DaemonSets"
   local old i
   old=$(KC -n kube-system get pods -l app.kubernetes.io/name=ratchet -o name)
   [ -n "$old" ] || fail "no ratchet pod before the rollout"
