@@ -33,9 +33,11 @@ usage:
                                                    ratchetd's health on this node (exit 1: not ready, with the reason)
   ratchetctl install --bin-dir DIR --conf-dir DIR [--plugin PATH] [--extra JSON]
                                                    install the plugin, chained after the node's network
-  ratchetctl install --uninstall [--on-signal] --bin-dir DIR --conf-dir DIR [--plugin PATH]
+  ratchetctl install --uninstall [--on-signal [--unless-daemonset [NS/]NAME]] --bin-dir DIR --conf-dir DIR [--plugin PATH]
                                                    give the node its CNI config back and remove the plugin
-                                                   (--on-signal: first wait for SIGTERM, as the DaemonSet does)
+                                                   (--on-signal: first wait for SIGTERM, as the DaemonSet does;
+                                                   --unless-daemonset: then only if that DaemonSet is deleted,
+                                                   not on a rollout; asks the API server in-cluster)
 
 endpoints (EP), as koko writes them:
   -n NETNS,IFNAME[,CIDR...]      an 'ip netns' name

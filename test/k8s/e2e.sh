@@ -574,6 +574,52 @@ test_restart_middle() {
   check_pings
 }
 
+# cni_files: the conflist's bytes, and the inode, mtime and size of it and
+# of the plugin binary. A removal and re-install in between would show up
+# in the inodes even when the bytes come back the same (both are written
+# by rename or copied anew; an install that finds them up to date writes
+# neither).
+cni_files() {
+  inns sh -c 'cat /etc/cni/net.d/10-k8se2e.conflist; stat -c "%n %i %Y %s" /etc/cni/net.d/10-k8se2e.conflist /opt/cni/bin/ratchet' 2>&1
+}
+test_rollout() {
+  cni_files > "$K/cni.installed"
+  grep -q '"ratchet"' "$K/cni.installed" || fail "ratchet not in the conflist before the rollout: $(cat "$K/cni.installed")"
+  # The uninstall container's one GET: allowed on its DaemonSet, and on
+  # no other (resourceNames in deploy/ratchetd-rbac.yaml).
+  local sa=system:serviceaccount:kube-system:ratchetd
+  [ "$(KC -n kube-system auth can-i get daemonsets/ratchet --as=$sa)" = yes ] || fail "ratchetd's ServiceAccount may not get its DaemonSet"
+  [ "$(KC -n kube-system auth can-i get daemonsets/other --as=$sa)" = no ] || fail "ratchetd's ServiceAccount may get any DaemonSet"
+  [ "$(KC -n kube-system auth can-i list daemonsets --as=$sa)" = no ] || fail "ratchetd's ServiceAccount may list DaemonSets"
+  local old i
+  old=$(KC -n kube-system get pods -l app.kubernetes.io/name=ratchet -o name)
+  [ -n "$old" ] || fail "no ratchet pod before the rollout"
+  KC -n kube-system rollout restart ds/ratchet >/dev/null
+  # The old pod gets its SIGTERM and goes; the conflist must not change
+  # at any point, nor once it is gone (before the new pod is ready).
+  for ((i = 0; i < 120; i++)); do
+    cni_files > "$K/cni.now"
+    cmp -s "$K/cni.installed" "$K/cni.now" ||
+      fail "the node's CNI files changed during the rollout: $(diff "$K/cni.installed" "$K/cni.now")"
+    KC -n kube-system get "$old" >/dev/null 2>&1 || break
+    sleep 0.5
+  done
+  [ $i -lt 120 ] || fail "the old ratchet pod $old is still there 60 s after the rollout restart"
+  cni_files > "$K/cni.now"
+  cmp -s "$K/cni.installed" "$K/cni.now" ||
+    fail "the node's CNI files changed once the old pod was gone: $(diff "$K/cni.installed" "$K/cni.now")"
+  log "rollout restart: old pod $old gone, the conflist and plugin untouched throughout"
+  KC -n kube-system rollout status ds/ratchet --timeout=120s >/dev/null || fail "rollout restart did not finish: $(KC -n kube-system describe pods | tail -20)"
+  cni_files > "$K/cni.now"
+  cmp -s "$K/cni.installed" "$K/cni.now" ||
+    fail "the node's CNI files changed by the new pod: $(diff "$K/cni.installed" "$K/cni.now")"
+  # ratchet still runs at ADD: a re-created b gets its links back.
+  KC delete pod b --wait=true --timeout=60s >/dev/null
+  pod b "$LINK_B"; ready b
+  [ "$(ifaces b)" = "ba bc eth0 lo" ] || fail "b re-created after the rollout has [$(ifaces b)]"
+  log "rollout done: the conflist and plugin unchanged, b re-created with its links"
+}
+
 test_uninstall() {
   KC delete pod a b c plain --wait=true --timeout=60s >/dev/null
   KC -n kube-system delete ds ratchet --wait=true --timeout=60s >/dev/null
@@ -596,7 +642,7 @@ test_uninstall() {
 
 # Checks run in this order, each building on the one before; add new ones
 # to this list.
-CHECKS="test_install test_line test_status test_edit test_plain test_restart_middle test_uninstall"
+CHECKS="test_install test_line test_status test_edit test_plain test_restart_middle test_rollout test_uninstall"
 
 # One function, called on the last line: bash reads a script as it runs it,
 # so an edit or checkout during a run must not change what the run does.
