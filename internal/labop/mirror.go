@@ -41,7 +41,7 @@ func (s *Session) Mirror(target End, to *End, unmirror bool) error {
 		want = &store.MirrorTarget{Pod: to.Pod, IfName: to.IfName}
 	}
 	d := podlink.OnMirror(rec, want, obs)
-	moved := old != nil && (want == nil || *old != *want)
+	left := old != nil && (want == nil || *old != *want)
 	added := want != nil && (old == nil || *old != *want)
 	// A collector's list must name every link whose record mirrors to it,
 	// or the collector's restart does not repoint the link's mirror and it
@@ -66,7 +66,7 @@ func (s *Session) Mirror(target End, to *End, unmirror bool) error {
 		return err
 	}
 	ok = true
-	if moved {
+	if left {
 		return podlink.NoteMirror(ctx, s.st, rec.ID, old, nil)
 	}
 	return nil
