@@ -1,6 +1,7 @@
 package ctl_test
 
 import (
+	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/ratchet-cni/ratchet/internal/podlink"
+	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 	"github.com/ratchet-cni/ratchet/pkg/link"
 )
@@ -219,5 +222,104 @@ func TestLinkMirrorRefusesCrossNode(t *testing.T) {
 	}
 	if out := mustCtl(t, nil, "links", "--store", dir); strings.Contains(out, "mirror") {
 		t.Fatalf("a refused mirror is recorded:\n%s", out)
+	}
+}
+
+// mirrorState reads, from the store, the links listed as mirrored to
+// lab/c:m1 and to lab/sink:s1, and the record of the link r1:e1 -- r2:w1.
+func mirrorState(t *testing.T, dir string) (toC, toSink []string, rec *store.LinkRecord) {
+	t.Helper()
+	st, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if toC, err = podlink.MirroredTo(ctx, st, "lab/c", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if toSink, err = podlink.MirroredTo(ctx, st, "lab/sink", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = st.LinkAt(ctx, "lab/r1", "e1"); err != nil {
+		t.Fatal(err)
+	}
+	return toC, toSink, rec
+}
+
+// TestLinkMirrorFailedMoveKeepsList: moving a mirror to another collector
+// fails in the kernel (r2's parked end's filter was rewritten by hand with
+// another protocol, so the kernel refuses the mirror's node there) and
+// changes nothing: the record, r1's parked end and the first collector's
+// list still mirror the link to it (its restart repoints the mirror), and
+// the second collector's list does not name it. Then both pods go: the
+// link's record goes, and with it its entry in the collector's list.
+func TestLinkMirrorFailedMoveKeepsList(t *testing.T) {
+	dir, r1, r2 := lab(t)
+	c, sink := testutil.NewNS(t), testutil.NewNS(t)
+	mustCNI(t, "ADD", dir, "c", c, cLinks)
+	mustCNI(t, "ADD", dir, "sink", sink, sinkLinks)
+	mustCtl(t, nil, "link", "mirror", "--store", dir, "lab/r1:e1", "--to", "lab/c:m1")
+	toC, toSink, rec := mirrorState(t, dir)
+	if len(toC) != 1 || toC[0] != rec.ID || len(toSink) != 0 {
+		t.Fatalf("mirrored to c: lists c %q, sink %q", toC, toSink)
+	}
+	e1, _, _ := rec.End("lab/r1", "e1")
+	w1, _, _ := rec.End("lab/r2", "w1")
+	park := filepath.Base(testutil.ParkingPath(dir))
+	for _, args := range [][]string{
+		{"filter", "del", "dev", w1.Parked, "parent", "ffff:", "prio", "1"},
+		{"filter", "add", "dev", w1.Parked, "parent", "ffff:", "protocol", "ip", "prio", "1", "u32", "match", "u32", "0", "0",
+			"action", "mirred", "egress", "redirect", "dev", e1.Parked},
+	} {
+		if out, err := exec.Command("tc", append([]string{"-n", park}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("tc %v: %v: %s", args, err, out)
+		}
+	}
+	_, errOut, code := ctl(t, nil, "link", "mirror", "--store", dir, "lab/r1:e1", "--to", "lab/sink:s1")
+	if code == 0 {
+		t.Fatalf("mirror to the sink with r2's filter rewritten: exit 0, %s", errOut)
+	}
+	t.Logf("the failed move: %s", errOut)
+	toC, toSink, rec = mirrorState(t, dir)
+	if len(toC) != 1 || toC[0] != rec.ID || len(toSink) != 0 {
+		t.Errorf("after the failed move: lists c %q, sink %q; want c [%s], sink none", toC, toSink, rec.ID)
+	}
+	if m := rec.MirrorTo(); m == nil || m.String() != "lab/c:m1" {
+		t.Errorf("after the failed move: the record mirrors to %v, want lab/c:m1", m)
+	}
+	if out := mustCtl(t, nil, "link", "show", "--store", dir, "lab/r1:e1"); !strings.Contains(out, "mirror   to lab/c:m1 (") {
+		t.Errorf("link show after the failed move:\n%s", out)
+	}
+	// The move's first step (r1's end to the sink) was undone.
+	parkNS, err := ns.GetNS(testutil.ParkingPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parkNS.Close()
+	p, err := link.OpenParking(nil, parkNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	st, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crec, err := st.LinkAt(context.Background(), "lab/c", "m1")
+	st.Close()
+	if err != nil || crec == nil {
+		t.Fatalf("c's link: %v, %v", crec, err)
+	}
+	m1, _, _ := crec.End("lab/c", "m1")
+	if err := p.VerifyMirror(e1.ParkedIndex, m1.ParkedIndex); err != nil {
+		t.Errorf("r1's parked end after the failed move: %v", err)
+	}
+
+	mustCNI(t, "DEL", dir, "r1", r1, r1Links)
+	mustCNI(t, "DEL", dir, "r2", r2, r2Links)
+	toC, toSink, rec = mirrorState(t, dir)
+	if rec != nil || len(toC) != 0 || len(toSink) != 0 {
+		t.Errorf("after both pods' DEL: record %+v, lists c %q, sink %q; want none", rec, toC, toSink)
 	}
 }

@@ -41,16 +41,32 @@ func (s *Session) Mirror(target End, to *End, unmirror bool) error {
 		want = &store.MirrorTarget{Pod: to.Pod, IfName: to.IfName}
 	}
 	d := podlink.OnMirror(rec, want, obs)
+	left := old != nil && (want == nil || *old != *want)
+	added := want != nil && (old == nil || *old != *want)
+	// A collector's list must name every link whose record mirrors to it,
+	// or the collector's restart does not repoint the link's mirror and it
+	// is silently lost; an id too many costs a lookup (RepointMirrors drops
+	// it). So the new collector's list names the link before the record
+	// mirrors there, and the old one's forgets it only once the record no
+	// longer mirrors to it.
 	ctx := context.Background()
-	if want != nil {
-		if err := podlink.NoteMirror(ctx, s.st, rec.ID, old, want); err != nil {
+	undo := podlink.NewUndo(nil)
+	ok := false
+	defer func() { undo.Finish(ok) }()
+	if added {
+		if err := podlink.NoteMirror(ctx, s.st, rec.ID, nil, want); err != nil {
 			return err
 		}
+		id, t := rec.ID, *want
+		undo.Push(fmt.Sprintf("drop link %s from the list of links mirrored to %s", id, t), func() error {
+			return podlink.NoteMirror(context.Background(), s.st, id, &t, nil)
+		})
 	}
 	if err := s.applyLocal([]*store.LinkRecord{rec}, []podlink.Decision{d}, []int{0}); err != nil {
 		return err
 	}
-	if want == nil {
+	ok = true
+	if left {
 		return podlink.NoteMirror(ctx, s.st, rec.ID, old, nil)
 	}
 	return nil

@@ -15,8 +15,10 @@ import (
 // mirrored link's ADD finds the collector's end through the store's
 // index of ends (ObserveCollector), and the collector's ADD finds the
 // links mirrored to it in the store's meta data (MirroredTo), which
-// NoteMirror keeps. An entry there whose link no longer mirrors to the
-// collector is skipped, so a stale one costs a lookup and nothing else.
+// NoteMirror keeps and the store's DeleteLink prunes. An entry there
+// whose link no longer mirrors to the collector (its record changed
+// without NoteMirror, as a release's may) is skipped and then dropped by
+// RepointMirrors, so a stale one costs a lookup once.
 
 // LinkFinder finds the record of the link with a pod's interface as an
 // end (*store.Local does).
@@ -24,7 +26,8 @@ type LinkFinder interface {
 	LinkAt(ctx context.Context, pod, ifName string) (*store.LinkRecord, error)
 }
 
-// MetaStore holds the store's meta data (*store.Local does).
+// MetaStore holds the store's meta data (*store.Local does); PutMeta of
+// "" deletes a key.
 type MetaStore interface {
 	Meta(ctx context.Context, key string) (string, error)
 	PutMeta(ctx context.Context, key, value string) error
@@ -49,12 +52,10 @@ func (x *Executor) ObserveCollector(ctx context.Context, st LinkFinder, rec *sto
 	return e.ParkedIndex, nil
 }
 
-func mirrorsKey(t store.MirrorTarget) string { return "mirrors-to/" + t.Pod + "\x00" + t.IfName }
-
 // MirroredTo returns the ids of the links that may mirror to pod's
 // interface ifName (each caller checks the record: an entry may be stale).
 func MirroredTo(ctx context.Context, st MetaStore, pod, ifName string) ([]string, error) {
-	v, err := st.Meta(ctx, mirrorsKey(store.MirrorTarget{Pod: pod, IfName: ifName}))
+	v, err := st.Meta(ctx, store.MirrorsToKey(store.MirrorTarget{Pod: pod, IfName: ifName}))
 	if err != nil || v == "" {
 		return nil, err
 	}
@@ -79,7 +80,8 @@ func NoteMirror(ctx context.Context, st MetaStore, id string, from, to *store.Mi
 		if add {
 			ids = append(ids, id)
 		}
-		return st.PutMeta(ctx, mirrorsKey(*t), strings.Join(ids, "\n"))
+		// An emptied list is written as "", which deletes its key.
+		return st.PutMeta(ctx, store.MirrorsToKey(*t), strings.Join(ids, "\n"))
 	}
 	if err := edit(to, true); err != nil {
 		return err
@@ -89,25 +91,33 @@ func NoteMirror(ctx context.Context, st MetaStore, id string, from, to *store.Mi
 
 // RepointMirrors runs at the ADD that made pod's interface ifName, whose
 // parked netdev is now at index: every link mirrored to it mirrors to its
-// new parked netdev (OnCollectorBack). Records do not change.
+// new parked netdev (OnCollectorBack). Records do not change; the list
+// drops the ids of links that are gone or no longer mirror to it.
 func (x *Executor) RepointMirrors(ctx context.Context, st store.Topology, pod, ifName string, index int) error {
 	ids, err := MirroredTo(ctx, st, pod, ifName)
 	if err != nil {
 		return err
 	}
 	want := store.MirrorTarget{Pod: pod, IfName: ifName}
+	var stale []string
 	for _, id := range ids {
 		rec, err := st.Link(ctx, id)
 		if err != nil {
 			return err
 		}
 		if rec == nil || rec.MirrorTo() == nil || *rec.MirrorTo() != want {
+			stale = append(stale, id)
 			continue
 		}
 		obs := x.ObserveParked(rec)
 		obs.Collector = index
 		d := OnCollectorBack(rec, obs)
 		if err := x.Apply(ctx, rec, &d, nil); err != nil {
+			return err
+		}
+	}
+	for _, id := range stale {
+		if err := NoteMirror(ctx, st, id, &want, nil); err != nil {
 			return err
 		}
 	}

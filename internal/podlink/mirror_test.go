@@ -3,6 +3,7 @@ package podlink
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ratchet-cni/ratchet/internal/linkparam"
@@ -123,7 +124,14 @@ func TestMirrorDecisions(t *testing.T) {
 type fakeMeta map[string]string
 
 func (m fakeMeta) Meta(_ context.Context, k string) (string, error) { return m[k], nil }
-func (m fakeMeta) PutMeta(_ context.Context, k, v string) error     { m[k] = v; return nil }
+func (m fakeMeta) PutMeta(_ context.Context, k, v string) error {
+	if v == "" {
+		delete(m, k) // as the store does
+	} else {
+		m[k] = v
+	}
+	return nil
+}
 
 func TestNoteMirror(t *testing.T) {
 	ctx := context.Background()
@@ -151,5 +159,41 @@ func TestNoteMirror(t *testing.T) {
 	must(NoteMirror(ctx, m, "l2", collectorC, nil))
 	if ids, _ = MirroredTo(ctx, m, collectorC.Pod, collectorC.IfName); len(ids) != 0 {
 		t.Fatalf("after unmirror: %q", ids)
+	}
+	// The emptied list is deleted, not kept as "": d's alone is left.
+	if _, ok := m[store.MirrorsToKey(*collectorC)]; ok || len(m) != 1 {
+		t.Fatalf("meta after the last unmirror from c: %q", m)
+	}
+}
+
+// TestRepointMirrorsPrunes: the collector's ADD drops from its list the
+// ids of links that are gone, no longer mirrored, or mirrored elsewhere,
+// and deletes the list once nothing is left; none of them is applied, so
+// the executor's kernel side is not needed.
+func TestRepointMirrorsPrunes(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	other := &store.MirrorTarget{Pod: "lab/d", IfName: "eth1"}
+	elsewhere := with(record(true, end("a", true, &keyA, 10), end("b", true, &keyB, 11)), store.Settings{Mirror: other})
+	unmirrored := record(true, end("e", true, nil, 0), end("f", true, nil, 0))
+	unmirrored.ID = "e:l-e--f:l-f"
+	for _, r := range []*store.LinkRecord{elsewhere, unmirrored} {
+		if err := st.PutLink(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := strings.Join([]string{"gone", elsewhere.ID, unmirrored.ID}, "\n")
+	if err := st.PutMeta(ctx, store.MirrorsToKey(*collectorC), list); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Executor{}).RepointMirrors(ctx, st, collectorC.Pod, collectorC.IfName, 20); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := MirroredTo(ctx, st, collectorC.Pod, collectorC.IfName); err != nil || len(ids) != 0 {
+		t.Fatalf("c's list after RepointMirrors: %q, %v; want none", ids, err)
 	}
 }

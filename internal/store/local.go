@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -369,8 +370,38 @@ func (l *Local) DeleteLink(_ context.Context, id string) error {
 				}
 			}
 		}
+		if t := r.MirrorTo(); t != nil {
+			if err := forgetMirror(tx.Bucket(metaBucket), *t, id); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(linksBucket).Delete([]byte(id))
 	})
+}
+
+// forgetMirror drops id from the list of links mirrored to t, in the same
+// transaction as the record's delete: a list that is kept by the writes
+// that change a mirror, and never by a deleted link, would otherwise
+// grow with every pod that goes while mirrored.
+func forgetMirror(meta *bolt.Bucket, t MirrorTarget, id string) error {
+	key := []byte(MirrorsToKey(t))
+	raw := meta.Get(key)
+	if raw == nil {
+		return nil
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("meta %q: %w", key, err)
+	}
+	ids := slices.DeleteFunc(strings.Split(v, "\n"), func(s string) bool { return s == id || s == "" })
+	if len(ids) == 0 {
+		return meta.Delete(key)
+	}
+	raw, err := json.Marshal(strings.Join(ids, "\n"))
+	if err != nil {
+		return err
+	}
+	return meta.Put(key, raw)
 }
 
 // LinksOf implements Topology.
@@ -432,5 +463,8 @@ func (l *Local) Meta(_ context.Context, key string) (string, error) {
 
 // PutMeta implements Topology.
 func (l *Local) PutMeta(_ context.Context, key, value string) error {
+	if value == "" {
+		return l.del(metaBucket, []byte(key))
+	}
 	return l.put(metaBucket, []byte(key), value)
 }

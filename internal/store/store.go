@@ -144,6 +144,11 @@ type MirrorTarget struct {
 
 func (t MirrorTarget) String() string { return t.Pod + ":" + t.IfName }
 
+// MirrorsToKey is the meta key that lists the ids of the links mirrored
+// to t, one a line: the collector's ADD finds them there (podlink keeps
+// the list; DeleteLink drops a deleted link from it).
+func MirrorsToKey(t MirrorTarget) string { return "mirrors-to/" + t.Pod + "\x00" + t.IfName }
+
 // IsZero reports whether the settings ask for nothing.
 func (s *Settings) IsZero() bool {
 	return s == nil || !s.Pulled && s.Toward[0].IsZero() && s.Toward[1].IsZero() && s.Mirror == nil
@@ -213,7 +218,8 @@ type Topology interface {
 	PutLink(ctx context.Context, l *LinkRecord) error
 	// PutLinks writes several records in one transaction.
 	PutLinks(ctx context.Context, ls []*LinkRecord) error
-	// DeleteLink removes a record and its index entries.
+	// DeleteLink removes a record, its index entries and its entry in its
+	// collector's list (MirrorsToKey).
 	DeleteLink(ctx context.Context, id string) error
 	// LinksOf returns the records indexed under pod's ends: the links pod
 	// declares or holds, or did until its last release.
@@ -225,7 +231,8 @@ type Topology interface {
 	Links(ctx context.Context) ([]*LinkRecord, error)
 
 	// Meta reads and writes small named values (such as the parking
-	// namespace's path); a missing one reads as "".
+	// namespace's path); a missing one reads as "", and writing ""
+	// deletes it.
 	Meta(ctx context.Context, key string) (string, error)
 	PutMeta(ctx context.Context, key, value string) error
 }

@@ -73,7 +73,12 @@ func (p *Parking) Unmirror(index int) error {
 	}
 	f := mirrorFilter(index, to)
 	f.Actions = nil
-	if err := p.h.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) && !isGone(err) {
+	// Mirrored found the node, so the delete names one that was there: the
+	// kernel answers ENOENT when it went since (the interface's other
+	// ingress nodes stay), ENODEV when the interface did. EINVAL is not
+	// "no mirror" (the kernel's answer to a delete whose protocol or
+	// parent matches no classifier): it is this delete's error.
+	if err := p.h.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !isGone(err) {
 		return fmt.Errorf("unmirror parked ifindex %d: %w", index, err)
 	}
 	return nil

@@ -178,3 +178,52 @@ func TestMirrorBeforeStitch(t *testing.T) {
 	testutil.PingExactly(t, podA, "192.0.2.2", 2)
 	wantEchoes(t, "the collector", sc, map[string]int{"request 192.0.2.1>192.0.2.2": 2, "reply 192.0.2.2>192.0.2.1": 2})
 }
+
+// TestUnmirrorWithoutMirror: unmirroring an interface that has no mirror
+// is a no-op without error, whether it has no ingress qdisc, only a
+// stitch (whose node stays and still redirects), a mirror already
+// removed, or is gone. Unmirror tolerates ENOENT and a gone interface
+// only (not EINVAL, a malformed delete's answer), so this also checks
+// that none of these cases gets EINVAL from the kernel.
+func TestUnmirrorWithoutMirror(t *testing.T) {
+	podA, podB, podC, park := testutil.NewNS(t), testutil.NewNS(t), testutil.NewNS(t), testutil.NewNS(t)
+	pc := collector(t, podC, park)
+	p, err := link.OpenParking(nil, park)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// No qdisc at all: the collector's own parked end.
+	if err := p.Unmirror(pc); err != nil {
+		t.Fatalf("unmirror, no ingress qdisc: %v", err)
+	}
+	if err := p.VerifyMirror(pc, 0); err != nil {
+		t.Fatal(err)
+	}
+	pa, pb := stitchedPods(t, podA, podB, park)
+	// Stitched, never mirrored.
+	if err := p.Unmirror(pa); err != nil {
+		t.Fatalf("unmirror, stitched only: %v", err)
+	}
+	if to, err := link.Stitched(nil, park, pa); err != nil || to != pb {
+		t.Fatalf("after unmirror of a stitched end: stitched to %d (%v), want %d", to, err, pb)
+	}
+	testutil.MustPing(t, podA, "192.0.2.2")
+	// Mirrored, then unmirrored twice.
+	if err := p.Mirror(pa, pc); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := p.Unmirror(pa); err != nil {
+			t.Fatalf("unmirror #%d: %v", i+1, err)
+		}
+		if err := p.VerifyMirror(pa, 0); err != nil {
+			t.Fatalf("after unmirror #%d: %v", i+1, err)
+		}
+	}
+	testutil.MustPing(t, podA, "192.0.2.2")
+	// Gone.
+	if err := p.Unmirror(1 << 20); err != nil {
+		t.Fatalf("unmirror of a gone ifindex: %v", err)
+	}
+}
