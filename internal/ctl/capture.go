@@ -166,7 +166,7 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 func openCaptures(dir string, refs []labop.End) (ends []*captureEnd, err error) {
 	s, err := labop.Open(context.Background(), dir, "")
 	if err != nil {
-		return nil, err
+		return nil, storeFlag(err)
 	}
 	defer s.Close()
 	defer func() {

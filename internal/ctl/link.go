@@ -114,7 +114,7 @@ func linkCmd(args []string, stdout io.Writer) error {
 	}
 	s, err := labop.Open(context.Background(), *dir, *socket)
 	if err != nil {
-		return err
+		return storeFlag(err)
 	}
 	defer s.Close()
 	switch sub {

@@ -106,7 +106,7 @@ func linkAdd(args []string) error {
 	}
 	s, err := labop.Open(context.Background(), *dir, *socket)
 	if err != nil {
-		return err
+		return storeFlag(err)
 	}
 	defer s.Close()
 	return s.Add(context.Background(), req)
@@ -131,7 +131,7 @@ func linkDel(args []string) error {
 	}
 	s, err := labop.Open(context.Background(), *dir, *socket)
 	if err != nil {
-		return err
+		return storeFlag(err)
 	}
 	defer s.Close()
 	return s.Del(e)
