@@ -1,7 +1,6 @@
 package ctl_test
 
 import (
-	"context"
 	"errors"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/ratchet-cni/ratchet/internal/store"
 	"github.com/ratchet-cni/ratchet/internal/testutil"
 )
 
@@ -197,33 +195,4 @@ func TestLinkAddFailingMidwayLeavesNothing(t *testing.T) {
 	if after := mustCtl(t, nil, "links", "--store", dir); after != before {
 		t.Errorf("links changed:\n%s\n->\n%s", before, after)
 	}
-}
-
-// TestAnnotatedAddedLinkNotRemade: an added link that ratchetd made from
-// annotations (LinkRecord.Annotated, as a link across nodes is recorded)
-// is not re-made by its pod's next ADD: only the administrator's are.
-func TestAnnotatedAddedLinkNotRemade(t *testing.T) {
-	dir, r1, r2 := lab(t)
-	mustCtl(t, nil, addArgs(dir)...)
-	addedUp(t, r1, r2)
-	func() {
-		st, err := store.OpenLocal(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		ctx := context.Background()
-		rec, err := st.LinkAt(ctx, "lab/r1", "e2")
-		if err != nil || rec == nil {
-			t.Fatalf("the added link's record: %+v, %v", rec, err)
-		}
-		rec.Annotated = true
-		if err := st.PutLink(ctx, rec); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	mustCNI(t, "DEL", dir, "r1", r1, "")
-	mustCNI(t, "ADD", dir, "r1", r1, r1Links)
-	gone(t, r1, "e2")
-	testutil.MustPing(t, r1, "192.0.2.2")
 }

@@ -189,11 +189,8 @@ func (p *podLinker) remakeAdded(ctx context.Context, d *topology.Declaration) er
 		return storeError(err)
 	}
 	for _, rec := range recs {
-		if _, seen := p.stored[rec.ID]; seen || !rec.Added || rec.Annotated {
-			// This ADD has taken it up already, or not the
-			// administrator's: an annotation-made link lives only as
-			// long as the pod's annotation at its ADD declares it.
-			continue
+		if _, seen := p.stored[rec.ID]; seen || !rec.Added {
+			continue // this ADD has taken it up already, or not an added link
 		}
 		for i := range rec.Ends {
 			mine := &rec.Ends[i]
