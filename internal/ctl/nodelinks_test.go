@@ -135,7 +135,8 @@ func TestAppliedLinkLastsWhileDeclared(t *testing.T) {
 
 // TestRemoveLinkSparesAdminLink: an annotation edit removes only what
 // annotations made: the administrator's link on the interface, even
-// toward the very peer the annotation names, stays.
+// toward the very peer the annotation names, stays; ApplyLink of that
+// very link leaves it the administrator's.
 func TestRemoveLinkSparesAdminLink(t *testing.T) {
 	dir, r1, r2 := lab(t)
 	ctx := context.Background()
@@ -147,9 +148,21 @@ func TestRemoveLinkSparesAdminLink(t *testing.T) {
 	if err := labop.RemoveLink(ctx, dir, "", e2, w2); !errors.Is(err, labop.ErrNotAnnotated) {
 		t.Errorf("RemoveLink of the administrator's link: %v, want ErrNotAnnotated", err)
 	}
-	inspect(t, r1, "e2")
+	before, _ := inspect(t, r1, "e2")
 	inspect(t, r2, "w2")
 	waitPing(t, r1, "198.51.100.2")
+	// Both annotations declaring that very link do not take it over.
+	specs := [2]netconf.LinkSpec{specOf(t, `{"name":"e2","ips":["203.0.113.1/30"],"peer":{"pod":"r2","name":"w2"}}`),
+		specOf(t, `{"name":"w2","ips":["203.0.113.2/30"],"peer":{"pod":"r1","name":"e2"}}`)}
+	if err := labop.ApplyLink(ctx, dir, "", [2]string{"lab/r1", "lab/r2"}, specs, true, labop.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := inspect(t, r1, "e2"); after.Index != before.Index || slices.Contains(after.Addrs, "203.0.113.1/30") {
+		t.Errorf("ApplyLink over the administrator's link changed e2: %+v, was %+v", after, before)
+	}
+	if err := labop.RemoveLink(ctx, dir, "", e2, w2); !errors.Is(err, labop.ErrNotAnnotated) {
+		t.Errorf("RemoveLink after ApplyLink: %v, want ErrNotAnnotated (still the administrator's)", err)
+	}
 }
 
 // TestApplyLinkLimits: ApplyLink enforces the configured maxLinksPerPod,

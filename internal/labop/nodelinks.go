@@ -176,7 +176,9 @@ type Limits struct {
 // node without an attachment is ErrNotAttached. It is idempotent: a link
 // recorded already with the same specs is left as it is; one recorded
 // with other specs (a pod declared it at its ADD while the peer did not,
-// or the specs changed) is removed first, then made anew.
+// or the specs changed) is removed first, then made anew; the
+// administrator's link between the two ends (`link add`) is left as it
+// is.
 func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool, limits Limits) error {
 	req := &AddRequest{Annotated: true, MaxLinksPerPod: limits.MaxLinksPerPod, MaxParkedEnds: limits.MaxParkedEnds}
 	for i := range pods {
@@ -223,7 +225,10 @@ func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2
 		return err
 	}
 	if prev != nil {
-		if sameSpecs(prev, req) {
+		// The administrator's link between the two ends stays theirs:
+		// the annotations do not take it over (nor re-make it with
+		// their specs), and only `link del` removes it.
+		if sameSpecs(prev, req) || prev.Added && !prev.Annotated {
 			return nil
 		}
 		if err := s.remove(ctx, prev); err != nil {
