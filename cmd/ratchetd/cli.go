@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,7 +39,10 @@ tunnels and no socket, but its health endpoints and metrics
 Usage: ratchetd [--config FILE] [flags]
 
 --config takes the CNI network config (.conf or .conflist) of the ratchet
-network: its store, node and vxlan settings. Flags override it.
+network, or the CNI conf dir holding it (the first config file with a
+ratchet entry, as the runtime orders them): its store, node and vxlan
+settings, and the rules and limits (allowCrossNamespace, maxLinksPerPod,
+...) that annotation edits are applied with. Flags override it.
 `
 
 // DefaultMetricsAddr is the address the docs suggest for --metrics-addr:
@@ -306,27 +310,82 @@ func checkAddr(addr string) error {
 	return nil
 }
 
-// readNetConf reads the ratchet entry of a .conf or .conflist file.
+// readNetConf reads the ratchet entry of a .conf or .conflist file, or,
+// given a directory (the node's CNI conf dir, where `ratchetctl install`
+// chained ratchet), of the first config file in it, in the order the
+// runtimes read them, that has one: the entry the plugin runs with, so
+// that ratchetd applies annotation edits with the same rules and limits.
 func readNetConf(path string) (*netconf.NetConf, error) {
-	data, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
+	if !fi.IsDir() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := ratchetEntry(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if raw == nil {
+			raw = data // a .conf of another type: Decode says what is wrong
+		}
+		return decodeNetConf(path, raw)
+	}
+	ents, err := os.ReadDir(path) // sorted by name, as the runtimes sort
+	if err != nil {
+		return nil, err
+	}
+	for _, ent := range ents {
+		// The extensions the runtimes (and internal/install, not linked
+		// here: it brings libcni) read as network configs.
+		if ext := filepath.Ext(ent.Name()); ent.IsDir() || ext != ".conf" && ext != ".conflist" && ext != ".json" {
+			continue
+		}
+		f := filepath.Join(path, ent.Name())
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		// A file that does not parse is not ratchet's: the runtime
+		// skips it too.
+		if raw, err := ratchetEntry(data); err == nil && raw != nil {
+			return decodeNetConf(f, raw)
+		}
+	}
+	return nil, fmt.Errorf("%s: no CNI config there has a %q entry (run ratchetctl install first)", path, pluginType)
+}
+
+// pluginType is the CNI type of ratchet's entry.
+const pluginType = "ratchet"
+
+// ratchetEntry returns the ratchet entry of a conflist, or a .conf's
+// whole content if its type is ratchet; nil if it has none.
+func ratchetEntry(data []byte) (json.RawMessage, error) {
 	var list struct {
+		Type    string            `json:"type"`
 		Plugins []json.RawMessage `json:"plugins"`
 	}
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
+	}
+	if list.Type == pluginType {
+		return data, nil
 	}
 	for _, p := range list.Plugins {
 		var t struct {
 			Type string `json:"type"`
 		}
-		if json.Unmarshal(p, &t) == nil && t.Type == "ratchet" {
-			data = p
-			break
+		if json.Unmarshal(p, &t) == nil && t.Type == pluginType {
+			return p, nil
 		}
 	}
+	return nil, nil
+}
+
+func decodeNetConf(path string, data []byte) (*netconf.NetConf, error) {
 	conf, err := netconf.Decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -93,6 +93,34 @@ func TestReadNetConfTakesTheRatchetEntry(t *testing.T) {
 	}
 }
 
+// TestReadNetConfOfConfDir: given the CNI conf dir, ratchetd reads the
+// ratchet entry the runtime uses: the first config file, by name, with
+// one; files without one (or that do not parse) are passed over.
+func TestReadNetConfOfConfDir(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"05-broken.conflist": `{`,
+		"08-other.conf":      `{"cniVersion":"1.1.0","name":"other","type":"bridge"}`,
+		"10-k8s.conflist": `{"cniVersion":"1.1.0","name":"k8s","plugins":[{"type":"ptp"},
+			{"type":"ratchet","allowCrossNamespace":true,"maxLinksPerPod":3}]}`,
+		"20-later.conflist": `{"cniVersion":"1.1.0","name":"later","plugins":[{"type":"ratchet","maxLinksPerPod":9}]}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf, err := readNetConf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !conf.AllowCrossNamespace || conf.MaxLinksPerPod != 3 {
+		t.Errorf("read allowCrossNamespace %v, maxLinksPerPod %d; want 10-k8s.conflist's true, 3", conf.AllowCrossNamespace, conf.MaxLinksPerPod)
+	}
+	if _, err := readNetConf(t.TempDir()); err == nil || !strings.Contains(err.Error(), "ratchetctl install") {
+		t.Errorf("readNetConf of a dir without a ratchet entry: %v", err)
+	}
+}
+
 func TestCheckWebAddr(t *testing.T) {
 	for _, c := range []struct {
 		addr   string

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ratchet-cni/ratchet/internal/kube"
+	"github.com/ratchet-cni/ratchet/internal/labop"
 	"github.com/ratchet-cni/ratchet/internal/netconf"
 	"github.com/ratchet-cni/ratchet/internal/topology"
 )
@@ -36,7 +37,8 @@ func kubeClient(kubeconfig, node string) (kubernetes.Interface, error) {
 // reporter has stopped, after ctx is done.
 func startKube(ctx context.Context, client kubernetes.Interface, conf *netconf.NetConf, log *slog.Logger) <-chan struct{} {
 	cfg := kube.Config{Client: client, Node: conf.Node.Name,
-		Links: kube.LocalLinks{Dir: conf.Store.Dir, Socket: conf.Store.AgentSocket},
+		Links: kube.LocalLinks{Dir: conf.Store.Dir, Socket: conf.Store.AgentSocket,
+			Limits: labop.Limits{MaxLinksPerPod: conf.MaxLinksPerPod, MaxParkedEnds: conf.MaxParkedEnds}},
 		Rules: topology.Rules{AllowCrossNamespace: conf.AllowCrossNamespace, LegacyKeys: conf.LegacyKeys, MaxLinks: conf.MaxLinksPerPod},
 		Log:   log.With("part", "kubernetes")}
 	done := make(chan struct{})

@@ -164,9 +164,9 @@ func captureCmd(args []string, stdout, stderr io.Writer) error {
 // parked end of it on this node, holding the node lock only that long:
 // the capture itself must not stop ADDs and DELs.
 func openCaptures(dir string, refs []labop.End) (ends []*captureEnd, err error) {
-	s, err := labop.Open(dir, "")
+	s, err := labop.Open(context.Background(), dir, "")
 	if err != nil {
-		return nil, err
+		return nil, storeFlag(err)
 	}
 	defer s.Close()
 	defer func() {

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -111,9 +112,9 @@ func linkCmd(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	s, err := labop.Open(*dir, *socket)
+	s, err := labop.Open(context.Background(), *dir, *socket)
 	if err != nil {
-		return err
+		return storeFlag(err)
 	}
 	defer s.Close()
 	switch sub {

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -103,12 +104,12 @@ func linkAdd(args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := labop.Open(*dir, *socket)
+	s, err := labop.Open(context.Background(), *dir, *socket)
 	if err != nil {
-		return err
+		return storeFlag(err)
 	}
 	defer s.Close()
-	return s.Add(req)
+	return s.Add(context.Background(), req)
 }
 
 // linkDel runs `ratchetctl link del`: both interfaces of an added link go
@@ -128,9 +129,9 @@ func linkDel(args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := labop.Open(*dir, *socket)
+	s, err := labop.Open(context.Background(), *dir, *socket)
 	if err != nil {
-		return err
+		return storeFlag(err)
 	}
 	defer s.Close()
 	return s.Del(e)

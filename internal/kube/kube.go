@@ -66,9 +66,11 @@ type Links interface {
 	// another; a link already made with the same specs is left alone. A
 	// pod of this node that has no attachment yet is ErrNotAttached.
 	Apply(ctx context.Context, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool) error
-	// Remove removes the link with end pod:ifName; no such link is no
-	// error.
-	Remove(ctx context.Context, pod, ifName string) error
+	// Remove removes the link between end pod:ifName and peerPod:peerIf
+	// that an annotation declared; no such link is no error, and a link
+	// at pod:ifName to another peer, or one the administrator made, is
+	// not removed.
+	Remove(ctx context.Context, pod, ifName, peerPod, peerIf string) error
 }
 
 // Config configures Run.
@@ -209,7 +211,10 @@ func (r *reporter) applyEdits(ctx context.Context) {
 			if kept && sameLink(l, nl) {
 				continue
 			}
-			if err := r.cfg.Links.Remove(ctx, podKey(e.new), name); err != nil {
+			// Only the link the old annotation declared: the interface may
+			// hold another link (the administrator's, or one this
+			// declaration never got because the peer refused it).
+			if err := r.cfg.Links.Remove(ctx, podKey(e.new), name, l.Peer.String(), l.Spec.Peer.Name); err != nil {
 				r.recorder.Eventf(e.new, corev1.EventTypeWarning, ReasonLinkFailed, "remove link %s: %v", name, err)
 				continue
 			}

@@ -21,6 +21,15 @@ import (
 type AddRequest struct {
 	Ends  [2]End
 	Specs [2]*netconf.LinkSpec
+	// Annotated: the pods' ratchet.cni.dev/links annotations declare the
+	// link (ratchetd applies an edit of a running pod), so it is recorded
+	// as a pod's ADD records a declared link, not as the administrator's:
+	// the next ADD of either pod makes its end only if its annotation
+	// declares it then.
+	Annotated bool
+	// MaxLinksPerPod and MaxParkedEnds are the network config's limits
+	// (netconf.NetConf); zero is its default.
+	MaxLinksPerPod, MaxParkedEnds int
 }
 
 // CheckSpec reads spec, end e's, through JSON, as an annotation's link is
@@ -49,8 +58,14 @@ func CheckSpec(e End, spec netconf.LinkSpec) (*netconf.LinkSpec, error) {
 // step fail, nothing is left of it. Every check that reads the store
 // comes first; the kernel refuses an interface name a pod already has,
 // and then the undo removes what was made.
-func (s *Session) Add(req *AddRequest) (err error) {
-	ctx := context.Background()
+func (s *Session) Add(ctx context.Context, req *AddRequest) (err error) {
+	maxLinks, maxParked := req.MaxLinksPerPod, req.MaxParkedEnds
+	if maxLinks <= 0 {
+		maxLinks = netconf.DefaultMaxLinksPerPod
+	}
+	if maxParked <= 0 {
+		maxParked = netconf.DefaultMaxParkedEnds
+	}
 	if s.x == nil {
 		return errors.New("link add: the node has no parking namespace yet (no pod link was ever made here)")
 	}
@@ -101,8 +116,8 @@ func (s *Session) Add(req *AddRequest) (err error) {
 				}
 			}
 		}
-		if have+1 > netconf.DefaultMaxLinksPerPod {
-			return fmt.Errorf("link add: pod %s has %d links: one more would take it past maxLinksPerPod (%d)", shown(e.Pod), have, netconf.DefaultMaxLinksPerPod)
+		if have+1 > maxLinks {
+			return fmt.Errorf("link add: pod %s has %d links: one more would take it past maxLinksPerPod (%d)", shown(e.Pod), have, maxLinks)
 		}
 		if podNS[i], err = ns.GetNS(pr.Netns); err != nil {
 			return fmt.Errorf("link add: pod %s: %w", shown(e.Pod), err)
@@ -111,8 +126,8 @@ func (s *Session) Add(req *AddRequest) (err error) {
 	}
 	if have, err := s.x.ParkedCount(); err != nil {
 		return err
-	} else if want := 2 - min(remote+1, 1); have+want > netconf.DefaultMaxParkedEnds {
-		return fmt.Errorf("link add: the node holds %d parked ends: %d more would take it past maxParkedEnds (%d)", have, want, netconf.DefaultMaxParkedEnds)
+	} else if want := 2 - min(remote+1, 1); have+want > maxParked {
+		return fmt.Errorf("link add: the node holds %d parked ends: %d more would take it past maxParkedEnds (%d)", have, want, maxParked)
 	}
 	id, _ := store.LinkID(req.Ends[0].Pod, req.Ends[0].IfName, req.Ends[1].Pod, req.Ends[1].IfName)
 	if prev, err := s.st.Link(ctx, id); err != nil {
@@ -120,7 +135,11 @@ func (s *Session) Add(req *AddRequest) (err error) {
 	} else if prev != nil {
 		return fmt.Errorf("link add: link %s exists already (declared by one of the pods?)", shown(id))
 	}
-	rec := &store.LinkRecord{ID: id, Added: true}
+	// A link from annotations between two pods of this node is a
+	// declared one, as the pods' ADDs would have recorded it; one across
+	// nodes goes through the cluster's added-link records, marked as the
+	// annotations'.
+	rec := &store.LinkRecord{ID: id, Added: !req.Annotated || remote >= 0, Annotated: req.Annotated && remote >= 0}
 	order := [2]int{0, 1} // the record's end of each argument
 	if !firstIsEnd0(req) {
 		order = [2]int{1, 0}
@@ -136,7 +155,7 @@ func (s *Session) Add(req *AddRequest) (err error) {
 	defer func() { undo.Finish(ok) }()
 	mtu := 0
 	if remote >= 0 {
-		if mtu, err = s.publish(rec, order, 1-remote, keys[1-remote], undo); err != nil {
+		if mtu, err = s.publish(ctx, rec, order, 1-remote, keys[1-remote], undo); err != nil {
 			return err
 		}
 	}
@@ -177,20 +196,23 @@ func (s *Session) Add(req *AddRequest) (err error) {
 // tunnel MTU (the local end's default MTU, as for any cross-node link),
 // and pushes the withdrawal on undo. rec becomes the local record: only
 // the local end is this node's to declare.
-func (s *Session) publish(rec *store.LinkRecord, order [2]int, local int, key store.AttachmentKey, undo *podlink.Undo) (int, error) {
+func (s *Session) publish(ctx context.Context, rec *store.LinkRecord, order [2]int, local int, key store.AttachmentKey, undo *podlink.Undo) (int, error) {
 	mine := order[local]
 	req := &agentapi.Request{Op: agentapi.OpLinkAdd, LinkID: rec.ID, Pod: rec.Ends[mine].Pod, IfName: rec.Ends[mine].IfName,
 		Attachment: agentapi.Attachment{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName}}
 	for _, e := range rec.Ends {
 		req.Added = append(req.Added, agentapi.AddedEnd{Pod: e.Pod, IfName: e.IfName, Spec: e.Spec})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), agentWait)
+	callCtx, cancel := context.WithTimeout(ctx, agentWait)
 	defer cancel()
-	resp, err := agentapi.Call(ctx, s.socket, req)
+	resp, err := agentapi.Call(callCtx, s.socket, req)
 	if err != nil {
 		return 0, fmt.Errorf("link add: pod %s is not on this node: its own node's ratchetd makes its end: %w", shown(rec.Ends[1-mine].Pod), err)
 	}
-	undo.Push("withdraw link "+rec.ID+" from the cluster", func() error { return s.withdraw(rec.ID, req.Pod, req.IfName, key) })
+	// The undo runs once ctx may be done: it must still reach ratchetd.
+	undo.Push("withdraw link "+rec.ID+" from the cluster", func() error {
+		return s.withdraw(context.WithoutCancel(ctx), rec.ID, req.Pod, req.IfName, key)
+	})
 	rec.AddedAcross = true
 	other := &rec.Ends[1-mine]
 	other.Declared, other.Spec = false, nil
@@ -200,8 +222,8 @@ func (s *Session) publish(rec *store.LinkRecord, order [2]int, local int, key st
 // withdraw asks ratchetd to delete a cross-node added link's record and
 // this node's registration of end pod:ifName (held by key); the other
 // node's agent then removes its end.
-func (s *Session) withdraw(id, pod, ifName string, key store.AttachmentKey) error {
-	ctx, cancel := context.WithTimeout(context.Background(), agentWait)
+func (s *Session) withdraw(ctx context.Context, id, pod, ifName string, key store.AttachmentKey) error {
+	ctx, cancel := context.WithTimeout(ctx, agentWait)
 	defer cancel()
 	_, err := agentapi.Call(ctx, s.socket, &agentapi.Request{Op: agentapi.OpLinkDel, LinkID: id, Pod: pod, IfName: ifName,
 		Attachment: agentapi.Attachment{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName}})
@@ -247,7 +269,7 @@ func (s *Session) remove(ctx context.Context, rec *store.LinkRecord) error {
 				end, key = e, *e.Attachment
 			}
 		}
-		if err := s.withdraw(rec.ID, end.Pod, end.IfName, key); err != nil {
+		if err := s.withdraw(ctx, rec.ID, end.Pod, end.IfName, key); err != nil {
 			return fmt.Errorf("link del: %w", err)
 		}
 	}

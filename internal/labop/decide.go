@@ -29,7 +29,7 @@ func Cable(dir, socket, end string, pull bool) error {
 	if err != nil {
 		return err
 	}
-	s, err := Open(dir, socket)
+	s, err := Open(context.Background(), dir, socket)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package labop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -91,5 +92,32 @@ func TestImpairChangeApply(t *testing.T) {
 	bad := ImpairChange{From: true, Values: map[string]string{"loss": "101%"}}
 	if _, err := bad.apply(rec, 0); err == nil || !strings.HasPrefix(err.Error(), "loss") {
 		t.Errorf("loss 101%%: %v, want linkparam's loss error", err)
+	}
+}
+
+// TestOpenHonoursContext: a session waits for the node lock only while
+// the caller's context lives (ratchetd's shutdown must not wait LockWait),
+// and a store it cannot open is a StoreError, for the caller to name its
+// own flag.
+func TestOpenHonoursContext(t *testing.T) {
+	dir := t.TempDir()
+	held, err := store.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	s, err := Open(ctx, dir, "")
+	if err == nil {
+		s.Close()
+		t.Fatal("Open took the lock another holder has")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Open returned after %v, its context ended after 200ms", took)
+	}
+	if _, ok := errors.AsType[*StoreError](err); !ok {
+		t.Errorf("Open: %v (%T), want a StoreError", err, err)
 	}
 }

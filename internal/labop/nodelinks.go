@@ -164,16 +164,26 @@ func tunnelVNIs(views []podlink.LinkView, park ns.NetNS) (map[string]uint32, err
 // ends.
 var ErrNotAttached = errors.New("the pod has no attachment on this node")
 
+// Limits are the network config's limits that ApplyLink enforces, as a
+// pod's ADD does (netconf.NetConf); a zero field is its default.
+type Limits struct {
+	MaxLinksPerPod, MaxParkedEnds int
+}
+
 // ApplyLink makes the link between end specs[0] of pod pods[0] and end
-// specs[1] of pods[1] (each spec's peer names the other end), as `link
-// add` does: pods[0] runs on this node, pods[1] on this node (peerHere)
-// or, through ratchetd's socket, another. A pod of this node without an
-// attachment is ErrNotAttached. It is idempotent: a link recorded already
-// with the same specs is left as it is; one recorded with other specs
-// (a pod declared it at its ADD while the peer did not, or the specs
-// changed) is removed first, then made anew.
-func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool) error {
-	req := &AddRequest{}
+// specs[1] of pods[1] (each spec's peer names the other end), which both
+// pods' annotations declare, as `link add` does, within limits: pods[0]
+// runs on this node, pods[1] on this node (peerHere) or, through
+// ratchetd's socket, another. The link is recorded as the annotations'
+// (AddRequest.Annotated): it lasts while they declare it. A pod of this
+// node without an attachment is ErrNotAttached. It is idempotent: a link
+// recorded already with the same specs is left as it is; one recorded
+// with other specs (a pod declared it at its ADD while the peer did not,
+// or the specs changed) is removed first, then made anew; the
+// administrator's link between the two ends (`link add`) is left as it
+// is.
+func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2]netconf.LinkSpec, peerHere bool, limits Limits) error {
+	req := &AddRequest{Annotated: true, MaxLinksPerPod: limits.MaxLinksPerPod, MaxParkedEnds: limits.MaxParkedEnds}
 	for i := range pods {
 		req.Ends[i] = End{Pod: pods[i], IfName: specs[i].Name}
 	}
@@ -197,7 +207,7 @@ func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2
 		}
 		req.Specs[i] = spec
 	}
-	s, err := Open(dir, socket)
+	s, err := Open(ctx, dir, socket)
 	if err != nil {
 		return err
 	}
@@ -218,14 +228,17 @@ func ApplyLink(ctx context.Context, dir, socket string, pods [2]string, specs [2
 		return err
 	}
 	if prev != nil {
-		if sameSpecs(prev, req) {
+		// The administrator's link between the two ends stays theirs:
+		// the annotations do not take it over (nor re-make it with
+		// their specs), and only `link del` removes it.
+		if sameSpecs(prev, req) || prev.Added && !prev.Annotated {
 			return nil
 		}
 		if err := s.remove(ctx, prev); err != nil {
 			return err
 		}
 	}
-	return s.Add(req)
+	return s.Add(ctx, req)
 }
 
 // sameSpecs reports whether rec holds req's ends, both made, with req's
@@ -254,19 +267,33 @@ func sameSpecs(rec *store.LinkRecord, req *AddRequest) bool {
 	return true
 }
 
-// RemoveLink removes the link whose end is pod's interface ifName, both
-// of its ends this node holds and its record, whether a pod declared it
-// or `link add` made it. No such link is no error: removal is
-// idempotent.
-func RemoveLink(ctx context.Context, dir, socket, pod, ifName string) error {
-	s, err := Open(dir, socket)
+// ErrNotAnnotated is RemoveLink's refusal of a link the node's
+// administrator made (`ratchetctl link add`): only `ratchetctl link del`
+// removes it.
+var ErrNotAnnotated = errors.New("the link was made by ratchetctl link add, not by annotations: ratchetctl link del removes it")
+
+// RemoveLink removes the link between end and peer that a pod's
+// annotation declared (made at a pod's ADD or by ApplyLink): both of its
+// ends this node holds and its record. The link at end toward another
+// peer is not the declaration's: it is left alone, as is no link at all
+// (removal is idempotent). The administrator's link between the two is
+// ErrNotAnnotated: who may edit a pod's annotation does not remove what
+// the administrator made, possibly in another namespace.
+func RemoveLink(ctx context.Context, dir, socket string, end, peer End) error {
+	s, err := Open(ctx, dir, socket)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	rec, err := s.st.LinkAt(ctx, pod, ifName)
+	rec, err := s.st.LinkAt(ctx, end.Pod, end.IfName)
 	if err != nil || rec == nil {
 		return err
+	}
+	if _, other, ok := rec.End(end.Pod, end.IfName); !ok || other.Pod != peer.Pod || other.IfName != peer.IfName {
+		return nil // the declared link was never made here
+	}
+	if rec.Added && !rec.Annotated {
+		return fmt.Errorf("link %s: %w", shown(rec.ID), ErrNotAnnotated)
 	}
 	return s.remove(ctx, rec)
 }

@@ -85,13 +85,13 @@ type Session struct {
 }
 
 // Open takes the node lock of the local store in dir (waiting up to
-// LockWait) and opens the parking namespace; socket is ratchetd's, for
-// cross-node links ("" where none is used).
-func Open(dir, socket string) (*Session, error) {
-	ctx := context.Background()
+// LockWait, or until ctx is done) and opens the parking namespace; socket
+// is ratchetd's, for cross-node links ("" where none is used). A failure
+// to open the store is a StoreError.
+func Open(ctx context.Context, dir, socket string) (*Session, error) {
 	st, err := store.OpenLocalWithin(ctx, dir, LockWait)
 	if err != nil {
-		return nil, fmt.Errorf("--store %s: %w", dir, err)
+		return nil, &StoreError{Dir: dir, Err: err} // the caller names its flag
 	}
 	s := &Session{st: st, park: podlink.OpenParkingOf(ctx, st), socket: socket}
 	if s.park != nil {

@@ -113,6 +113,14 @@ type LinkRecord struct {
 	// through ratchetd, and the agent removes this node's end once the
 	// record is gone.
 	AddedAcross bool `json:"addedAcross,omitempty"`
+	// Annotated: an added link across nodes that ratchetd made from its
+	// pods' ratchet.cni.dev/links annotations (an edit of a running pod),
+	// not the administrator: an annotation edit may remove it, never an
+	// administrator's. (The cluster's added-link record still makes its
+	// ends again at the pods' restarts, as for any added link across
+	// nodes.) A link the annotations make between two pods of one node
+	// is recorded as a declared one (Added false) instead.
+	Annotated bool `json:"annotated,omitempty"`
 	// Settings is the link's desired run-time state, set by `ratchetctl
 	// link` and given to each new end before it is plugged in; nil: none.
 	Settings *Settings `json:"settings,omitempty"`
