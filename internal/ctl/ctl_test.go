@@ -1,7 +1,6 @@
 package ctl_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -280,63 +278,20 @@ func TestUninstallOnSignalGivesTheConfigBack(t *testing.T) {
 	if _, errOut, code := ctl(t, nil, "install", "--on-signal"); code != 2 || !strings.Contains(errOut, "--on-signal") {
 		t.Fatalf("--on-signal alone: exit %d %s", code, errOut)
 	}
-	cmd := exec.Command(filepath.Join(binDir, "ratchetctl"), append([]string{"install", "--uninstall", "--on-signal"}, dirs...)...)
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+	out := runUntilSIGTERM(t, nil, append([]string{"install", "--uninstall", "--on-signal"}, dirs...), func() {
+		// Until the signal, nothing is removed.
+		time.Sleep(200 * time.Millisecond)
+		if got, _ := os.ReadFile(confDir + "/10-cluster.conflist"); !strings.Contains(string(got), `"ratchet"`) {
+			t.Fatalf("uninstalled before the signal:\n%s", got)
 		}
 	})
-	// The first line comes once the signal handler is in place: a SIGTERM
-	// before it would kill the process instead of uninstalling.
-	lines := make(chan string, 8)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	select {
-	case l := <-lines:
-		if !strings.Contains(l, "waiting for SIGTERM") {
-			t.Fatalf("first line %q", l)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no output within 30 s")
-	}
-	// Until the signal, nothing is removed.
-	time.Sleep(200 * time.Millisecond)
-	if got, _ := os.ReadFile(confDir + "/10-cluster.conflist"); !strings.Contains(string(got), `"ratchet"`) {
-		t.Fatalf("uninstalled before the signal:\n%s", got)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	var rest []string
-	for l := range lines { // closed when the process closes its stdout
-		rest = append(rest, l)
-	}
-	err = cmd.Wait()
-	exited = true
-	if err != nil {
-		t.Fatalf("exit after SIGTERM: %v: %q", err, rest)
-	}
 	if got, _ := os.ReadFile(confDir + "/10-cluster.conflist"); string(got) != conflist {
 		t.Fatalf("conflist after uninstall:\n%s\nwant:\n%s", got, conflist)
 	}
 	if _, err := os.Stat(cniBin + "/ratchet"); !os.IsNotExist(err) {
 		t.Fatalf("plugin left in the bin dir: %v", err)
 	}
-	if out := strings.Join(rest, "\n"); !strings.Contains(out, "removed ratchet from "+confDir+"/10-cluster.conflist") {
+	if !strings.Contains(out, "removed ratchet from "+confDir+"/10-cluster.conflist") {
 		t.Fatalf("output %q", out)
 	}
 	// A second uninstall finds nothing to do.

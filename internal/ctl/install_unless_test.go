@@ -79,7 +79,7 @@ func TestUninstallUnlessDaemonSet(t *testing.T) {
 	args := append([]string{"install", "--uninstall", "--on-signal", "--unless-daemonset", "ratchet", "--service-account-dir", sa}, dirs...)
 	env := append(os.Environ(), "KUBERNETES_SERVICE_HOST="+host, "KUBERNETES_SERVICE_PORT="+port)
 
-	out := runUntilSIGTERM(t, env, args)
+	out := runUntilSIGTERM(t, env, args, nil)
 	if !strings.Contains(out, "still exists") {
 		t.Fatalf("output on a rollout's SIGTERM: %q", out)
 	}
@@ -91,7 +91,7 @@ func TestUninstallUnlessDaemonSet(t *testing.T) {
 	}
 
 	status.Store(http.StatusNotFound)
-	out = runUntilSIGTERM(t, env, args)
+	out = runUntilSIGTERM(t, env, args, nil)
 	if !strings.Contains(out, "is deleted") || !strings.Contains(out, "removed ratchet from") {
 		t.Fatalf("output on the DaemonSet's deletion: %q", out)
 	}
@@ -106,9 +106,10 @@ func TestUninstallUnlessDaemonSet(t *testing.T) {
 	}
 }
 
-// runUntilSIGTERM starts ratchetctl with args, sends SIGTERM once it
-// waits for it, and returns what it printed after; it must exit 0.
-func runUntilSIGTERM(t *testing.T, env, args []string) string {
+// runUntilSIGTERM starts ratchetctl with args (env nil: this process's),
+// runs before once it waits for the signal (nil: nothing), sends SIGTERM
+// and returns what it printed after; it must exit 0.
+func runUntilSIGTERM(t *testing.T, env, args []string, before func()) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "ratchetctl"), args...)
 	cmd.Env = env
@@ -128,6 +129,8 @@ func runUntilSIGTERM(t *testing.T, env, args []string) string {
 			_ = cmd.Wait()
 		}
 	}()
+	// The first line comes once the signal handler is in place: a SIGTERM
+	// before it would kill the process instead of uninstalling.
 	lines := make(chan string, 8)
 	go func() {
 		sc := bufio.NewScanner(pipe)
@@ -143,6 +146,9 @@ func runUntilSIGTERM(t *testing.T, env, args []string) string {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no output within 30 s")
+	}
+	if before != nil {
+		before()
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
