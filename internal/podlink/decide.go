@@ -299,11 +299,7 @@ func OnPeerGone(rec *store.LinkRecord, mine int, obs Observation) Decision {
 func OnPull(rec *store.LinkRecord, obs Observation) Decision {
 	d := Decision{Next: clone(rec)}
 	settings(&d.Next).Pulled = true
-	for i := range rec.Ends {
-		if Present(&rec.Ends[i], obs.Ends[i]) {
-			d.Steps = append(d.Steps, Step{Pull, i})
-		}
-	}
+	d.onPresentEnds(rec, obs, Pull)
 	d.Steps = append(d.Steps, Step{PutRecord, 0})
 	d.State = predict(&d, obs)
 	return d
@@ -375,11 +371,7 @@ func OnMirror(rec *store.LinkRecord, to *store.MirrorTarget, obs Observation) De
 		d.Next.Settings.Mirror = nil
 		tidy(&d.Next)
 	}
-	for i := range rec.Ends {
-		if Present(&rec.Ends[i], obs.Ends[i]) {
-			d.Steps = append(d.Steps, Step{Mirror, i})
-		}
-	}
+	d.onPresentEnds(rec, obs, Mirror)
 	d.Steps = append(d.Steps, Step{PutRecord, 0})
 	d.State = predict(&d, obs)
 	return d
@@ -392,11 +384,7 @@ func OnMirror(rec *store.LinkRecord, to *store.MirrorTarget, obs Observation) De
 func OnCollectorBack(rec *store.LinkRecord, obs Observation) Decision {
 	d := Decision{Next: clone(rec)}
 	if rec.MirrorTo() != nil && obs.Collector != 0 {
-		for i := range rec.Ends {
-			if Present(&rec.Ends[i], obs.Ends[i]) {
-				d.Steps = append(d.Steps, Step{Mirror, i})
-			}
-		}
+		d.onPresentEnds(rec, obs, Mirror)
 		d.Collector = obs.Collector
 	}
 	d.State = StateOf(rec, obs)
@@ -409,6 +397,17 @@ func sameImpairment(a, b *linkparam.Impairment) bool {
 
 // settings returns r's settings, made if it had none (r is a decision's
 // own copy: clone copied its settings).
+// onPresentEnds adds action on each end of rec that is there: run-time
+// settings act on the parked ends of the pods present, never on a gone
+// pod's.
+func (d *Decision) onPresentEnds(rec *store.LinkRecord, obs Observation, action Action) {
+	for i := range rec.Ends {
+		if Present(&rec.Ends[i], obs.Ends[i]) {
+			d.Steps = append(d.Steps, Step{action, i})
+		}
+	}
+}
+
 func settings(r *store.LinkRecord) *store.Settings {
 	if r.Settings == nil {
 		r.Settings = &store.Settings{}
