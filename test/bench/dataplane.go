@@ -331,15 +331,11 @@ func mtuOf(n *nsRef, ifName string) (int, error) {
 // directPair makes the reference of a stitched link: one veth straight
 // from a to b, 198.51.100.1/24 and .2/24, with the stitched link's MTU.
 func directPair(a, b *nsRef, mtu int) error {
-	ha, err := handleIn(a)
+	ha, hb, err := handlesIn(a, b)
 	if err != nil {
 		return err
 	}
 	defer ha.Close()
-	hb, err := handleIn(b)
-	if err != nil {
-		return err
-	}
 	defer hb.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = "e0"

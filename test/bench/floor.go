@@ -23,6 +23,20 @@ func handleIn(n *nsRef) (*netlink.Handle, error) {
 	return netlink.NewHandleAt(n.h, unix.NETLINK_ROUTE)
 }
 
+// handlesIn opens a handle in a and one in b; on an error it holds none.
+func handlesIn(a, b *nsRef) (*netlink.Handle, *netlink.Handle, error) {
+	ha, err := handleIn(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	hb, err := handleIn(b)
+	if err != nil {
+		ha.Close()
+		return nil, nil, err
+	}
+	return ha, hb, nil
+}
+
 func addAddr(h *netlink.Handle, l netlink.Link, cidr string) error {
 	ip, ipn, err := net.ParseCIDR(cidr)
 	if err != nil {
@@ -93,15 +107,11 @@ func floorVeth(ha, hb *netlink.Handle, a, b vethEnd, alias string) (int, error) 
 
 // floorStaticVeth is the kernel work of ADD with one peer.netns link.
 func floorStaticVeth(pod, peer *nsRef) error {
-	ha, err := handleIn(pod)
+	ha, hb, err := handlesIn(pod, peer)
 	if err != nil {
 		return err
 	}
 	defer ha.Close()
-	hb, err := handleIn(peer)
-	if err != nil {
-		return err
-	}
 	defer hb.Close()
 	_, err = floorVeth(ha, hb,
 		vethEnd{ns: pod, name: "in1", addrs: []string{"192.0.2.1/24"}},
@@ -130,15 +140,11 @@ type vxlanEnd struct {
 // vxlanInto makes vx0 on node's underlay0 (its UDP socket there) born in
 // pod, up, toward e.remote, then its alias and address in pod.
 func vxlanInto(node, pod *nsRef, e vxlanEnd) error {
-	hu, err := handleIn(node)
+	hu, hp, err := handlesIn(node, pod)
 	if err != nil {
 		return err
 	}
 	defer hu.Close()
-	hp, err := handleIn(pod)
-	if err != nil {
-		return err
-	}
 	defer hp.Close()
 	dev, err := hu.LinkByName("underlay0")
 	if err != nil {
@@ -177,15 +183,11 @@ func vxlanInto(node, pod *nsRef, e vxlanEnd) error {
 // ratchet does once every end is made, both parked ends of each stitched
 // pair set up. It returns the parked ends' ifindexes.
 func floorPodLinks(pod, park *nsRef, spec podLinkSpec, side int, peerParked []int) ([]int, error) {
-	hp, err := handleIn(pod)
+	hp, hk, err := handlesIn(pod, park)
 	if err != nil {
 		return nil, err
 	}
 	defer hp.Close()
-	hk, err := handleIn(park)
-	if err != nil {
-		return nil, err
-	}
 	defer hk.Close()
 	joined := peerParked != nil
 	parked := make([]int, spec.n)

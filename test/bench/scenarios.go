@@ -411,15 +411,11 @@ func (b *bench) vxlan(iters int) error {
 // underlay joins two node namespaces with a veth underlay0, addressed
 // 192.0.2.1/24 in a and 192.0.2.2/24 in b.
 func underlay(a, b *nsRef) error {
-	ha, err := handleIn(a)
+	ha, hb, err := handlesIn(a, b)
 	if err != nil {
 		return err
 	}
 	defer ha.Close()
-	hb, err := handleIn(b)
-	if err != nil {
-		return err
-	}
 	defer hb.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = "underlay0"
