@@ -240,14 +240,21 @@ func (h *Handler) Viewers() int {
 }
 
 // readShare is the most of a core the poller spends reading the source
-// while pages are connected: it waits nine times as long as a read took.
+// while pages are connected, as long as reads are quick enough for
+// maxWait: it waits nine times as long as a read took.
 const readShare = 10
 
+// maxWait bounds the wait between reads, so that a change shows on the
+// page within 2 s however slow reads get (a busy node, a thousand links):
+// past that, the page's promise wins over its share of a core.
+const maxWait = time.Second
+
 // NextWait is how long the poller waits after a read that took took:
-// the interval, or longer when reads are slow (a node with a thousand
-// links), so that reading stays under a tenth of a core.
+// the interval, or longer when reads are slow, so that reading stays under
+// a tenth of a core, but never longer than maxWait (or the interval, if
+// that is longer).
 func NextWait(interval, took time.Duration) time.Duration {
-	return max(interval, (readShare-1)*took)
+	return min(max(interval, (readShare-1)*took), max(interval, maxWait))
 }
 
 // poll reads the source, then again after each NextWait, until ctx ends,

@@ -177,17 +177,22 @@ func TestReadOnlyByDefault(t *testing.T) {
 }
 
 // TestNextWait: fast reads wait the interval; slow ones nine times their
-// length, so that reading takes at most a tenth of a core.
+// length, so that reading takes at most a tenth of a core; very slow ones
+// (a loaded node) at most a second, so that a change shows within 2 s.
 func TestNextWait(t *testing.T) {
 	for _, c := range []struct{ interval, took, want time.Duration }{
 		{500 * time.Millisecond, 5 * time.Millisecond, 500 * time.Millisecond},
 		{500 * time.Millisecond, 55 * time.Millisecond, 500 * time.Millisecond},
-		{500 * time.Millisecond, 140 * time.Millisecond, 1260 * time.Millisecond},
+		{500 * time.Millisecond, 100 * time.Millisecond, 900 * time.Millisecond},
+		{500 * time.Millisecond, 140 * time.Millisecond, time.Second},
+		{500 * time.Millisecond, 3 * time.Second, time.Second},
+		{2 * time.Second, 3 * time.Second, 2 * time.Second},
 	} {
-		if got := web.NextWait(c.interval, c.took); got != c.want {
+		got := web.NextWait(c.interval, c.took)
+		if got != c.want {
 			t.Errorf("NextWait(%v, %v) = %v, want %v", c.interval, c.took, got, c.want)
 		}
-		if share := float64(c.took) / float64(c.took+web.NextWait(c.interval, c.took)); share > 0.1 {
+		if share := float64(c.took) / float64(c.took+got); 9*c.took <= time.Second && share > 0.1 {
 			t.Errorf("a read of %v every %v: %.0f%% of the time", c.took, c.interval, 100*share)
 		}
 	}
